@@ -1,0 +1,230 @@
+"""The ``slr`` command line. Sweep commands import ``tune`` lazily: ``slr`` works without Ray."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from slr.config import Config, ConfigError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as err:
+        print(f"slr: config error: {err}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        if getattr(args, "verbose", False):
+            raise
+        print(f"slr: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("slr: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="slr", description="Continuous sign language recognition: corpora, CTC "
+                                "training, evaluation and Ray Tune sweeps.")
+    p.add_argument("-v", "--verbose", action="store_true", help="more output; full tracebacks on errors")
+    sub = p.add_subparsers(title="commands", metavar="COMMAND")
+
+    data = sub.add_parser("data", help="make, import and inspect corpora").add_subparsers(metavar="ACTION")
+    synth = data.add_parser("synth", help="write the embedded synthetic corpus (tiny | quickstart | bench)")
+    synth.add_argument("--preset", default="quickstart", choices=["tiny", "quickstart", "bench"])
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--out", required=True, help="corpus directory to create")
+    synth.add_argument("--signer-independent", action="store_true", help="dev/test signers never seen in train")
+    synth.set_defaults(func=cmd_synth)
+    stats = data.add_parser("stats", help="summarize a corpus directory")
+    stats.add_argument("corpus")
+    stats.add_argument("--json", action="store_true")
+    stats.set_defaults(func=cmd_stats)
+    imp = data.add_parser("import", help="import landmarks and annotations into a corpus")
+    imp.add_argument("--format", required=True, choices=["pose", "npy", "phoenix2014", "phoenix2014t", "csv"])
+    imp.add_argument("--out", required=True)
+    imp.add_argument("--annotations", action="append", default=[], help="annotation file (repeatable)")
+    imp.add_argument("--fps", type=float, default=25.0, help="corpus frame rate (inputs are resampled to it)")
+    imp.add_argument("--workers", type=int, default=0, help="worker processes (default: all cores)")
+    imp.add_argument("inputs", nargs="+", help="landmark files or directories")
+    imp.set_defaults(func=cmd_import)
+
+    train = sub.add_parser("train", help="train the CTC student on a corpus")
+    train.add_argument("--config", help="YAML config (defaults: the seed baseline)")
+    train.add_argument("--corpus", help="corpus directory (overrides data.corpus)")
+    train.add_argument("--out", required=True, help="run directory for checkpoints and metrics.jsonl")
+    train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
+    train.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("eval", help="WER and S/D/I of a checkpoint on a split; writes a CTM")
+    ev.add_argument("--checkpoint", required=True)
+    ev.add_argument("--corpus", help="corpus directory (default: the one the model was trained on)")
+    ev.add_argument("--split", default="dev", choices=["train", "dev", "test"])
+    ev.add_argument("--scorer", choices=["plain", "phoenix2014"])
+    ev.add_argument("--beam", type=int, default=0, help="beam width (0 = greedy)")
+    ev.add_argument("--ctm", help="write hypotheses as CTM here (default: next to the checkpoint)")
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(func=cmd_eval)
+
+    dec = sub.add_parser("decode", help="recognize glosses in .pose / .npy recordings")
+    dec.add_argument("--checkpoint", required=True)
+    dec.add_argument("--beam", type=int, default=0, help="beam width (0 = greedy)")
+    dec.add_argument("--json", action="store_true")
+    dec.add_argument("inputs", nargs="+")
+    dec.set_defaults(func=cmd_decode)
+
+    sweep = sub.add_parser("sweep", help="run a Ray Tune sweep from an experiment YAML (or: sweep status NAME)")
+    sweep.add_argument("experiment", help="experiment YAML, or 'status' followed by a sweep name/path")
+    sweep.add_argument("rest", nargs="*", metavar="key=value", help="dotted overrides of the experiment")
+    sweep.add_argument("--resume", action="store_true", help="restore a sweep whose driver died")
+    sweep.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    sweep.add_argument("--storage", help="storage path override (default: the experiment's)")
+    sweep.set_defaults(func=cmd_sweep)
+
+    exp = sub.add_parser("export", help="export a sweep's best trial as a complete training config")
+    exp.add_argument("sweep", help="sweep name (under ./sweeps) or sweep directory")
+    exp.add_argument("--out", required=True)
+    exp.add_argument("--storage", default="sweeps")
+    exp.add_argument("--register", metavar="MODEL_NAME", help="also register the best checkpoint in MLflow")
+    exp.set_defaults(func=cmd_export)
+
+    rep = sub.add_parser("report", help="HTML report with plots for a finished sweep")
+    rep.add_argument("sweep")
+    rep.add_argument("--storage", default="sweeps")
+    rep.add_argument("--out", help="output directory (default: SWEEP/report)")
+    rep.set_defaults(func=cmd_report)
+    return p
+
+
+# -- data ---------------------------------------------------------------------------------------------
+def cmd_synth(args: argparse.Namespace) -> int:
+    from slr.corpus.synthetic import generate
+    out = generate(args.preset, args.out, seed=args.seed, signer_independent=args.signer_independent,
+                   progress=sys.stderr.isatty())
+    print(f"wrote {args.preset} corpus to {out}")
+    return cmd_stats(argparse.Namespace(corpus=str(out), json=False))
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from slr.corpus import Corpus
+    stats = Corpus(args.corpus).stats()
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return 0
+    s = stats
+    print(f"corpus      {s['root']}  ({s['layout']}, {s['fps']:g} fps, {s['disk_bytes'] / 2**20:.1f} MiB)")
+    print("samples     " + "  ".join(f"{k} {v}" for k, v in s["samples"].items()))
+    print(f"signers     {len(s['signers'])}: {', '.join(s['signers'][:10])}")
+    print(f"vocabulary  {s['vocab_size']} (incl. <blank>, <unk>)")
+    print(f"frames      total {s['frames']['total']}  mean {s['frames']['mean']:.1f}  max {s['frames']['max']}")
+    print(f"glosses     mean {s['glosses_per_sample']['mean']:.2f} per sample, max {s['glosses_per_sample']['max']}")
+    print(f"unseen      dev {s['unseen_gloss_tokens']['dev']}  test {s['unseen_gloss_tokens']['test']} gloss tokens")
+    print(f"missing     {100 * s['missing_point_fraction']:.2f}% of landmark points")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from slr.corpus.importers import run_import
+    report = run_import(args.format, args.inputs, args.out, annotations=args.annotations, fps=args.fps,
+                        workers=args.workers or None)
+    print(json.dumps(report.summary(), indent=2))
+    return 0 if not report.failed else 1
+
+
+# -- training and evaluation ------------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> int:
+    from slr.train import Trainer
+    out = Path(args.out)
+    cfg = Config.load(args.config, args.overrides) if args.config else Config().override(
+        dict(_split(o) for o in args.overrides))
+    corpus = args.corpus or cfg.data.corpus
+    if not corpus:
+        raise ConfigError("data.corpus", "", "give --corpus DIR or set data.corpus in the config")
+    cfg = cfg.override({"data.corpus": str(corpus)})
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.resume and (out / "last.pt").exists():
+        raise ValueError(f"{out} already holds a run (last.pt); pass --resume to continue it or pick a new --out")
+    (out / "config.yaml").write_text(cfg.to_yaml())
+    trainer = Trainer(cfg, corpus, out, progress=not args.quiet)
+    print(f"training {trainer.model.num_parameters():,} parameters on {trainer.device} "
+          f"({len(trainer.train_set)} train / {len(trainer.dev_set)} dev samples"
+          + (f", {len(trainer.train_set.excluded)} excluded as too short for CTC" if trainer.train_set.excluded
+             else "") + ")", flush=True)
+    summary = trainer.fit(resume=out / "last.pt" if args.resume else None)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    wer = summary["best_dev_wer"]
+    print(f"best dev WER {100 * wer:.2f}% at epoch {summary['best_epoch']}  ->  {out / 'best.pt'}")
+    return 0
+
+
+def _split(text: str) -> tuple[str, object]:
+    from slr.config import parse_override
+    return parse_override(text)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from slr.evaluate import evaluate_checkpoint, write_ctm
+    result = evaluate_checkpoint(args.checkpoint, args.corpus, args.split, scorer=args.scorer, beam=args.beam)
+    ctm = Path(args.ctm) if args.ctm else Path(args.checkpoint).with_suffix(f".{args.split}.ctm")
+    write_ctm(ctm, result["ids"], result["hyps"], fps=result["fps"])
+    keys = ("wer", "substitutions", "deletions", "insertions", "words", "sentences")
+    if args.json:
+        print(json.dumps({**{k: result[k] for k in keys}, "split": args.split, "scorer": result["scorer"],
+                          "ctm": str(ctm)}, indent=2))
+    else:
+        print(f"{args.split} WER {100 * result['wer']:.2f}%  (S {result['substitutions']}  D {result['deletions']}  "
+              f"I {result['insertions']}  N {result['words']}, {result['sentences']} sentences, "
+              f"scorer {result['scorer']})\nhypotheses: {ctm}")
+    return 0
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    from slr.evaluate import decode_files
+    failed = 0
+    for item in decode_files(args.checkpoint, args.inputs, beam=args.beam):
+        if "error" in item:
+            failed += 1
+            print(f"{item['input']}: error: {item['error']}", file=sys.stderr)
+        elif args.json:
+            print(json.dumps(item))
+        else:
+            spans = "  ".join(f"{g['gloss']}[{g['start']}-{g['end']}]" for g in item["glosses"]) or "(nothing)"
+            print(f"{item['input']}: {' '.join(g['gloss'] for g in item['glosses'])}\n  frames: {spans}")
+    return 1 if failed else 0
+
+
+# -- sweeps (need the tune extra) ----------------------------------------------------------------------
+def _tune():
+    try:
+        import tune.cli as tune_cli
+    except ImportError as err:
+        raise RuntimeError(f"sweeps need Ray Tune, Optuna and MLflow: pip install 'slr-tune[tune]' ({err})") from None
+    return tune_cli
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    return _tune().sweep(args)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    return _tune().export(args)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    return _tune().report(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

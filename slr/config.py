@@ -1,0 +1,315 @@
+"""One typed config tree for the whole library.
+
+Every section is a dataclass that validates itself in ``__post_init__`` and raises
+:class:`ConfigError` naming the dotted key, the value and the rule it broke (litgpt ``args.py``
+style). YAML files and ``key=value`` overrides only ever *override* these defaults; the tree
+dumps back to YAML losslessly so a resolved config can be saved with every run and checkpoint.
+
+The defaults are the seed baseline (``shared/seed``): lr 3e-4, dropout 0.3, weight decay 1e-4,
+6 MobileNetV3 blocks, 1 BiLSTM layer, 5-epoch warmup from 10 %, grad clip 1.0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config value is invalid. ``key`` is the dotted path (``train.learning_rate``)."""
+
+    def __init__(self, key: str, value: Any, rule: str, source: str | None = None):
+        self.key, self.value, self.rule, self.source = key, value, rule, source
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}{key}={value!r}: {rule}")
+
+
+def _check(ok: bool, key: str, value: Any, rule: str) -> None:
+    if not ok:
+        raise ConfigError(key, value, rule)
+
+
+@dataclass
+class DataConfig:
+    """Where samples come from and how they are batched."""
+
+    corpus: str = ""  # corpus directory (see slr.corpus); may be given on the command line instead
+    batch_size: int = 8  # chosen for throughput, not tuned for WER (tuning playbook)
+    bucket_size: int = 16  # batches per length-sorted bucket; 1 = no bucketing
+    num_workers: int = 0  # DataLoader worker processes; 0 loads in the training process
+    max_frames: int = 0  # clip longer samples' frames (0 = no clip)
+
+    def __post_init__(self) -> None:
+        _check(self.batch_size >= 1, "data.batch_size", self.batch_size, "must be >= 1")
+        _check(self.bucket_size >= 1, "data.bucket_size", self.bucket_size, "must be >= 1")
+        _check(self.num_workers >= 0, "data.num_workers", self.num_workers, "must be >= 0")
+        _check(self.max_frames >= 0, "data.max_frames", self.max_frames, "must be >= 0")
+
+
+LAYOUTS = ("holistic543", "precomputed")
+
+
+@dataclass
+class FeaturesConfig:
+    """How landmarks become the model's ``[B, T, D]`` input (see slr.features)."""
+
+    layout: str = "holistic543"  # holistic543: derive 4 x 1629 from landmarks; precomputed: use as is
+    normalize: bool = True  # centre on the shoulder midpoint, scale by shoulder width
+    standardize: bool = True  # per-dimension mean/std from the train split (fitted at the start of training)
+    standardize_batches: int = 32  # train batches used to fit the standardization
+    temporal: list[str] = field(default_factory=lambda: ["velocity", "acceleration", "centered"])
+    input_dim: int = 0  # only for layout=precomputed: width D of the stored features
+    modalities: dict[str, list[list[int]]] = field(default_factory=dict)  # precomputed: name -> [[start, stop], ...]
+
+    def __post_init__(self) -> None:
+        _check(self.layout in LAYOUTS, "features.layout", self.layout, f"must be one of {LAYOUTS}")
+        known = ("velocity", "acceleration", "centered")
+        for name in self.temporal:
+            _check(name in known, "features.temporal", self.temporal, f"entries must be in {known}")
+        _check(len(set(self.temporal)) == len(self.temporal), "features.temporal", self.temporal, "no repeats")
+        _check(self.standardize_batches >= 1, "features.standardize_batches", self.standardize_batches, "must be >= 1")
+        if self.layout == "precomputed":
+            _check(self.input_dim >= 1, "features.input_dim", self.input_dim, "must be >= 1 for precomputed")
+            _check(bool(self.modalities), "features.modalities", self.modalities, "required for precomputed")
+            for name, spans in self.modalities.items():
+                for span in spans:
+                    ok = len(span) == 2 and 0 <= span[0] < span[1] <= self.input_dim
+                    _check(ok, f"features.modalities.{name}", span, f"must be [start, stop] within 0..{self.input_dim}")
+
+
+@dataclass
+class ModelConfig:
+    """The seed's student: encoders -> MobileNetV3-1D (4x down) -> ConvTranspose (4x up) -> BiLSTM -> CTC."""
+
+    encoder_dims: dict[str, int] = field(
+        default_factory=lambda: {"pose": 64, "hands": 128, "face": 64, "temporal": 128}
+    )
+    num_blocks: int = 6
+    block_channels: int = 96
+    block_expansion: int = 3
+    block_kernel: int = 5
+    bottleneck_channels: int = 48
+    hidden_dim: int = 128  # upsampled width and BiLSTM hidden size per direction
+    lstm_layers: int = 1
+    dropout: float = 0.3
+    cross_modal_attention: bool = False
+    attention_heads: int = 4
+
+    def __post_init__(self) -> None:
+        _check(self.num_blocks >= 1, "model.num_blocks", self.num_blocks, "must be >= 1")
+        _check(self.lstm_layers >= 1, "model.lstm_layers", self.lstm_layers, "must be >= 1")
+        _check(0.0 <= self.dropout < 1.0, "model.dropout", self.dropout, "must be in [0, 1)")
+        for name in ("block_channels", "block_expansion", "bottleneck_channels", "hidden_dim", "attention_heads"):
+            _check(getattr(self, name) >= 1, f"model.{name}", getattr(self, name), "must be >= 1")
+        _check(self.block_kernel % 2 == 1, "model.block_kernel", self.block_kernel, "must be odd")
+        _check(bool(self.encoder_dims), "model.encoder_dims", self.encoder_dims, "must name >= 1 modality")
+        for name, dim in self.encoder_dims.items():
+            _check(isinstance(dim, int) and dim >= 1, f"model.encoder_dims.{name}", dim, "must be an int >= 1")
+        if self.cross_modal_attention:
+            width = next(iter(self.encoder_dims.values()))
+            same = all(d == width for d in self.encoder_dims.values())
+            _check(same and width % self.attention_heads == 0, "model.cross_modal_attention", True,
+                   "needs equal encoder_dims divisible by attention_heads")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation regime (seed: AdamW, 5-epoch warmup from 10 %, cosine, clip 1.0)."""
+
+    epochs: int = 100
+    learning_rate: float = 3e-4
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 5.0
+    warmup_start_factor: float = 0.1
+    min_lr_factor: float = 0.01  # cosine floor as a fraction of learning_rate
+    grad_clip: float = 1.0
+    early_stopping_patience: int = 15  # epochs without dev WER improvement; 0 = off
+    max_nonfinite_fraction: float = 0.5  # an epoch with more skipped batches than this fails the run
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: str = "auto"  # auto (bf16 on CUDA) | bf16 | off
+    eval_every: int = 1
+    checkpoint: bool = True
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, "train.epochs", self.epochs, "must be >= 1")
+        _check(self.learning_rate > 0, "train.learning_rate", self.learning_rate, "must be > 0")
+        _check(self.weight_decay >= 0, "train.weight_decay", self.weight_decay, "must be >= 0")
+        _check(self.warmup_epochs >= 0, "train.warmup_epochs", self.warmup_epochs, "must be >= 0")
+        _check(0 < self.warmup_start_factor <= 1, "train.warmup_start_factor", self.warmup_start_factor, "in (0, 1]")
+        _check(0 <= self.min_lr_factor <= 1, "train.min_lr_factor", self.min_lr_factor, "must be in [0, 1]")
+        _check(self.grad_clip > 0, "train.grad_clip", self.grad_clip, "must be > 0")
+        _check(self.early_stopping_patience >= 0, "train.early_stopping_patience", self.early_stopping_patience,
+               "must be >= 0")
+        _check(0 <= self.max_nonfinite_fraction <= 1, "train.max_nonfinite_fraction", self.max_nonfinite_fraction,
+               "must be in [0, 1]")
+        ok_device = self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")
+        _check(ok_device, "train.device", self.device, "must be auto, cpu, cuda or cuda:N")
+        _check(self.amp in ("auto", "bf16", "off"), "train.amp", self.amp, "must be auto, bf16 or off")
+        _check(self.eval_every >= 1, "train.eval_every", self.eval_every, "must be >= 1")
+
+
+@dataclass
+class DecodeConfig:
+    method: str = "greedy"  # greedy | beam
+    beam_width: int = 8
+    scorer: str = "plain"  # plain | phoenix2014
+
+    def __post_init__(self) -> None:
+        _check(self.method in ("greedy", "beam"), "decode.method", self.method, "must be greedy or beam")
+        _check(self.beam_width >= 1, "decode.beam_width", self.beam_width, "must be >= 1")
+        _check(self.scorer in ("plain", "phoenix2014"), "decode.scorer", self.scorer, "must be plain or phoenix2014")
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+    # -- construction ---------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any] | None, source: str | None = None) -> Config:
+        """Build from a nested dict; unknown keys and wrong types raise ConfigError."""
+        try:
+            return _build(cls, raw or {}, prefix="")
+        except ConfigError as err:
+            if source and not err.source:
+                raise ConfigError(err.key, err.value, err.rule, source) from None
+            raise
+
+    @classmethod
+    def load(cls, path: str | Path, overrides: list[str] | None = None) -> Config:
+        """Load a YAML file (a full config or a file with a top-level ``config:`` section)."""
+        raw = read_yaml(path)
+        if "config" in raw and isinstance(raw["config"], dict) and not (set(raw) & {"train", "model"}):
+            raw = raw["config"]
+        raw = apply_overrides(raw, overrides or [])
+        return cls.from_dict(raw, source=str(path))
+
+    # -- serialisation --------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def flat(self) -> dict[str, Any]:
+        """``{"train.learning_rate": 3e-4, ...}`` (dicts below a field are kept as values)."""
+        return {f"{s}.{k}": v for s, sec in self.to_dict().items() for k, v in sec.items()}
+
+    def override(self, updates: dict[str, Any]) -> Config:
+        """A new validated Config with dotted-key updates applied."""
+        raw = self.to_dict()
+        for key, value in updates.items():
+            _set_dotted(raw, key, value)
+        return Config.from_dict(raw)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("file", str(path), "no such file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError("file", str(path), f"not valid YAML: {err}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError("file", str(path), f"top level must be a mapping, got {type(raw).__name__}")
+    return raw
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"train.learning_rate=3e-4"`` -> ``("train.learning_rate", 0.0003)`` (value parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(text, text, "override must look like key=value")
+    key, _, value = text.partition("=")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    return key.strip(), parsed
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    raw = dict(raw)
+    for text in overrides:
+        key, value = parse_override(text)
+        _set_dotted(raw, key, value)
+    return raw
+
+
+def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = raw
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        elif not isinstance(child, dict):
+            raise ConfigError(key, value, f"{part} is not a section")
+        else:
+            child = node[part] = dict(child)
+        node = child
+    node[parts[-1]] = value
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(prefix or "config", raw, "must be a mapping")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in names:
+            raise ConfigError(f"{prefix}{key}", raw[key], f"unknown key; known: {sorted(names)}")
+    kwargs = {}
+    for name, value in raw.items():
+        hint, key = hints[name], f"{prefix}{name}"
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, prefix=f"{key}.")
+        else:
+            kwargs[name] = _coerce(hint, value, key)
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    """Type-check a YAML value against a field hint; ints are accepted for floats."""
+    origin = typing.get_origin(hint)
+    if hint is float:
+        if isinstance(value, str):  # PyYAML (YAML 1.1) reads 1e-3 as a string; accept it as users mean it
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(key, value, "must be a number") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(key, value, "must be a number")
+        return float(value)
+    if hint in (int, bool, str):
+        if hint is int and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if type(value) is not hint:
+            raise ConfigError(key, value, f"must be {hint.__name__}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(key, value, "must be a list")
+        (item,) = typing.get_args(hint)
+        return [_coerce(item, v, key) for v in value]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(key, value, "must be a mapping")
+        _, item = typing.get_args(hint)
+        return {str(k): _coerce(item, v, f"{key}.{k}") for k, v in value.items()}
+    if origin in (typing.Union, types.UnionType):
+        return value
+    return value

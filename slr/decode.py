@@ -1,0 +1,79 @@
+"""CTC decoding: greedy (best path) and prefix beam search over log-probs ``[T, V]``."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+BLANK = 0
+
+
+@dataclass
+class Token:
+    id: int
+    start: int  # first frame (inclusive)
+    end: int  # last frame (exclusive)
+
+
+def greedy(log_probs: torch.Tensor | np.ndarray, length: int | None = None) -> list[Token]:
+    """Best path: argmax per frame, merge repeats, drop blanks; keeps each token's frame span."""
+    best = np.asarray(torch.as_tensor(log_probs[:length]).argmax(-1).cpu())
+    tokens: list[Token] = []
+    prev = BLANK
+    for t, k in enumerate(best.tolist()):
+        if k != BLANK and k == prev:
+            tokens[-1].end = t + 1
+        elif k != BLANK:
+            tokens.append(Token(k, t, t + 1))
+        prev = k
+    return tokens
+
+
+def beam_search(log_probs: torch.Tensor | np.ndarray, beam: int = 8, length: int | None = None) -> list[int]:
+    """CTC prefix beam search (Hannun et al. 2014, no LM). Returns the best label sequence.
+
+    Each prefix keeps two log-scores: ending in blank (pb) and ending in its last label (pnb).
+    Only the ``beam`` most likely labels per frame are expanded, which is exact for beam <= V.
+    """
+    lp = np.asarray(torch.as_tensor(log_probs[:length]).float().cpu())  # [T, V]
+    beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, -np.inf)}
+    for t in range(lp.shape[0]):
+        frame = lp[t]
+        top = np.argsort(frame)[::-1][: max(beam, 1)]
+        nxt: dict[tuple[int, ...], list[float]] = defaultdict(lambda: [-np.inf, -np.inf])
+        for prefix, (pb, pnb) in beams.items():
+            total = np.logaddexp(pb, pnb)
+            entry = nxt[prefix]
+            entry[0] = np.logaddexp(entry[0], total + frame[BLANK])  # stay, emit blank
+            last = prefix[-1] if prefix else None
+            for k in top:
+                k = int(k)
+                if k == BLANK:
+                    continue
+                p = frame[k]
+                if k == last:
+                    entry[1] = np.logaddexp(entry[1], pnb + p)  # repeat collapses into the same prefix
+                    ext = nxt[prefix + (k,)]
+                    ext[1] = np.logaddexp(ext[1], pb + p)  # a blank separated the repeat: a new label
+                else:
+                    ext = nxt[prefix + (k,)]
+                    ext[1] = np.logaddexp(ext[1], total + p)
+        ranked = sorted(nxt.items(), key=lambda kv: -np.logaddexp(*kv[1]))[:beam]
+        beams = {k: (v[0], v[1]) for k, v in ranked}
+    return list(max(beams.items(), key=lambda kv: np.logaddexp(*kv[1]))[0])
+
+
+def decode_batch(log_probs: torch.Tensor, lengths: torch.Tensor, method: str = "greedy",
+                 beam: int = 8) -> list[list[int]]:
+    """``[T, B, V]`` log-probs -> label id lists, one per sample."""
+    lp = log_probs.detach().float().cpu()
+    out = []
+    for b, n in enumerate(lengths.tolist()):
+        if method == "beam":
+            out.append(beam_search(lp[:, b], beam, n))
+        else:
+            out.append([tok.id for tok in greedy(lp[:, b], n)])
+    return out

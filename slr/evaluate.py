@@ -1,0 +1,98 @@
+"""Using a trained checkpoint: scoring a split, writing CTM, recognizing single recordings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from slr import checkpoint
+from slr.config import Config
+from slr.corpus.store import Corpus
+from slr.decode import beam_search, greedy
+from slr.features import FeaturePipeline
+from slr.model import Student
+from slr.vocab import Vocabulary
+
+
+def load_model(path: str | Path, device: str = "cpu") -> tuple[Config, Vocabulary, FeaturePipeline, Student]:
+    """Rebuild features and model from a checkpoint (safe load) in eval mode."""
+    state = checkpoint.load(path, map_location=device)
+    cfg = Config.from_dict(state["config"], source=str(path))
+    vocab = Vocabulary.from_list(state["vocab"], source=str(path))
+    features = FeaturePipeline(cfg.features)
+    model = Student(cfg.model, features.spans, len(vocab))
+    model.load_state_dict(state["model"])
+    features.load_state_dict(state["features"])
+    return cfg, vocab, features.to(device).eval(), model.to(device).eval()
+
+
+def evaluate_checkpoint(path: str | Path, corpus: str | Path | None, split: str, scorer: str | None = None,
+                        beam: int = 0) -> dict[str, Any]:
+    """WER, S/D/I and hypotheses of a checkpoint on a corpus split (greedy unless ``beam`` > 0)."""
+    from slr.train import Trainer  # the trainer owns batching and the forward pass; reuse it as is
+
+    state = checkpoint.load(path)
+    updates: dict[str, Any] = {"train.device": "cpu", "train.checkpoint": False}
+    if scorer:
+        updates["decode.scorer"] = scorer
+    if beam:
+        updates.update({"decode.method": "beam", "decode.beam_width": beam})
+    cfg = Config.from_dict(state["config"], source=str(path)).override(updates)
+    data = Corpus(corpus or cfg.data.corpus)
+    if data.vocab.to_list() != state["vocab"]:
+        raise ValueError(f"{path}: the model's vocabulary differs from {data.root}'s; evaluate on the corpus "
+                         "it was trained on (or one imported with its vocabulary)")
+    trainer = Trainer(cfg, data)
+    trainer.model.load_state_dict(state["model"])
+    trainer.features.load_state_dict(state["features"])
+    result = trainer.evaluate(split)
+    result.update(scorer=cfg.decode.scorer, fps=data.fps)
+    return result
+
+
+def write_ctm(path: str | Path, ids: list[str], hyps: list[list[str]], fps: float = 25.0) -> Path:
+    """CTM as the PHOENIX-2014 evaluation reads it: ``id 1 start duration gloss``, one gloss per line.
+    Greedy spans are not kept per sentence here, so glosses are spaced evenly at one frame each."""
+    path = Path(path)
+    lines = []
+    for sample_id, glosses in zip(ids, hyps):
+        for k, gloss in enumerate(glosses):
+            lines.append(f"{sample_id} 1 {k / fps:.3f} {1 / fps:.3f} {gloss}")
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+def recognize(features: FeaturePipeline, model: Student, vocab: Vocabulary, xyz: np.ndarray,
+              mask: np.ndarray | None, beam: int = 0) -> list[dict[str, Any]]:
+    """One recording ``[T, 543, 3]`` (or ``[T, D]``) -> glosses with frame spans ``[start, end)``."""
+    x = torch.as_tensor(np.asarray(xyz, dtype=np.float32))[None]
+    m = None if mask is None else torch.as_tensor(np.asarray(mask, dtype=bool))[None]
+    T = x.shape[1]
+    with torch.no_grad():
+        feats = features(x, m, torch.ones(1, T, dtype=torch.bool))
+        log_probs = model(feats, torch.tensor([T]))[:, 0]  # [T, V]
+    tokens = greedy(log_probs)
+    if beam:  # beam search gives the sequence; spans come from the greedy path where the labels agree
+        labels = beam_search(log_probs, beam)
+        if labels != [t.id for t in tokens]:
+            return [dict(gloss=g, start=None, end=None) for g in vocab.decode(labels)]
+    return [dict(gloss=vocab.decode([t.id])[0], start=t.start, end=t.end) for t in tokens]
+
+
+def decode_files(path: str | Path, inputs: list[str], beam: int = 0) -> list[dict[str, Any]]:
+    """Recognize each input file; a bad file gives an ``error`` entry and the others still run."""
+    from slr.corpus.importers import ImportFailure, read_landmarks
+
+    cfg, vocab, features, model = load_model(path)
+    results = []
+    for name in inputs:
+        try:
+            xyz, mask, fps = read_landmarks(name, layout=cfg.features.layout, input_dim=cfg.features.input_dim)
+            glosses = recognize(features, model, vocab, xyz, mask, beam)
+            results.append(dict(input=name, frames=len(xyz), fps=fps, glosses=glosses))
+        except ImportFailure as err:
+            results.append(dict(input=name, error=str(err)))
+    return results

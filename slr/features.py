@@ -1,0 +1,162 @@
+"""Landmarks -> model input, computed on the training device (never stored).
+
+MediaPipe Holistic order (543 points): pose 33, face 468, left hand 21, right hand 21. The default
+``holistic543`` layout reproduces the seed's 6516 = 4 x 1629 input: normalized positions plus three
+temporal blocks (velocity, acceleration, position relative to the sample's mean). The layout is data
+-- modality name -> list of [start, stop) spans over the feature vector -- which the model reads, so
+other layouts need no model change.
+
+Missing points (a hand out of view) arrive masked (and possibly NaN); they become exact zeros and
+every derived value that touches them is zero too. A NaN never reaches the network.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from slr.config import FeaturesConfig
+
+NUM_POINTS = 543
+POSE = (0, 33)
+FACE = (33, 501)
+LEFT_HAND = (501, 522)
+RIGHT_HAND = (522, 543)
+LEFT_SHOULDER, RIGHT_SHOULDER = 11, 12
+POSITION_DIM = NUM_POINTS * 3  # 1629
+
+Spans = dict[str, list[tuple[int, int]]]
+
+
+def holistic_spans(num_temporal: int) -> Spans:
+    """Modality -> feature spans for the holistic543 layout (positions first, temporal blocks after)."""
+    def xyz(span: tuple[int, int]) -> tuple[int, int]:
+        return span[0] * 3, span[1] * 3
+    return {
+        "pose": [xyz(POSE)],
+        "face": [xyz(FACE)],
+        "hands": [(xyz(LEFT_HAND)[0], xyz(RIGHT_HAND)[1])],
+        "temporal": [(POSITION_DIM, POSITION_DIM * (1 + num_temporal))] if num_temporal else [],
+    }
+
+
+class FeaturePipeline(nn.Module):
+    """``(x, point_mask, frame_mask) -> [B, T, D]`` features.
+
+    Its only state is the per-dimension standardization (mean, std over the train split's valid
+    values, fitted once by :meth:`fit` and saved with the model): with Adam, inputs of very different
+    scale (positions ~0.5, velocities ~0.04 shoulder widths) would otherwise learn at different speeds.
+    """
+
+    def __init__(self, cfg: FeaturesConfig):
+        super().__init__()
+        self.cfg = cfg
+        if cfg.layout == "holistic543":
+            self.dim = POSITION_DIM * (1 + len(cfg.temporal))
+            self.spans: Spans = {k: v for k, v in holistic_spans(len(cfg.temporal)).items() if v}
+        else:
+            self.dim = cfg.input_dim
+            self.spans = {k: [tuple(s) for s in v] for k, v in cfg.modalities.items()}
+        self.register_buffer("mean", torch.zeros(self.dim))
+        self.register_buffer("std", torch.ones(self.dim))
+
+    def forward(self, x: torch.Tensor, point_mask: torch.Tensor | None, frame_mask: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            x: ``[B, T, 543, 3]`` landmarks (holistic543) or ``[B, T, D]`` features (precomputed).
+            point_mask: ``[B, T, 543]`` True where the point was detected (None for precomputed).
+            frame_mask: ``[B, T]`` True on real (non-padding) frames.
+        Returns:
+            ``[B, T, D]`` float32, finite; exactly 0 on padding and wherever a value is missing.
+        """
+        values, valid = self.raw(x, point_mask, frame_mask)
+        if self.cfg.standardize:
+            values = (values - self.mean) / self.std
+        return values * valid
+
+    def raw(self, x: torch.Tensor, point_mask: torch.Tensor | None,
+            frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unstandardized ``[B, T, D]`` values and their validity (bool, same shape)."""
+        x = x.float()
+        if self.cfg.layout == "precomputed":
+            valid = torch.isfinite(x) & frame_mask[..., None]
+            return torch.where(valid, x, torch.zeros((), device=x.device)), valid
+        present = frame_mask[..., None] & torch.isfinite(x).all(-1)
+        if point_mask is not None:
+            present &= point_mask.bool()
+        x = torch.where(present[..., None], x, torch.zeros((), device=x.device))  # [B, T, 543, 3]
+        if self.cfg.normalize:
+            x = normalize(x, present)
+        blocks, masks = [x], [present]
+        for name in self.cfg.temporal:
+            value, ok = _TEMPORAL[name](x, present)
+            blocks.append(value)
+            masks.append(ok)
+        B, T = x.shape[:2]
+        values = torch.cat([b.reshape(B, T, POSITION_DIM) for b in blocks], dim=-1)  # [B, T, 1629 * (1 + k)]
+        valid = torch.cat([m[..., None].expand(B, T, NUM_POINTS, 3).reshape(B, T, POSITION_DIM) for m in masks], -1)
+        return values, valid
+
+    @torch.no_grad()
+    def fit(self, batches) -> None:
+        """Set mean/std from ``(x, point_mask, frame_mask)`` batches, over valid values only."""
+        total = torch.zeros(self.dim, dtype=torch.float64)
+        square = torch.zeros(self.dim, dtype=torch.float64)
+        count = torch.zeros(self.dim, dtype=torch.float64)
+        for x, point_mask, frame_mask in batches:
+            values, valid = self.raw(x.to(self.mean.device), None if point_mask is None else
+                                     point_mask.to(self.mean.device), frame_mask.to(self.mean.device))
+            v, m = values.double().reshape(-1, self.dim).cpu(), valid.reshape(-1, self.dim).cpu()
+            total += (v * m).sum(0)
+            square += (v * v * m).sum(0)
+            count += m.sum(0)
+        mean = total / count.clamp(min=1)
+        std = (square / count.clamp(min=1) - mean**2).clamp(min=0).sqrt()
+        # Dimensions never (or barely) seen or constant keep unit scale instead of exploding.
+        std = torch.where((count > 1) & (std > 1e-4), std, torch.ones_like(std))
+        self.mean.copy_(mean.float())
+        self.std.copy_(std.float())
+
+
+def normalize(x: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """Centre on the shoulder midpoint and scale by shoulder width, both averaged over the sample's
+    frames where both shoulders are seen (per-frame scaling would distort motion). Samples with no
+    visible shoulders are left as they are."""
+    both = (present[..., LEFT_SHOULDER] & present[..., RIGHT_SHOULDER]).float()  # [B, T]
+    left, right = x[..., LEFT_SHOULDER, :], x[..., RIGHT_SHOULDER, :]  # [B, T, 3]
+    count = both.sum(1).clamp(min=1.0)  # [B]
+    centre = (((left + right) / 2) * both[..., None]).sum(1) / count[:, None]  # [B, 3]
+    width = ((left - right)[..., :2].norm(dim=-1) * both).sum(1) / count  # [B]
+    seen = both.sum(1) > 0
+    centre = torch.where(seen[:, None], centre, torch.zeros_like(centre))
+    width = torch.where(seen & (width > 1e-6), width, torch.ones_like(width))
+    x = (x - centre[:, None, None, :]) / width[:, None, None, None]
+    return x * present[..., None]
+
+
+def velocity(x: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x[t] - x[t-1]`` where the point is seen in both frames, else 0; frame 0 is 0."""
+    v = torch.zeros_like(x)
+    ok = torch.zeros_like(present)
+    ok[:, 1:] = present[:, 1:] & present[:, :-1]
+    v[:, 1:] = (x[:, 1:] - x[:, :-1]) * ok[:, 1:, :, None]
+    return v, ok
+
+
+def acceleration(x: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Second difference where the point is seen in three consecutive frames, else 0."""
+    a = torch.zeros_like(x)
+    ok = torch.zeros_like(present)
+    ok[:, 2:] = present[:, 2:] & present[:, 1:-1] & present[:, :-2]
+    a[:, 2:] = (x[:, 2:] - 2 * x[:, 1:-1] + x[:, :-2]) * ok[:, 2:, :, None]
+    return a, ok
+
+
+def centered(x: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Position minus the point's mean over the frames of the sample where it is seen."""
+    p = present[..., None].float()  # [B, T, 543, 1]
+    mean = (x * p).sum(1, keepdim=True) / p.sum(1, keepdim=True).clamp(min=1.0)
+    return (x - mean) * p, present
+
+
+_TEMPORAL = {"velocity": velocity, "acceleration": acceleration, "centered": centered}

@@ -1,0 +1,164 @@
+"""The seed's CTC student, with the sequence-collapse bug (seed #1) designed out.
+
+    [B, T, D] --modality encoders--> [B, T, 384] --1x1 stem--> --MobileNetV3-1D x num_blocks (4x down)--> [B, 48, T/4]
+      --ConvTranspose1d (4x up)--> [B, H, T] --temporal projection--> --BiLSTM--> [B, T, 2H]
+      --linear--> [B, T, V] --log_softmax (float32)--> [T, B, V]
+
+There is no global pooling over time anywhere on the main path: the temporal axis is downsampled by
+exactly 4 (two stride-2 blocks, or one stride-4 block when num_blocks = 1) and restored by a stride-4
+ConvTranspose1d, then trimmed to T, so the output length equals the input length for every T.
+Padded frames never leak into real ones: activations are zeroed on padding after every block,
+squeeze-excitation averages over real frames only, and the BiLSTM runs on packed sequences.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from slr.config import ConfigError, ModelConfig
+
+DOWNSAMPLE = 4
+
+
+class ModalityEncoder(nn.Module):
+    """Gathers a modality's spans of the feature vector and projects them: [B, T, d_in] -> [B, T, d_out]."""
+
+    def __init__(self, spans: list[tuple[int, int]], dim: int, dropout: float):
+        super().__init__()
+        # One contiguous span (every default modality) is a view; several need a gather.
+        self.span = spans[0] if len(spans) == 1 else None
+        index = torch.cat([torch.arange(a, b) for a, b in spans])
+        self.register_buffer("index", index, persistent=False)
+        self.net = nn.Sequential(nn.Linear(len(index), dim), nn.LayerNorm(dim), nn.GELU(), nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        part = x[..., self.span[0]: self.span[1]] if self.span else x.index_select(-1, self.index)
+        return self.net(part)
+
+
+class SqueezeExcite(nn.Module):
+    """Channel gating from the mean over *real* frames (a plain mean would let padding leak in)."""
+
+    def __init__(self, channels: int, reduction: int = 4):
+        super().__init__()
+        self.fc1 = nn.Conv1d(channels, max(8, channels // reduction), 1)
+        self.fc2 = nn.Conv1d(max(8, channels // reduction), channels, 1)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # x [B, C, T], mask [B, 1, T]
+        mean = (x * mask).sum(-1, keepdim=True) / mask.sum(-1, keepdim=True).clamp(min=1.0)  # [B, C, 1]
+        return x * F.hardsigmoid(self.fc2(F.relu(self.fc1(mean))))
+
+
+class MobileNetV3Block(nn.Module):
+    """Inverted residual: 1x1 expand -> depthwise k (stride s) -> SE -> 1x1 project, hard-swish."""
+
+    def __init__(self, c_in: int, c_out: int, expansion: int, kernel: int, stride: int, dropout: float):
+        super().__init__()
+        hidden = c_in * expansion
+        self.stride = stride
+        self.expand = nn.Sequential(nn.Conv1d(c_in, hidden, 1, bias=False), nn.BatchNorm1d(hidden), nn.Hardswish())
+        self.depthwise = nn.Sequential(
+            nn.Conv1d(hidden, hidden, kernel, stride=stride, padding=kernel // 2, groups=hidden, bias=False),
+            nn.BatchNorm1d(hidden), nn.Hardswish())
+        self.se = SqueezeExcite(hidden)
+        self.project = nn.Sequential(nn.Conv1d(hidden, c_out, 1, bias=False), nn.BatchNorm1d(c_out))
+        self.drop = nn.Dropout(dropout)
+        self.residual = stride == 1 and c_in == c_out
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B, C, T], mask [B, 1, T] float -> ([B, C', T/s], [B, 1, T/s])."""
+        h = self.expand(x) * mask
+        h = self.depthwise(h)
+        if self.stride > 1:
+            mask = F.max_pool1d(mask, self.stride, self.stride, ceil_mode=True)[..., : h.shape[-1]]
+        h = self.se(h * mask, mask)
+        h = self.drop(self.project(h))
+        if self.residual:
+            h = h + x
+        return h * mask, mask
+
+
+def block_strides(num_blocks: int) -> list[int]:
+    """Strides giving exactly 4x downsampling for any block count (stride-2 at the first and middle block)."""
+    if num_blocks == 1:
+        return [4]
+    strides = [1] * num_blocks
+    strides[0] = 2
+    strides[max(1, num_blocks // 2)] = 2
+    return strides
+
+
+class CrossModalAttention(nn.Module):
+    """Optional: each frame's modality embeddings attend to each other (off by default, seed)."""
+
+    def __init__(self, dim: int, heads: int, dropout: float):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, parts: list[torch.Tensor]) -> list[torch.Tensor]:
+        B, T, d = parts[0].shape
+        tokens = torch.stack(parts, dim=2).reshape(B * T, len(parts), d)  # [B*T, M, d]
+        out = self.norm(tokens + self.attn(tokens, tokens, tokens, need_weights=False)[0])
+        return list(out.reshape(B, T, len(parts), d).unbind(2))
+
+
+class Student(nn.Module):
+    """The CSLR student. ``forward(features [B, T, D], lengths [B]) -> log-probs [T, B, V] float32``."""
+
+    def __init__(self, cfg: ModelConfig, spans: dict[str, list[tuple[int, int]]], vocab_size: int):
+        super().__init__()
+        if set(cfg.encoder_dims) != set(spans):
+            raise ConfigError("model.encoder_dims", cfg.encoder_dims,
+                              f"must name exactly the feature layout's modalities {sorted(spans)}")
+        self.cfg = cfg
+        self.names = list(cfg.encoder_dims)
+        self.encoders = nn.ModuleDict({n: ModalityEncoder(spans[n], cfg.encoder_dims[n], cfg.dropout)
+                                       for n in self.names})
+        self.cross = (CrossModalAttention(cfg.encoder_dims[self.names[0]], cfg.attention_heads, cfg.dropout)
+                      if cfg.cross_modal_attention else None)
+        width = sum(cfg.encoder_dims.values())  # 384 for the seed
+        # A 1x1 stem narrows 384 -> block_channels before the first expansion (as MobileNetV3's stem).
+        self.stem = nn.Sequential(nn.Conv1d(width, cfg.block_channels, 1, bias=False),
+                                  nn.BatchNorm1d(cfg.block_channels), nn.Hardswish())
+        blocks, c_in = [], cfg.block_channels
+        for i, stride in enumerate(block_strides(cfg.num_blocks)):
+            c_out = cfg.bottleneck_channels if i == cfg.num_blocks - 1 else cfg.block_channels
+            blocks.append(MobileNetV3Block(c_in, c_out, cfg.block_expansion, cfg.block_kernel, stride, cfg.dropout))
+            c_in = c_out
+        self.blocks = nn.ModuleList(blocks)
+        self.upsample = nn.Sequential(  # seed fix for the collapse: restore T, never pool it away
+            nn.ConvTranspose1d(cfg.bottleneck_channels, cfg.hidden_dim, kernel_size=DOWNSAMPLE, stride=DOWNSAMPLE),
+            nn.BatchNorm1d(cfg.hidden_dim), nn.ReLU())
+        self.projection = nn.Sequential(nn.Conv1d(cfg.hidden_dim, cfg.hidden_dim, 3, padding=1),
+                                        nn.BatchNorm1d(cfg.hidden_dim), nn.ReLU(), nn.Dropout(cfg.dropout))
+        self.lstm = nn.LSTM(cfg.hidden_dim, cfg.hidden_dim, num_layers=cfg.lstm_layers, batch_first=True,
+                            bidirectional=True, dropout=cfg.dropout if cfg.lstm_layers > 1 else 0.0)
+        self.head = nn.Linear(2 * cfg.hidden_dim, vocab_size)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        B, T, _ = x.shape
+        frame_mask = (torch.arange(T, device=x.device)[None] < lengths[:, None])  # [B, T]
+        parts = [self.encoders[n](x) for n in self.names]  # each [B, T, d_m]
+        if self.cross is not None:
+            parts = self.cross(parts)
+        h = torch.cat(parts, dim=-1).transpose(1, 2)  # [B, 384, T]
+        pad = (-T) % DOWNSAMPLE  # so that T/4 * 4 covers every frame
+        mask = F.pad(frame_mask, (0, pad)).to(h.dtype)[:, None]  # [B, 1, T+pad]
+        h = self.stem(F.pad(h, (0, pad))) * mask  # [B, C, T+pad]
+        down = mask
+        for block in self.blocks:
+            h, down = block(h, down)  # -> [B, 48, (T+pad)/4] after the last block
+        h = self.upsample(h)[..., :T]  # [B, H, T]
+        h = self.projection(h * mask[..., :T])  # [B, H, T]
+        h = h.transpose(1, 2)  # [B, T, H]
+        packed = pack_padded_sequence(h, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        h, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=T)  # [B, T, 2H]
+        logits = self.head(h).float()  # CTC wants float32, also under bf16 autocast
+        return logits.log_softmax(-1).transpose(0, 1)  # [T, B, V]
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,291 @@
+"""The CTC trainer: ``Trainer(config, on_epoch=callback).fit()``.
+
+Seed regime: AdamW at ``train.learning_rate`` (used as given -- seed bug #3 ignored it), linear warmup
+over 5 epochs from 10 %, then cosine; gradient clipping at 1.0; early stopping on dev WER. Batches
+whose loss or gradient is not finite are skipped and counted; an epoch with too many of them fails
+the run. bf16 autocast on CUDA, with log_softmax and the CTC loss in float32.
+
+The callback seam: after every epoch ``on_epoch(metrics, checkpoint_dir)`` is called with the epoch's
+metrics and a directory holding that epoch's checkpoint (``last.pt``). This is where Ray Tune or a
+logger plugs in; slr itself never imports Ray.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from slr import checkpoint
+from slr.config import Config, TrainConfig
+from slr.corpus.store import Corpus
+from slr.data import Batch, BucketBatchSampler, SignDataset, collate
+from slr.decode import decode_batch
+from slr.features import FeaturePipeline
+from slr.metrics import score
+from slr.model import Student
+from slr.vocab import Vocabulary
+
+EpochCallback = Callable[[dict[str, Any], Path | None], None]
+
+
+class NonFiniteLossError(RuntimeError):
+    """Too many batches of an epoch had a non-finite loss or gradient: the run cannot continue."""
+
+
+def lr_at(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
+    """Learning rate at an optimizer step: linear warmup from ``warmup_start_factor``, then cosine."""
+    epoch = step / max(1, steps_per_epoch)
+    if epoch < cfg.warmup_epochs:
+        factor = cfg.warmup_start_factor + (1 - cfg.warmup_start_factor) * epoch / cfg.warmup_epochs
+    else:
+        progress = min(1.0, (epoch - cfg.warmup_epochs) / max(1e-9, cfg.epochs - cfg.warmup_epochs))
+        factor = cfg.min_lr_factor + (1 - cfg.min_lr_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+    return cfg.learning_rate * factor
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"train.device={name!r} but no CUDA device is available")
+    return torch.device(name)
+
+
+class Trainer:
+    """Trains the student on a corpus directory; writes checkpoints and ``metrics.jsonl`` to ``out``."""
+
+    def __init__(self, config: Config, corpus: str | Path | Corpus | None = None, out: str | Path | None = None,
+                 on_epoch: EpochCallback | None = None, progress: bool = False):
+        self.cfg = config
+        self.corpus = corpus if isinstance(corpus, Corpus) else Corpus(corpus or config.data.corpus)
+        self.out = Path(out) if out else None
+        self.on_epoch = on_epoch
+        self.progress = progress
+        self.device = resolve_device(config.train.device)
+        self.amp = self.device.type == "cuda" and config.train.amp in ("auto", "bf16")
+        self._check_layout()
+        torch.manual_seed(config.train.seed)
+        self.vocab: Vocabulary = self.corpus.vocab
+        self.features = FeaturePipeline(config.features).to(self.device)
+        self.model = Student(config.model, self.features.spans, len(self.vocab)).to(self.device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.train.learning_rate,
+                                           weight_decay=config.train.weight_decay)
+        self.train_set = SignDataset(self.corpus, "train", self.vocab, config.data.max_frames)
+        self.dev_set = SignDataset(self.corpus, "dev", self.vocab, config.data.max_frames)
+        if not len(self.train_set) or not len(self.dev_set):
+            raise ValueError(f"{self.corpus.root}: needs train and dev samples CTC can align "
+                             f"(train {len(self.train_set)}, dev {len(self.dev_set)})")
+        self.sampler = BucketBatchSampler(self.train_set.lengths(), config.data.batch_size, config.data.bucket_size,
+                                          config.train.seed)
+        self.train_loader = self._loader(self.train_set, self.sampler)
+        self.steps_per_epoch = len(self.sampler)
+        if config.features.standardize:
+            self._fit_features()
+        self.state = dict(epoch=0, step=0, best_wer=math.inf, best_epoch=0, bad_epochs=0, history=[])
+
+    # -- the loop -------------------------------------------------------------------------------------
+    def fit(self, resume: str | Path | None = None) -> dict[str, Any]:
+        """Train until ``train.epochs``, early stopping, or failure. Returns a summary dict."""
+        cfg = self.cfg.train
+        if resume:
+            self._restore(resume)
+        stopped_early = False
+        while self.state["epoch"] < cfg.epochs:
+            epoch = self.state["epoch"] + 1
+            t0 = time.perf_counter()
+            # train one epoch
+            train_loss, frames, skipped, step_seconds = self._train_epoch(epoch)
+            # evaluate on dev
+            dev = self.evaluate("dev") if epoch % cfg.eval_every == 0 or epoch == cfg.epochs else None
+            # bookkeeping: best model, early stopping
+            improved = dev is not None and dev["wer"] < self.state["best_wer"]
+            if improved:
+                self.state.update(best_wer=dev["wer"], best_epoch=epoch, bad_epochs=0)
+            elif dev is not None:
+                self.state["bad_epochs"] += 1
+            self.state["epoch"] = epoch
+            seconds = time.perf_counter() - t0
+            metrics = dict(
+                epoch=epoch, train_loss=train_loss, lr=self.optimizer.param_groups[0]["lr"],
+                dev_loss=dev["loss"] if dev else None, dev_wer=dev["wer"] if dev else None,
+                best_dev_wer=self.state["best_wer"] if math.isfinite(self.state["best_wer"]) else None,
+                epoch_seconds=seconds, step_seconds=step_seconds + (dev["seconds"] if dev else 0.0),
+                frames_per_second=frames / max(step_seconds, 1e-9), skipped_batches=skipped,
+            )
+            patience = cfg.early_stopping_patience
+            stopped_early = bool(patience) and self.state["bad_epochs"] >= patience
+            metrics["finished"] = int(stopped_early or epoch >= cfg.epochs)  # the trainer's own last epoch
+            self.state["history"].append(metrics)
+            # checkpoint, log, report
+            ckpt_dir = self._save(improved)
+            self._log(metrics)
+            if self.on_epoch:
+                self.on_epoch(metrics, ckpt_dir)
+            if stopped_early:
+                break
+        return self.summary(stopped_early)
+
+    def _train_epoch(self, epoch: int) -> tuple[float, int, int, float]:
+        """One pass over train. Returns (mean loss, frames seen, skipped batches, seconds in steps)."""
+        self.model.train()
+        self.sampler.set_epoch(epoch)
+        total = count = frames = skipped = 0
+        busy = 0.0
+        bar = self._bar(self.train_loader, f"epoch {epoch}")
+        for batch in bar:
+            t0 = time.perf_counter()
+            self._set_lr(self.state["step"])
+            loss = self._loss(batch.to(self.device))
+            self.optimizer.zero_grad(set_to_none=True)
+            finite = bool(torch.isfinite(loss))
+            if finite:
+                loss.backward()
+                norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+                finite = bool(torch.isfinite(norm))
+            if not finite:
+                skipped += 1  # skip: no step on a NaN/Inf loss or gradient
+                self.optimizer.zero_grad(set_to_none=True)
+            else:
+                self.optimizer.step()
+                total += loss.item() * len(batch.ids)
+                count += len(batch.ids)
+                frames += int(batch.lengths.sum())
+            self.state["step"] += 1
+            busy += time.perf_counter() - t0
+            if self.progress:
+                bar.set_postfix(loss=f"{total / max(count, 1):.3f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2e}")
+        if skipped > self.cfg.train.max_nonfinite_fraction * len(self.sampler):
+            raise NonFiniteLossError(f"epoch {epoch}: {skipped} of {len(self.sampler)} batches had a non-finite "
+                                     f"loss or gradient (limit train.max_nonfinite_fraction="
+                                     f"{self.cfg.train.max_nonfinite_fraction})")
+        return total / max(count, 1), frames, skipped, busy
+
+    def _loss(self, batch: Batch) -> torch.Tensor:
+        log_probs = self.forward(batch)  # [T, B, V] float32
+        return F.ctc_loss(log_probs, batch.targets, batch.lengths, batch.target_lengths, blank=self.vocab.blank_id,
+                          reduction="mean", zero_infinity=False)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """Landmarks -> features -> log-probs ``[T, B, V]`` (bf16 autocast on CUDA, output float32)."""
+        frame_mask = batch.frame_mask.to(self.device)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            x = self.features(batch.x, batch.point_mask, frame_mask)  # [B, T, D]
+            return self.model(x, batch.lengths.to(self.device)).float()
+
+    # -- evaluation -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, split: str, method: str | None = None) -> dict[str, Any]:
+        """Loss, WER and S/D/I on a split; also the hypotheses (``hyps``) and references (``refs``)."""
+        t0 = time.perf_counter()
+        dataset = self.dev_set if split == "dev" else SignDataset(self.corpus, split, self.vocab,
+                                                                  self.cfg.data.max_frames)
+        sampler = BucketBatchSampler(dataset.lengths(), self.cfg.data.batch_size, 1, 0, shuffle=False)
+        self.model.eval()
+        loss_sum, ids, hyps, refs = 0.0, [], [], []
+        for batch in self._loader(dataset, sampler):
+            batch = batch.to(self.device)
+            log_probs = self.forward(batch)
+            loss = F.ctc_loss(log_probs, batch.targets, batch.lengths, batch.target_lengths, reduction="sum",
+                              zero_infinity=True)
+            loss_sum += loss.item()
+            decoded = decode_batch(log_probs, batch.lengths, method or self.cfg.decode.method,
+                                   self.cfg.decode.beam_width)
+            hyps += [self.vocab.decode(h) for h in decoded]
+            ids += batch.ids
+        by_id = {s.id: s for s in dataset.samples}
+        refs = [by_id[i].glosses for i in ids]
+        result = score(refs, hyps, self.cfg.decode.scorer)
+        result.update(loss=loss_sum / max(1, len(ids)), ids=ids, hyps=hyps, refs=refs,
+                      excluded=dict(dataset.excluded), seconds=time.perf_counter() - t0)
+        return result
+
+    # -- helpers --------------------------------------------------------------------------------------
+    def _loader(self, dataset: SignDataset, sampler: BucketBatchSampler) -> DataLoader:
+        workers = self.cfg.data.num_workers
+        return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
+                          persistent_workers=workers > 0, pin_memory=self.device.type == "cuda")
+
+    def _fit_features(self) -> None:
+        """Standardization statistics from the first train batches of a fixed order (seeded)."""
+        sampler = BucketBatchSampler(self.train_set.lengths(), self.cfg.data.batch_size, 1, self.cfg.train.seed)
+        batches = sampler.batches()[: self.cfg.features.standardize_batches]
+        self.features.fit((b.x, b.point_mask, b.frame_mask) for b in
+                          (collate([self.train_set[i] for i in idx]) for idx in batches))
+
+    def _set_lr(self, step: int) -> None:
+        lr = lr_at(step, self.steps_per_epoch, self.cfg.train)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def _bar(self, iterable, desc: str):
+        if not self.progress:
+            return iterable
+        from tqdm import tqdm
+        return tqdm(iterable, desc=desc, leave=False, unit="batch", dynamic_ncols=True)
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        return dict(config=self.cfg.to_dict(), vocab=self.vocab.to_list(), model=self.model.state_dict(),
+                    features=self.features.state_dict(),
+                    optimizer=self.optimizer.state_dict(), rng_torch=torch.get_rng_state(),
+                    **{k: v for k, v in self.state.items()})
+
+    def _save(self, improved: bool) -> Path | None:
+        if not self.out or not self.cfg.train.checkpoint:
+            return None
+        last = checkpoint.save(self.checkpoint_state(), self.out / "last.pt")
+        if improved:
+            shutil.copyfile(last, self.out / ".best.pt.tmp")
+            (self.out / ".best.pt.tmp").replace(self.out / "best.pt")
+        return self.out
+
+    def _restore(self, path: str | Path) -> None:
+        path = Path(path)
+        state = checkpoint.load(path / "last.pt" if path.is_dir() else path)
+        if state["vocab"] != self.vocab.to_list():
+            raise ValueError(f"{path}: checkpoint vocabulary differs from corpus {self.corpus.root}")
+        self.model.load_state_dict(state["model"])
+        self.features.load_state_dict(state["features"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng_torch"])
+        for key in self.state:
+            self.state[key] = state[key]
+        if self.out:  # drop log lines of epochs after the checkpoint: they will be trained again
+            log = self.out / "metrics.jsonl"
+            if log.exists():
+                lines = [ln for ln in log.read_text().splitlines() if ln and json.loads(ln)["epoch"] <= state["epoch"]]
+                log.write_text("".join(ln + "\n" for ln in lines))
+
+    def _log(self, metrics: dict[str, Any]) -> None:
+        if self.out:
+            self.out.mkdir(parents=True, exist_ok=True)
+            with open(self.out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(metrics) + "\n")
+        if self.progress:
+            wer = "-" if metrics["dev_wer"] is None else f"{100 * metrics['dev_wer']:.1f}%"
+            print(f"epoch {metrics['epoch']:3d}  loss {metrics['train_loss']:.3f}  dev WER {wer}  "
+                  f"lr {metrics['lr']:.2e}  {metrics['epoch_seconds']:.1f}s", flush=True)
+
+    def summary(self, stopped_early: bool = False) -> dict[str, Any]:
+        best = self.state["best_wer"]
+        return dict(best_dev_wer=best if math.isfinite(best) else None, best_epoch=self.state["best_epoch"],
+                    epochs=self.state["epoch"], stopped_early=stopped_early,
+                    excluded=dict(train=len(self.train_set.excluded), dev=len(self.dev_set.excluded)),
+                    parameters=self.model.num_parameters())
+
+    def _check_layout(self) -> None:
+        want = "precomputed" if self.cfg.features.layout == "precomputed" else "holistic543"
+        if self.corpus.layout != want:
+            raise ValueError(f"{self.corpus.root}: corpus layout {self.corpus.layout!r} does not match "
+                             f"features.layout={self.cfg.features.layout!r}")
+        if want == "precomputed" and self.corpus.manifest["frame_dim"] != self.cfg.features.input_dim:
+            raise ValueError(f"{self.corpus.root}: frame width {self.corpus.manifest['frame_dim']} != "
+                             f"features.input_dim={self.cfg.features.input_dim}")

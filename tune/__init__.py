@@ -1,0 +1,1 @@
+"""tune: the sweep platform on Ray Tune (the only Ray-aware code)."""

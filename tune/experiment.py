@@ -1,0 +1,265 @@
+"""Experiment YAML -> a validated sweep spec, entirely before Ray starts.
+
+    name: quickstart
+    corpus: {synth: quickstart, seed: 0, path: corpora/quickstart}   # or a corpus directory path
+    config: {train: {epochs: 12}, data: {batch_size: 4}}              # overrides of slr's Config
+    space:
+      train.learning_rate: {type: loguniform, low: 1.0e-4, high: 3.0e-3}
+      model.num_blocks: {type: int, low: 2, high: 8}
+      model.lstm_layers: {type: choice, values: [1, 2]}
+    searcher: {algorithm: tpe, seed: 0}                              # tpe | random | qmc
+    scheduler: {type: asha, grace_period: 2, reduction_factor: 3}    # asha | none
+    num_trials: 8
+    max_concurrent: 2
+    resources: {cpu: 1, gpu: 0}
+    storage_path: sweeps
+    mlflow: {tracking_uri: sqlite:///mlflow.db, experiment: quickstart}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from slr.config import Config, ConfigError, _build, apply_overrides, read_yaml
+
+# The seed's baseline: evaluated as the first trial of every sweep (values outside a key's range are clipped).
+SEED_BASELINE = {"train.learning_rate": 3e-4, "model.dropout": 0.3, "train.weight_decay": 1e-4,
+                 "model.num_blocks": 6, "model.lstm_layers": 1}
+DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
+
+
+def _check(ok: bool, key: str, value: Any, rule: str) -> None:
+    if not ok:
+        raise ConfigError(key, value, rule)
+
+
+@dataclass
+class ParamSpec:
+    type: str
+    low: float | None = None
+    high: float | None = None
+    values: list[Any] | None = None
+    log: bool = False  # for int: sample on a log scale
+
+    def validate(self, key: str) -> None:
+        k = f"space.{key}"
+        _check(self.type in DISTRIBUTIONS, f"{k}.type", self.type, f"must be one of {DISTRIBUTIONS}")
+        if self.type == "choice":
+            _check(isinstance(self.values, list) and len(self.values) > 0, f"{k}.values", self.values,
+                   "choice needs a non-empty list of values")
+            return
+        for bound in ("low", "high"):
+            v = getattr(self, bound)
+            _check(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v), f"{k}.{bound}", v,
+                   "must be a finite number")
+        _check(self.low < self.high, k, [self.low, self.high], "empty or inverted range: need low < high")
+        if self.type == "loguniform" or self.log:
+            _check(self.low > 0, f"{k}.low", self.low, "a log-scale range must be > 0")
+        if self.type == "int":
+            _check(float(self.low).is_integer() and float(self.high).is_integer(), k, [self.low, self.high],
+                   "int bounds must be whole numbers")
+
+    @property
+    def is_log(self) -> bool:
+        return self.type == "loguniform" or self.log
+
+    def clip(self, value: Any) -> Any:
+        if self.type == "choice":
+            return value if value in self.values else self.values[0]
+        v = min(max(value, self.low), self.high)
+        return int(round(v)) if self.type == "int" else float(v)
+
+
+@dataclass
+class SearcherSpec:
+    algorithm: str = "tpe"
+    seed: int = 0
+    n_startup_trials: int = 4  # TPE: random trials before the model is used
+
+    def validate(self) -> None:
+        _check(self.algorithm in ("tpe", "random", "qmc"), "searcher.algorithm", self.algorithm,
+               "must be tpe, random or qmc")
+        _check(self.n_startup_trials >= 0, "searcher.n_startup_trials", self.n_startup_trials, "must be >= 0")
+
+
+@dataclass
+class SchedulerSpec:
+    type: str = "asha"
+    grace_period: int = 2
+    reduction_factor: float = 3.0
+    max_epochs: int = 0  # 0 = train.epochs of the base config
+
+    def validate(self) -> None:
+        _check(self.type in ("asha", "none"), "scheduler.type", self.type, "must be asha or none")
+        _check(self.grace_period >= 1, "scheduler.grace_period", self.grace_period, "must be >= 1")
+        _check(self.reduction_factor > 1, "scheduler.reduction_factor", self.reduction_factor, "must be > 1")
+        _check(self.max_epochs >= 0, "scheduler.max_epochs", self.max_epochs, "must be >= 0")
+
+
+@dataclass
+class ResourceSpec:
+    cpu: float = 1.0
+    gpu: float = 0.0
+
+    def validate(self) -> None:
+        _check(self.cpu > 0, "resources.cpu", self.cpu, "must be > 0")
+        _check(self.gpu >= 0, "resources.gpu", self.gpu, "must be >= 0")
+        if 0 < self.gpu < 1:
+            _check(abs(1 / self.gpu - round(1 / self.gpu)) < 1e-9, "resources.gpu", self.gpu,
+                   "a fractional GPU must divide 1 evenly (0.5, 0.25, ...)")
+
+
+@dataclass
+class MlflowSpec:
+    tracking_uri: str = ""  # default: sqlite:///<storage>/<name>/mlflow.db
+    experiment: str = ""  # default: the sweep name
+    enabled: bool = True
+
+
+@dataclass
+class CorpusSpec:
+    path: str = ""
+    synth: str = ""  # preset to generate into path when it does not exist yet
+    seed: int = 0
+
+
+@dataclass
+class ExperimentSpec:
+    name: str
+    corpus: CorpusSpec
+    config: dict[str, Any] = field(default_factory=dict)
+    space: dict[str, ParamSpec] = field(default_factory=dict)
+    searcher: SearcherSpec = field(default_factory=SearcherSpec)
+    scheduler: SchedulerSpec = field(default_factory=SchedulerSpec)
+    num_trials: int = 8
+    max_concurrent: int = 2
+    resources: ResourceSpec = field(default_factory=ResourceSpec)
+    storage_path: str = "sweeps"
+    mlflow: MlflowSpec = field(default_factory=MlflowSpec)
+    baseline_first: bool = True
+    max_failures: int = 2  # per trial: restarts from its last checkpoint after a worker dies
+    source: str = ""
+
+    # -- derived --------------------------------------------------------------------------------------
+    def base_config(self) -> Config:
+        return Config.from_dict(self.config, source=self.source or None)
+
+    @property
+    def max_epochs(self) -> int:
+        return self.scheduler.max_epochs or self.base_config().train.epochs
+
+    @property
+    def sweep_dir(self) -> Path:
+        return Path(self.storage_path).resolve() / self.name
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow.tracking_uri or f"sqlite:///{self.sweep_dir / 'mlflow.db'}"
+
+    @property
+    def optuna_storage(self) -> str:
+        return f"sqlite:///{self.sweep_dir / 'optuna.db'}"
+
+    def baseline(self) -> dict[str, Any]:
+        """The seed baseline restricted to (and clipped into) the searched keys."""
+        return {k: self.space[k].clip(v) for k, v in SEED_BASELINE.items() if k in self.space}
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.pop("source")
+        return d
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+def load_experiment(path: str | Path, overrides: list[str] | None = None, storage: str | None = None) -> ExperimentSpec:
+    """Read and fully validate an experiment YAML; every error names the file and the key."""
+    raw = apply_overrides(read_yaml(path), overrides or [])
+    if storage:
+        raw["storage_path"] = storage
+    try:
+        return from_dict(raw, source=str(path))
+    except ConfigError as err:
+        raise ConfigError(err.key, err.value, err.rule, str(path)) from None
+
+
+def from_dict(raw: dict[str, Any], source: str = "") -> ExperimentSpec:
+    known = {f.name for f in dataclasses.fields(ExperimentSpec)} - {"source"}
+    for key in raw:
+        _check(key in known, key, raw[key], f"unknown key; known: {sorted(known)}")
+    _check(isinstance(raw.get("name"), str) and bool(_NAME.match(raw.get("name", ""))), "name", raw.get("name"),
+           "required; letters, digits, _ . - (the sweep folder and MLflow experiment name)")
+    corpus = raw.get("corpus")
+    if isinstance(corpus, str):
+        corpus = {"path": corpus}
+    _check(isinstance(corpus, dict) and bool(corpus.get("path")), "corpus", corpus,
+           "required: a corpus directory, or {path: DIR, synth: PRESET}")
+    sections = {"corpus": (CorpusSpec, corpus), "searcher": (SearcherSpec, raw.get("searcher", {})),
+                "scheduler": (SchedulerSpec, raw.get("scheduler", {})),
+                "resources": (ResourceSpec, raw.get("resources", {})), "mlflow": (MlflowSpec, raw.get("mlflow", {}))}
+    built = {name: _build(cls, value or {}, prefix=f"{name}.") for name, (cls, value) in sections.items()}
+    space_raw = raw.get("space", {}) or {}
+    _check(isinstance(space_raw, dict), "space", space_raw, "must map dotted config keys to distributions")
+    space = {k: _build(ParamSpec, v, prefix=f"space.{k}.") for k, v in space_raw.items()}
+    config = raw.get("config", {}) or {}
+    _check(isinstance(config, dict), "config", config, "must be a mapping of config sections")
+    spec = ExperimentSpec(name=raw["name"], config=config, space=space, source=source,
+                          **{k: raw[k] for k in ("num_trials", "max_concurrent", "storage_path", "baseline_first",
+                                                 "max_failures") if k in raw}, **built)
+    validate(spec)
+    return spec
+
+
+def validate(spec: ExperimentSpec) -> None:
+    """Everything that can be checked without Ray: types, ranges, that every searched key exists."""
+    base = spec.base_config()  # raises with the key for a bad base config
+    _check(isinstance(spec.num_trials, int) and spec.num_trials >= 1, "num_trials", spec.num_trials, "must be >= 1")
+    _check(isinstance(spec.max_concurrent, int) and spec.max_concurrent >= 1, "max_concurrent", spec.max_concurrent,
+           "must be >= 1")
+    _check(isinstance(spec.max_failures, int) and spec.max_failures >= 0, "max_failures", spec.max_failures,
+           "must be >= 0")
+    for part in (spec.searcher, spec.scheduler, spec.resources):
+        part.validate()
+    flat = base.flat()
+    for key, param in spec.space.items():
+        _check(key in flat, f"space.{key}", key, "not a config key (e.g. train.learning_rate, model.num_blocks)")
+        param.validate(key)
+        probe = param.values[0] if param.type == "choice" else param.clip(param.low)
+        try:
+            base.override({key: probe})  # a value of the right type must build a valid Config
+        except ConfigError as err:
+            raise ConfigError(f"space.{key}", probe, f"range gives an invalid config: {err.rule}") from None
+        if param.type != "choice":
+            try:
+                base.override({key: param.clip(param.high)})
+            except ConfigError as err:
+                raise ConfigError(f"space.{key}", param.high, f"range gives an invalid config: {err.rule}") from None
+    _check(spec.max_epochs <= base.train.epochs, "scheduler.max_epochs", spec.scheduler.max_epochs,
+           f"cannot exceed train.epochs={base.train.epochs}")
+    _check_storage(spec.storage_path)
+
+
+def _check_storage(path: str) -> None:
+    if "://" in path:  # s3://, gs://: checked by Ray when it writes
+        return
+    p = Path(path).resolve()
+    existing = next((q for q in [p, *p.parents] if q.exists()), None)
+    ok = existing is not None and existing.is_dir() and os.access(existing, os.W_OK)
+    _check(ok, "storage_path", path, f"cannot be created or written ({existing} is not a writable directory)")
+
+
+def check_resources(spec: ExperimentSpec, nodes: list[dict[str, float]]) -> None:
+    """A trial must fit on at least one node (``nodes``: each node's total resources)."""
+    fits = [n for n in nodes if n.get("CPU", 0) >= spec.resources.cpu and n.get("GPU", 0) >= spec.resources.gpu]
+    if not fits:
+        biggest = {"CPU": max((n.get("CPU", 0) for n in nodes), default=0),
+                   "GPU": max((n.get("GPU", 0) for n in nodes), default=0)}
+        raise ConfigError("resources", dataclasses.asdict(spec.resources),
+                          f"no node can run a trial: the largest node has {biggest}")

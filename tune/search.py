@@ -1,0 +1,141 @@
+"""Optuna as a Ray Tune searcher, with trial outcomes told truthfully.
+
+Ray's own OptunaSearch tells Optuna that a trial ASHA stopped early is COMPLETE with its early value,
+which corrupts ``best_trial`` and parameter importance. Here a trial is told:
+
+- COMPLETE only when its trainer finished its full budget (the last report carries ``finished=1``),
+  with its best dev WER over epochs;
+- PRUNED when the scheduler stopped it (intermediate values were reported every epoch);
+- FAIL when it raised.
+
+The study lives in RDB storage under the sweep name, so optuna-dashboard can open it and a resumed
+sweep continues the same study: the Ray trial id is kept as a user attribute of its Optuna trial.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import optuna
+from ray.tune.search import Searcher
+
+from tune.experiment import ExperimentSpec, ParamSpec
+
+log = logging.getLogger(__name__)
+METRIC = "dev_wer"
+
+
+def distribution(p: ParamSpec) -> optuna.distributions.BaseDistribution:
+    if p.type == "choice":
+        return optuna.distributions.CategoricalDistribution(p.values)
+    if p.type == "int":
+        return optuna.distributions.IntDistribution(int(p.low), int(p.high), log=p.log)
+    return optuna.distributions.FloatDistribution(float(p.low), float(p.high), log=p.is_log)
+
+
+def make_sampler(spec: ExperimentSpec) -> optuna.samplers.BaseSampler:
+    s = spec.searcher
+    if s.algorithm == "random":
+        return optuna.samplers.RandomSampler(seed=s.seed)
+    if s.algorithm == "qmc":
+        return optuna.samplers.QMCSampler(seed=s.seed, warn_independent_sampling=False)
+    return optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=s.n_startup_trials)
+
+
+def open_study(spec: ExperimentSpec, storage: str | None = None) -> optuna.Study:
+    """Create or load the sweep's study; a new study gets the seed baseline enqueued first."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name=spec.name, storage=storage or spec.optuna_storage, direction="minimize",
+                                sampler=make_sampler(spec), load_if_exists=True)
+    if spec.baseline_first and not study.trials and spec.baseline():
+        study.enqueue_trial(spec.baseline(), user_attrs={"baseline": True})
+    return study
+
+
+class OptunaSearcher(Searcher):
+    """Ray Tune searcher asking Optuna for configs and telling it COMPLETE / PRUNED / FAIL."""
+
+    def __init__(self, spec: ExperimentSpec, storage: str | None = None):
+        super().__init__(metric=METRIC, mode="min")
+        self.spec = spec
+        self.storage = storage or spec.optuna_storage
+        self.dists = {k: distribution(p) for k, p in spec.space.items()}
+        self._study: optuna.Study | None = None
+        self._live: dict[str, int] = {}  # Ray trial id -> Optuna storage trial id
+
+    @property
+    def study(self) -> optuna.Study:
+        if self._study is None:
+            self._study = open_study(self.spec, self.storage)
+            self._adopt_running()
+        return self._study
+
+    def __getstate__(self) -> dict[str, Any]:  # Ray pickles the searcher; the study reopens from storage
+        return {**self.__dict__, "_study": None}
+
+    def _adopt_running(self) -> None:
+        """After a driver restart, re-link Ray trials to their still-RUNNING Optuna trials."""
+        for t in self._study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            rid = t.user_attrs.get("ray_trial_id")
+            if rid:
+                self._live[rid] = t._trial_id
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if trial_id in self._live:  # a restored trial asks again: give it the same parameters
+            return dict(optuna.trial.Trial(self.study, self._live[trial_id]).params)
+        finished = len([t for t in self.study.get_trials(deepcopy=False)
+                        if t.state != optuna.trial.TrialState.WAITING])
+        if finished >= self.spec.num_trials:
+            return Searcher.FINISHED
+        trial = self.study.ask(self.dists)
+        trial.set_user_attr("ray_trial_id", trial_id)
+        self._live[trial_id] = trial._trial_id
+        return dict(trial.params)
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        tid = self._live.get(trial_id)
+        value = result.get(METRIC)
+        if tid is None or value is None or not math.isfinite(value):
+            return
+        step = int(result.get("epoch", result.get("training_iteration", 0)))
+        trial = optuna.trial.Trial(self.study, tid)
+        if step not in self.study._storage.get_trial(tid).intermediate_values:  # a resumed trial re-reports
+            trial.report(float(value), step)
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        tid = self._live.pop(trial_id, None)
+        if tid is None:
+            return
+        state, value = outcome(result, error)
+        try:
+            self.study.tell(optuna.trial.Trial(self.study, tid), value if state == optuna.trial.TrialState.COMPLETE else None, state=state)
+        except (RuntimeError, ValueError) as err:  # already told (e.g. a duplicate completion after restore)
+            log.debug("optuna tell for trial %s skipped: %s", trial_id, err)
+
+    # Ray saves the searcher with the experiment state; the study itself is in RDB storage.
+    def save(self, checkpoint_path: str) -> None:
+        import json
+        with open(checkpoint_path, "w") as f:
+            json.dump({"live": self._live}, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        import json
+        with open(checkpoint_path) as f:
+            self._live = {k: int(v) for k, v in json.load(f)["live"].items()}
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:  # noqa: ANN001
+        return True
+
+
+def outcome(result: dict[str, Any] | None, error: bool) -> tuple[optuna.trial.TrialState, float | None]:
+    """How a finished Ray trial is told to Optuna (see the module docstring)."""
+    if error or not result:
+        return optuna.trial.TrialState.FAIL, None
+    best = result.get("best_dev_wer")
+    if result.get("finished") and best is not None and math.isfinite(best):
+        return optuna.trial.TrialState.COMPLETE, float(best)
+    if result.get("finished"):
+        return optuna.trial.TrialState.FAIL, None
+    return optuna.trial.TrialState.PRUNED, None

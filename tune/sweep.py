@@ -1,0 +1,195 @@
+"""Experiment spec -> Ray Tune run. All Tuner wiring lives here (the trainable stays thin).
+
+One sweep = one folder ``<storage_path>/<name>/`` holding Ray's experiment state and checkpoints,
+the Optuna study (``optuna.db``), the embedded MLflow store by default (``mlflow.db``), the
+experiment spec (``experiment.yaml``) and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from slr.config import Config
+from tune.experiment import ExperimentSpec, check_resources
+from tune.search import METRIC, OptunaSearcher, open_study
+from tune.trainable import train_trial, trial_config
+from tune.tracking import MlflowCallback, SweepTracker
+
+log = logging.getLogger(__name__)
+
+
+def prepare_corpus(spec: ExperimentSpec) -> str:
+    """The corpus directory; an embedded synthetic preset is generated on first use."""
+    path = Path(spec.corpus.path).resolve()
+    if not (path / "manifest.json").exists():
+        if not spec.corpus.synth:
+            raise FileNotFoundError(f"corpus {path} does not exist (set corpus.synth to generate one)")
+        from slr.corpus.synthetic import generate
+        print(f"generating the '{spec.corpus.synth}' corpus into {path} ...", flush=True)
+        generate(spec.corpus.synth, path, seed=spec.corpus.seed, progress=sys.stderr.isatty())
+    return str(path)
+
+
+def init_ray(address: str | None, spec: ExperimentSpec) -> None:
+    import ray
+    os.environ.setdefault("RAY_AUTH_MODE", "token")  # the cluster's lock: local clusters get a generated token
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    check_resources(spec, nodes)
+
+
+def run_sweep(spec: ExperimentSpec, resume: bool = False, address: str | None = None,
+              verbose: int = 1) -> dict[str, Any]:
+    """Run (or resume) a sweep to completion; returns the summary written to ``summary.json``."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    sweep_dir = spec.sweep_dir
+    state_exists = (sweep_dir / "tuner.pkl").exists()
+    if resume and not state_exists:
+        raise FileNotFoundError(f"nothing to resume: no sweep state in {sweep_dir}")
+    if not resume and state_exists:
+        raise FileExistsError(f"{sweep_dir} already holds sweep '{spec.name}': pass --resume to continue it, "
+                              "or choose another name / storage_path")
+    corpus = prepare_corpus(spec)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    (sweep_dir / "experiment.yaml").write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    init_ray(address, spec)
+
+    base = spec.base_config().override({"data.corpus": corpus}).to_dict()
+    max_t = spec.max_epochs
+    trainable = tune.with_resources(
+        tune.with_parameters(train_trial, base=base, corpus=corpus, max_epochs=max_t,
+                             gpu_fraction=spec.resources.gpu),
+        {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+    sweep_params = {"sweep": spec.name, "corpus": corpus, "num_trials": spec.num_trials,
+                    "searcher": spec.searcher.algorithm, "scheduler": spec.scheduler.type,
+                    **{f"space.{k}": json.dumps(v.__dict__) for k, v in spec.space.items()}}
+    callbacks = []
+    if spec.mlflow.enabled:
+        callbacks.append(MlflowCallback(_tracker(spec), sweep_params, _ParamsOf(base, max_t),
+                                        spec.scheduler.grace_period, spec.scheduler.reduction_factor, max_t))
+    run_config = tune.RunConfig(
+        name=spec.name, storage_path=str(sweep_dir.parent), callbacks=callbacks, verbose=verbose,
+        failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=METRIC,
+                                                checkpoint_score_order="min"))
+    if resume:
+        tuner = tune.Tuner.restore(str(sweep_dir), trainable=trainable, resume_errored=True, restart_errored=False,
+                                   param_space=None)
+    else:
+        scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=max_t, grace_period=spec.scheduler.grace_period,
+                                   reduction_factor=spec.scheduler.reduction_factor)
+                     if spec.scheduler.type == "asha" else FIFOScheduler())
+        tuner = tune.Tuner(trainable, run_config=run_config, tune_config=tune.TuneConfig(
+            metric=METRIC, mode="min", search_alg=OptunaSearcher(spec), scheduler=scheduler,
+            num_samples=-1, max_concurrent_trials=spec.max_concurrent, reuse_actors=False))
+    t0 = time.time()
+    grid = tuner.fit()
+    tracker = _tracker(spec)
+    if tracker:  # runs are found by tags, so this works the same after a restore
+        tracker.start(sweep_params)
+    return summarize(spec, grid, corpus, tracker, wall_seconds=time.time() - t0)
+
+
+def _tracker(spec: ExperimentSpec) -> SweepTracker | None:
+    if not spec.mlflow.enabled:
+        return None
+    return SweepTracker(spec.tracking_uri, spec.mlflow.experiment or spec.name, spec.name, spec.sweep_dir)
+
+
+class _ParamsOf:
+    """Trial -> (flattened resolved config, config YAML) for its MLflow run (picklable, unlike a lambda)."""
+
+    def __init__(self, base: dict[str, Any], max_t: int):
+        self.base, self.max_t = base, max_t
+
+    def __call__(self, trial) -> tuple[dict[str, Any], str]:  # noqa: ANN001
+        cfg = trial_config(self.base, trial.config, self.max_t)
+        return cfg.flat(), cfg.to_yaml()
+
+
+def summarize(spec: ExperimentSpec, grid, corpus: str, tracker: SweepTracker | None,
+              wall_seconds: float) -> dict[str, Any]:
+    """summary.json + trials.csv + best_config.yaml; the best trial by its best dev WER over epochs."""
+    import optuna
+
+    study = open_study(spec)
+    by_state: dict[str, int] = {}
+    for t in study.trials:
+        by_state[t.state.name.lower()] = by_state.get(t.state.name.lower(), 0) + 1
+    rows = []
+    for result in grid:
+        df = result.metrics_dataframe
+        best = float(df[METRIC].min()) if df is not None and METRIC in df and len(df) else math.nan
+        best_epoch = int(df.loc[df[METRIC].idxmin(), "epoch"]) if not math.isnan(best) else None
+        status = "failed" if result.error else ("completed" if (result.metrics or {}).get("finished")
+                                                else "stopped-by-asha")
+        trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
+        rows.append(dict(trial_id=trial_id, path=result.path, status=status, best_dev_wer=best,
+                         best_epoch=best_epoch, epochs=int((result.metrics or {}).get("epoch", 0)),
+                         params={k: result.config.get(k) for k in spec.space},
+                         checkpoint=_best_checkpoint(result)))
+    ranked = sorted((r for r in rows if not math.isnan(r["best_dev_wer"])), key=lambda r: r["best_dev_wer"])
+    best = ranked[0] if ranked else None
+    sweep_dir = spec.sweep_dir
+    summary = dict(
+        sweep=spec.name, sweep_dir=str(sweep_dir), corpus=corpus, num_trials=len(rows),
+        trials_by_status={s: sum(r["status"] == s for r in rows) for s in ("completed", "stopped-by-asha", "failed")},
+        optuna_states=by_state, optuna_storage=spec.optuna_storage, study_name=spec.name,
+        best_trial_id=best["trial_id"] if best else None, best_dev_wer=best["best_dev_wer"] if best else None,
+        best_epoch=best["best_epoch"] if best else None, best_params=best["params"] if best else None,
+        best_checkpoint=best["checkpoint"] if best else None, wall_seconds=wall_seconds,
+        mlflow=dict(tracking_uri=spec.tracking_uri, experiment=tracker.experiment_name if tracker else None,
+                    experiment_id=tracker.experiment_id if tracker else None,
+                    parent_run_id=tracker.parent_id if tracker else None,
+                    best_run_id=tracker.children.get(best["trial_id"]) if tracker and best else None),
+        trials=rows,
+    )
+    if optuna.trial.TrialState.COMPLETE in {t.state for t in study.trials}:
+        summary["optuna_best_value"] = study.best_value
+    (sweep_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    files = {"summary": sweep_dir / "summary.json", "trials": _write_csv(sweep_dir / "trials.csv", rows, spec)}
+    if best:
+        base = Config.from_dict(json.loads(json.dumps(spec.base_config().to_dict())))
+        cfg = trial_config(base.override({"data.corpus": corpus}).to_dict(), best["params"], spec.max_epochs)
+        (sweep_dir / "best_config.yaml").write_text(cfg.to_yaml())
+        files["best_config"] = sweep_dir / "best_config.yaml"
+    if tracker:
+        tracker.finish(summary, files)
+    return summary
+
+
+def _best_checkpoint(result) -> str | None:
+    try:
+        pairs = [(m.get(METRIC), c.path) for c, m in result.best_checkpoints if m.get(METRIC) is not None]
+    except Exception:  # noqa: BLE001 -- a trial without checkpoints
+        return None
+    return min(pairs)[1] if pairs else None
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]], spec: ExperimentSpec) -> Path:
+    import csv
+    keys = ["trial_id", "status", "best_dev_wer", "best_epoch", "epochs", *spec.space]
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(keys)
+        for r in rows:
+            w.writerow([r["trial_id"], r["status"], r["best_dev_wer"], r["best_epoch"], r["epochs"],
+                        *(r["params"].get(k) for k in spec.space)])
+    return path

@@ -1,0 +1,244 @@
+"""MLflow tracking for sweeps: one parent run per sweep, exactly one child run per trial.
+
+All MLflow writes happen in the sweep driver (a Ray Tune callback), never in trial workers, so an
+embedded sqlite store is only ever written by one process. Runs are found again by tags
+(``slr.sweep`` on the parent, ``slr.trial_id`` on children, nested with ``mlflow.parentRunId``) rather
+than by ids kept in memory (Ray's MLflowLoggerCallback), so a restored sweep reuses its runs.
+
+Writes that fail (tracking server down) are buffered and retried on every later event; whatever is
+still pending when the sweep ends is written to ``mlflow_pending.jsonl`` with a replay command.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+from ray.tune import Callback
+
+log = logging.getLogger(__name__)
+
+METRIC_KEYS = ("train_loss", "dev_loss", "dev_wer", "best_dev_wer", "lr", "epoch_seconds", "step_seconds",
+               "frames_per_second", "skipped_batches")
+PENDING = "mlflow_pending.jsonl"
+
+
+def asha_rung(epochs: int, grace: int, factor: float, max_t: int) -> int:
+    """Highest ASHA rung a trial reached after ``epochs`` (rung k is at grace * factor**k epochs)."""
+    rung, milestone = -1, grace
+    while milestone <= min(epochs, max_t):
+        rung += 1
+        milestone = math.ceil(milestone * factor)
+    return max(rung, 0)
+
+
+class SweepTracker:
+    """Parent/child runs for one sweep, with write buffering. Usable without Ray (tests, replay)."""
+
+    def __init__(self, tracking_uri: str, experiment: str, sweep_name: str, sweep_dir: Path):
+        self._client: MlflowClient | None = None
+        self.tracking_uri, self.sweep_name, self.sweep_dir = tracking_uri, sweep_name, Path(sweep_dir)
+        self.experiment_name = experiment
+        self.experiment_id: str | None = None
+        self.parent_id: str | None = None
+        self.children: dict[str, str] = {}  # trial id -> run id
+        self.logged_epoch: dict[str, int] = {}  # trial id -> last epoch logged (a restarted trial re-reports)
+        self.pending: list[tuple[str, dict[str, Any]]] = []  # (operation, kwargs) waiting for the server
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            self._client = MlflowClient(tracking_uri=self.tracking_uri)
+        return self._client
+
+    def __getstate__(self) -> dict[str, Any]:  # Ray pickles callbacks with the experiment state
+        return {**self.__dict__, "_client": None}
+
+    # -- runs -----------------------------------------------------------------------------------------
+    def start(self, params: dict[str, Any]) -> str:
+        exp = self.client.get_experiment_by_name(self.experiment_name)
+        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(self.experiment_name)
+        found = self.client.search_runs([self.experiment_id], f"tags.`slr.sweep` = '{self.sweep_name}' and "
+                                        "tags.`slr.role` = 'sweep'", max_results=1)
+        if found:
+            self.parent_id = found[0].info.run_id
+            self.client.update_run(self.parent_id, status="RUNNING")
+        else:
+            run = self.client.create_run(self.experiment_id, run_name=self.sweep_name,
+                                         tags={"slr.sweep": self.sweep_name, "slr.role": "sweep"})
+            self.parent_id = run.info.run_id
+            self.client.log_batch(self.parent_id, params=[Param(k, _short(v)) for k, v in params.items()])
+        for run in self.client.search_runs([self.experiment_id], f"tags.`mlflow.parentRunId` = '{self.parent_id}'",
+                                           max_results=10_000):
+            trial_id = run.data.tags.get("slr.trial_id", "")
+            self.children[trial_id] = run.info.run_id
+            history = self.client.get_metric_history(run.info.run_id, "train_loss")
+            self.logged_epoch[trial_id] = max((m.step for m in history), default=0)
+        return self.parent_id
+
+    def child(self, trial_id: str, params: dict[str, Any], config_yaml: str) -> str:
+        """The trial's run: found by its trial id, created once."""
+        if trial_id in self.children:
+            return self.children[trial_id]
+        run = self.client.create_run(self.experiment_id, run_name=trial_id, tags={
+            "mlflow.parentRunId": self.parent_id, "slr.sweep": self.sweep_name, "slr.trial_id": trial_id,
+            "slr.role": "trial", "slr.status": "running"})
+        self.children[trial_id] = run.info.run_id
+        self._do("log_batch", run_id=run.info.run_id, params=[Param(k, _short(v)) for k, v in params.items()])
+        self._do("log_text", run_id=run.info.run_id, text=config_yaml, artifact_file="config.yaml")
+        return run.info.run_id
+
+    def metrics(self, trial_id: str, result: dict[str, Any]) -> None:
+        run_id = self.children.get(trial_id)
+        epoch = result.get("epoch")
+        if run_id is None or epoch is None or epoch <= self.logged_epoch.get(trial_id, 0):
+            return  # an epoch re-reported after a restart from checkpoint is logged once
+        self.logged_epoch[trial_id] = int(epoch)
+        now = int(time.time() * 1000)
+        points = [Metric(k, float(result[k]), now, int(epoch)) for k in METRIC_KEYS
+                  if isinstance(result.get(k), (int, float)) and math.isfinite(result[k])]
+        self._do("log_batch", run_id=run_id, metrics=points)
+
+    def finish_trial(self, trial_id: str, status: str, rung: int, error: str | None = None) -> None:
+        run_id = self.children.get(trial_id)
+        if run_id is None:
+            return
+        tags = [RunTag("slr.status", status), RunTag("slr.asha_rung", str(rung))]
+        if error:
+            tags.append(RunTag("slr.error", error[:5000]))
+        self._do("log_batch", run_id=run_id, tags=tags)
+        self._do("set_terminated", run_id=run_id, status="FAILED" if status == "failed" else "FINISHED")
+
+    def finish(self, summary: dict[str, Any], files: dict[str, Path]) -> None:
+        if self.parent_id is None:
+            return
+        best = summary.get("best_dev_wer")
+        if best is not None:
+            self._do("log_metric", run_id=self.parent_id, key="best_dev_wer", value=float(best))
+        for path in files.values():
+            if Path(path).exists():
+                self._do("log_artifact", run_id=self.parent_id, local_path=str(path))
+        self._do("set_terminated", run_id=self.parent_id, status="FINISHED")
+        self.flush(final=True)
+
+    # -- buffering ------------------------------------------------------------------------------------
+    def _do(self, op: str, **kwargs: Any) -> None:
+        self.flush()
+        if self.pending:  # keep order: nothing overtakes what is already waiting
+            self.pending.append((op, kwargs))
+            return
+        try:
+            getattr(self.client, op)(**kwargs)
+        except Exception as err:  # noqa: BLE001 -- any transport error: buffer and retry later
+            log.warning("MLflow unreachable (%s); buffering and retrying", type(err).__name__)
+            self.pending.append((op, kwargs))
+
+    def flush(self, final: bool = False) -> None:
+        while self.pending:
+            op, kwargs = self.pending[0]
+            try:
+                getattr(self.client, op)(**kwargs)
+            except Exception:  # noqa: BLE001
+                if final:
+                    self._write_pending()
+                return
+            self.pending.pop(0)
+
+    def _write_pending(self) -> None:
+        path = self.sweep_dir / PENDING
+        with open(path, "a") as f:
+            for op, kwargs in self.pending:
+                f.write(json.dumps({"op": op, "kwargs": _jsonable(kwargs)}) + "\n")
+        log.error("MLflow at %s stayed unreachable: %d writes saved to %s; replay them with "
+                  "`python -m tune.tracking replay %s --tracking-uri %s`", self.tracking_uri, len(self.pending),
+                  path, path, self.tracking_uri)
+        self.pending.clear()
+
+
+def _short(v: Any) -> str:
+    return str(v)[:6000]
+
+
+def _jsonable(kwargs: dict[str, Any]) -> dict[str, Any]:
+    out = dict(kwargs)
+    for key in ("metrics", "params", "tags"):
+        if key in out:
+            out[key] = [(x.key, x.value, getattr(x, "timestamp", None), getattr(x, "step", None)) for x in out[key]]
+    return out
+
+
+def replay(path: str | Path, tracking_uri: str) -> int:
+    """Write buffered operations saved by a sweep whose tracking server never came back."""
+    client = MlflowClient(tracking_uri=tracking_uri)
+    done = 0
+    for line in Path(path).read_text().splitlines():
+        item = json.loads(line)
+        kwargs = item["kwargs"]
+        if "metrics" in kwargs:
+            kwargs["metrics"] = [Metric(k, v, t, s) for k, v, t, s in kwargs["metrics"]]
+        if "params" in kwargs:
+            kwargs["params"] = [Param(k, v) for k, v, _, _ in kwargs["params"]]
+        if "tags" in kwargs:
+            kwargs["tags"] = [RunTag(k, v) for k, v, _, _ in kwargs["tags"]]
+        getattr(client, item["op"])(**kwargs)
+        done += 1
+    return done
+
+
+class MlflowCallback(Callback):
+    """Ray Tune driver callback feeding a :class:`SweepTracker`."""
+
+    def __init__(self, tracker: SweepTracker, sweep_params: dict[str, Any],
+                 params_of: Callable[[Any], tuple[dict[str, Any], str]], grace: int, factor: float, max_t: int):
+        self.tracker, self.sweep_params, self.params_of = tracker, sweep_params, params_of
+        self.grace, self.factor, self.max_t = grace, factor, max_t
+        self.last_epoch: dict[str, int] = {}
+        self.finished: dict[str, bool] = {}
+
+    def setup(self, **info):  # noqa: ANN003 -- also runs when a sweep is restored: re-find runs by tags
+        self.tracker.start(self.sweep_params)
+
+    def on_trial_start(self, iteration, trials, trial, **info):  # noqa: ANN001
+        params, config_yaml = self.params_of(trial)
+        self.tracker.child(trial.trial_id, params, config_yaml)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
+        if trial.trial_id not in self.tracker.children:
+            self.on_trial_start(iteration, trials, trial)
+        self.last_epoch[trial.trial_id] = int(result.get("epoch", 0))
+        self.finished[trial.trial_id] = bool(result.get("finished"))
+        self.tracker.metrics(trial.trial_id, result)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001
+        epochs = self.last_epoch.get(trial.trial_id, 0)
+        status = "completed" if self.finished.get(trial.trial_id) else "stopped-by-asha"
+        self.tracker.finish_trial(trial.trial_id, status, asha_rung(epochs, self.grace, self.factor, self.max_t))
+
+    def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001
+        epochs = self.last_epoch.get(trial.trial_id, 0)
+        error = None
+        if trial.error_file and os.path.exists(trial.error_file):
+            error = Path(trial.error_file).read_text()[-2000:]
+        self.tracker.finish_trial(trial.trial_id, "failed", asha_rung(epochs, self.grace, self.factor, self.max_t),
+                                  error)
+
+    def on_step_end(self, iteration, trials, **info):  # noqa: ANN001
+        self.tracker.flush()
+
+
+if __name__ == "__main__":  # python -m tune.tracking replay FILE --tracking-uri URI
+    import argparse
+    ap = argparse.ArgumentParser(description="replay MLflow writes buffered by a sweep")
+    ap.add_argument("action", choices=["replay"])
+    ap.add_argument("file")
+    ap.add_argument("--tracking-uri", required=True)
+    a = ap.parse_args()
+    print(f"replayed {replay(a.file, a.tracking_uri)} operations")

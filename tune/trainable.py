@@ -1,0 +1,67 @@
+"""The trial: config dict -> slr Config -> Trainer, reporting to Tune every epoch. The only Ray glue
+inside a trial; everything else about the run is slr's."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from ray import tune
+
+from slr.config import Config
+from slr.train import Trainer
+
+
+def trial_config(base: dict[str, Any], params: dict[str, Any], max_epochs: int) -> Config:
+    """The trial's resolved config: base config + sampled dotted keys, budget = the scheduler's max."""
+    cfg = Config.from_dict(base).override(params)
+    return cfg.override({"train.epochs": max_epochs})
+
+
+def pick_device(gpu_fraction: float) -> str:
+    """``cuda`` with memory capped to the trial's slice, or ``cpu`` (with one warning if a GPU was asked for)."""
+    if gpu_fraction > 0 and torch.cuda.is_available():
+        # Ray does not isolate fractional GPUs: cap this process to its share of device memory.
+        torch.cuda.set_per_process_memory_fraction(min(1.0, gpu_fraction), 0)
+        return "cuda"
+    if gpu_fraction > 0:
+        warnings.warn(f"trial asked for gpu={gpu_fraction} but no CUDA device is visible: training on CPU",
+                      stacklevel=2)
+    return "cpu"
+
+
+def train_trial(params: dict[str, Any], base: dict[str, Any], corpus: str, max_epochs: int,
+                gpu_fraction: float) -> None:
+    """Ray Tune function trainable."""
+    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
+    cfg = trial_config(base, params, max_epochs)
+    cfg = cfg.override({"train.device": pick_device(gpu_fraction), "data.corpus": corpus})
+    work = Path(tempfile.mkdtemp(prefix="slr-trial-"))
+    report_dir = work / "report"
+
+    def on_epoch(metrics: dict[str, Any], ckpt_dir: Path | None) -> None:
+        checkpoint = None
+        if ckpt_dir is not None:
+            # Hand Tune a folder holding only this epoch's checkpoint (a hard link: no copy on our side).
+            shutil.rmtree(report_dir, ignore_errors=True)
+            report_dir.mkdir()
+            os.link(ckpt_dir / "last.pt", report_dir / "last.pt")
+            checkpoint = tune.Checkpoint.from_directory(str(report_dir))
+        tune.report({k: v for k, v in metrics.items() if v is not None}, checkpoint=checkpoint)
+
+    trainer = Trainer(cfg, corpus, work / "run", on_epoch=on_epoch)
+    restored = tune.get_checkpoint()
+    try:
+        if restored:
+            with restored.as_directory() as d:
+                shutil.copyfile(Path(d) / "last.pt", work / "resume.pt")
+            trainer.fit(resume=work / "resume.pt")
+        else:
+            trainer.fit()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
