@@ -190,6 +190,7 @@ class Config:
     def load(cls, path: str | Path, overrides: list[str] | None = None) -> Config:
         """Load a YAML file (a full config or a file with a top-level ``config:`` section)."""
         raw = read_yaml(path)
+        raw.pop("provenance", None)  # exported configs (slr export) carry where they came from
         if "config" in raw and isinstance(raw["config"], dict) and not (set(raw) & {"train", "model"}):
             raw = raw["config"]
         raw = apply_overrides(raw, overrides or [])

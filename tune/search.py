@@ -105,6 +105,8 @@ class OptunaSearcher(Searcher):
             trial.report(float(value), step)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        if result:  # the result a scheduler stopped the trial on reaches only this hook
+            self.on_trial_result(trial_id, result)
         tid = self._live.pop(trial_id, None)
         if tid is None:
             return

@@ -22,7 +22,7 @@ from slr.config import Config
 from tune.experiment import ExperimentSpec, check_resources
 from tune.search import METRIC, OptunaSearcher, open_study
 from tune.trainable import train_trial, trial_config
-from tune.tracking import MlflowCallback, SweepTracker
+from tune.tracking import MlflowCallback, ProgressCallback, SweepTracker
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +39,24 @@ def prepare_corpus(spec: ExperimentSpec) -> str:
     return str(path)
 
 
+def ensure_ray_token() -> None:
+    """Token authentication on (the cluster's lock); make ``~/.ray/auth_token`` (0600) if no token is set.
+    The token is never printed or logged."""
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        return
+    path = Path.home() / ".ray" / "auth_token"
+    if not path.exists():
+        import secrets
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+
+
 def init_ray(address: str | None, spec: ExperimentSpec) -> None:
     import ray
-    os.environ.setdefault("RAY_AUTH_MODE", "token")  # the cluster's lock: local clusters get a generated token
+    ensure_ray_token()
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     if ray.is_initialized():
         return
@@ -80,7 +95,7 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False, address: str | None = 
     sweep_params = {"sweep": spec.name, "corpus": corpus, "num_trials": spec.num_trials,
                     "searcher": spec.searcher.algorithm, "scheduler": spec.scheduler.type,
                     **{f"space.{k}": json.dumps(v.__dict__) for k, v in spec.space.items()}}
-    callbacks = []
+    callbacks: list = [ProgressCallback(spec.num_trials)] if verbose == 0 else []
     if spec.mlflow.enabled:
         callbacks.append(MlflowCallback(_tracker(spec), sweep_params, _ParamsOf(base, max_t),
                                         spec.scheduler.grace_period, spec.scheduler.reduction_factor, max_t))

@@ -193,6 +193,34 @@ def replay(path: str | Path, tracking_uri: str) -> int:
     return done
 
 
+class ProgressCallback(Callback):
+    """One line per finished trial with the best dev WER so far (Ray's own tables only with -v)."""
+
+    def __init__(self, num_trials: int):
+        self.num_trials, self.done, self.best = num_trials, 0, (math.inf, "")
+        self.last: dict[str, dict[str, Any]] = {}
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
+        self.last[trial.trial_id] = result
+        wer = result.get("dev_wer")
+        if wer is not None and wer < self.best[0]:
+            self.best = (wer, trial.trial_id)
+
+    def _line(self, trial, status: str) -> None:  # noqa: ANN001
+        self.done += 1
+        r = self.last.get(trial.trial_id, {})
+        wer = r.get("best_dev_wer")
+        print(f"[{self.done}/{self.num_trials}] trial {trial.trial_id} {status} after {r.get('epoch', 0)} epochs, "
+              f"best dev WER {'-' if wer is None else f'{100 * wer:.1f}%'}  |  sweep best "
+              f"{100 * self.best[0]:.1f}% ({self.best[1]})", flush=True)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001
+        self._line(trial, "completed" if self.last.get(trial.trial_id, {}).get("finished") else "stopped by ASHA")
+
+    def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001
+        self._line(trial, "FAILED")
+
+
 class MlflowCallback(Callback):
     """Ray Tune driver callback feeding a :class:`SweepTracker`."""
 

@@ -1,0 +1,77 @@
+import pytest
+import torch
+
+from slr.config import ConfigError, FeaturesConfig, ModelConfig
+from slr.features import FeaturePipeline
+from slr.model import MobileNetV3Block, Student, block_strides
+
+
+def _model(**changes):
+    spans = FeaturePipeline(FeaturesConfig()).spans
+    return Student(ModelConfig(**changes), spans, 20).eval()
+
+
+@pytest.mark.parametrize("T", [1, 2, 3, 4, 5, 7, 13, 31, 64])
+def test_output_length_equals_input_length_for_every_T(T):
+    m = _model(num_blocks=3)
+    out = m(torch.randn(2, T, 6516), torch.tensor([T, max(1, T - 2)]))
+    assert out.shape == (T, 2, 20) and out.dtype == torch.float32
+    assert torch.allclose(out.exp().sum(-1), torch.ones(T, 2), atol=1e-4)  # log-probabilities
+
+
+def test_seed_bug_1_no_sequence_collapse():
+    """AdaptiveAvgPool1d(1) + expand made every timestep identical; frames must differ and depend on input."""
+    m = _model()
+    x = torch.randn(1, 40, 6516)
+    out = m(x, torch.tensor([40]))[:, 0]  # [T, V]
+    assert out.std(0).mean() > 1e-3  # timesteps differ
+    y = x.clone()
+    y[0, 5] += 3.0  # a change at frame 5 ...
+    diff = (m(y, torch.tensor([40]))[:, 0] - out).abs().sum(-1)
+    assert diff[5] > 0 and diff[5] > diff[35]  # ... acts at frame 5, most there
+    assert not any(isinstance(mod, torch.nn.AdaptiveAvgPool1d) for mod in m.modules())
+
+
+@pytest.mark.parametrize("blocks", [1, 2, 3, 6, 11])
+def test_four_times_downsampling_for_any_block_count(blocks):
+    strides = block_strides(blocks)
+    assert len(strides) == blocks
+    product = 1
+    for s in strides:
+        product *= s
+    assert product == 4
+
+
+def test_padding_never_leaks_into_real_frames():
+    m = _model()
+    x = torch.randn(3, 30, 6516)
+    lengths = torch.tensor([30, 17, 9])
+    batched = m(x, lengths)
+    for i, n in enumerate(lengths.tolist()):
+        alone = m(x[i: i + 1, :n], lengths[i: i + 1])
+        assert torch.allclose(alone[:, 0], batched[:n, i], atol=1e-4)
+    # garbage in the padding changes nothing
+    x2 = x.clone()
+    x2[2, 9:] = 100.0
+    assert torch.allclose(m(x2, lengths)[:9, 2], batched[:9, 2], atol=1e-4)
+
+
+def test_seed_bug_4_model_size_is_configurable():
+    small, big = _model(num_blocks=2, lstm_layers=1), _model(num_blocks=8, lstm_layers=3)
+    assert sum(isinstance(b, MobileNetV3Block) for b in small.modules()) == 2
+    assert sum(isinstance(b, MobileNetV3Block) for b in big.modules()) == 8
+    assert small.lstm.num_layers == 1 and big.lstm.num_layers == 3
+    assert big.num_parameters() > small.num_parameters()
+
+
+def test_optional_cross_modal_attention():
+    dims = {"pose": 32, "hands": 32, "face": 32, "temporal": 32}
+    m = _model(encoder_dims=dims, cross_modal_attention=True)
+    assert m.cross is not None
+    assert m(torch.randn(2, 9, 6516), torch.tensor([9, 5])).shape == (9, 2, 20)
+    assert _model().cross is None  # off by default
+
+
+def test_encoder_names_must_match_the_layout():
+    with pytest.raises(ConfigError, match="model.encoder_dims"):
+        _model(encoder_dims={"pose": 64, "hands": 128})

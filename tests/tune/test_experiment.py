@@ -1,0 +1,75 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from slr.config import ConfigError
+from tune.experiment import check_resources, from_dict, load_experiment
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _raw(**changes):
+    raw = dict(name="t", corpus={"path": "corpora/x"}, config={"train": {"epochs": 4}},
+               space={"train.learning_rate": {"type": "loguniform", "low": 1e-4, "high": 1e-2}})
+    raw.update(changes)
+    return raw
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_experiment_validates_and_opens_with_its_command(path):
+    spec = load_experiment(path)
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# Run:") and path.name in first
+    assert spec.num_trials >= 1 and spec.space
+
+
+@pytest.mark.parametrize("changes, key", [
+    (dict(bogus=1), "bogus"),
+    (dict(name="bad name!"), "name"),
+    (dict(space={"train.learning_rat": {"type": "uniform", "low": 0, "high": 1}}), "space.train.learning_rat"),
+    (dict(space={"model.dropout": {"type": "uniform", "low": 0.5, "high": 0.1}}), "space.model.dropout"),
+    (dict(space={"model.dropout": {"type": "uniform", "low": 0.2, "high": 0.2}}), "space.model.dropout"),
+    (dict(space={"train.learning_rate": {"type": "loguniform", "low": 0, "high": 1e-2}}), "space.train.learning_rate.low"),
+    (dict(space={"model.dropout": {"type": "uniform", "low": 0.0, "high": 1.5}}), "space.model.dropout"),
+    (dict(space={"model.lstm_layers": {"type": "choice", "values": []}}), "space.model.lstm_layers.values"),
+    (dict(space={"model.num_blocks": {"type": "normal", "low": 1, "high": 3}}), "space.model.num_blocks.type"),
+    (dict(space={"model.num_blocks": {"type": "int", "low": "one", "high": 3}}), "space.model.num_blocks.low"),
+    (dict(num_trials=0), "num_trials"),
+    (dict(resources={"cpu": 1, "gpu": 0.3}), "resources.gpu"),
+    (dict(scheduler={"type": "hyperband"}), "scheduler.type"),
+    (dict(scheduler={"max_epochs": 10}), "scheduler.max_epochs"),
+    (dict(config={"train": {"learning_rate": -1}}), "train.learning_rate"),
+    (dict(storage_path="/etc/hostname/sweeps"), "storage_path"),  # below a file
+])
+def test_bad_experiments_name_the_key(changes, key):
+    with pytest.raises(ConfigError) as err:
+        from_dict(_raw(**changes))
+    assert err.value.key == key, str(err.value)
+
+
+def test_file_errors_name_the_file(tmp_path):
+    path = tmp_path / "e.yaml"
+    path.write_text(yaml.safe_dump(_raw(num_trials=-1)))
+    with pytest.raises(ConfigError, match=str(path)):
+        load_experiment(path)
+
+
+def test_resources_larger_than_any_node():
+    spec = from_dict(_raw(resources={"cpu": 1, "gpu": 1}))
+    with pytest.raises(ConfigError, match="no node can run a trial"):
+        check_resources(spec, [{"CPU": 8.0}, {"CPU": 2.0}])
+    check_resources(spec, [{"CPU": 8.0}, {"CPU": 2.0, "GPU": 1.0}])
+
+
+def test_baseline_is_the_seed_clipped_to_the_space():
+    spec = from_dict(_raw(space={"train.learning_rate": {"type": "loguniform", "low": 1e-3, "high": 1e-2},
+                                 "model.num_blocks": {"type": "int", "low": 2, "high": 8}}))
+    assert spec.baseline() == {"train.learning_rate": 1e-3, "model.num_blocks": 6}
+
+
+def test_overrides_apply_before_validation(tmp_path):
+    path = tmp_path / "e.yaml"
+    path.write_text(yaml.safe_dump(_raw()))
+    spec = load_experiment(path, ["num_trials=3", "config.train.epochs=2"])
+    assert spec.num_trials == 3 and spec.base_config().train.epochs == 2

@@ -1,0 +1,131 @@
+"""A real sweep: local Ray, a real `mlflow server` over HTTP, Optuna in sqlite, real files."""
+
+import json
+import math
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from slr.config import Config
+from tune.experiment import from_dict
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+
+def _spec(corpus, storage, tracking_uri, name="itest", **changes):
+    raw = dict(
+        name=name, corpus={"path": str(corpus)}, num_trials=5, max_concurrent=1, storage_path=str(storage),
+        config={"data": {"batch_size": 8}, "model": {"dropout": 0.0},
+                "train": {"epochs": 4, "warmup_epochs": 0.5, "early_stopping_patience": 0}},
+        space={"train.learning_rate": {"type": "loguniform", "low": 1e-5, "high": 1e-2},
+               "model.num_blocks": {"type": "int", "low": 1, "high": 3}},
+        searcher={"algorithm": "random", "seed": 3},
+        scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 3},
+        mlflow={"tracking_uri": tracking_uri},
+    )
+    raw.update(changes)
+    return from_dict(raw)
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(tiny_corpus, tmp_path_factory, mlflow_server, ray_local):
+    from tune.sweep import run_sweep
+    storage = tmp_path_factory.mktemp("sweeps")
+    spec = _spec(tiny_corpus, storage, mlflow_server)
+    return spec, run_sweep(spec, verbose=0)
+
+
+def test_child_runs_equal_trials_under_one_parent(finished_sweep, mlflow_server):
+    spec, summary = finished_sweep
+    client = MlflowClient(mlflow_server)
+    exp = client.get_experiment_by_name("itest")
+    runs = client.search_runs([exp.experiment_id], max_results=100)
+    parents = [r for r in runs if r.data.tags.get("slr.role") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("slr.role") == "trial"]
+    assert len(parents) == 1 and summary["mlflow"]["parent_run_id"] == parents[0].info.run_id
+    assert len(children) == spec.num_trials == summary["num_trials"]
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
+    assert len({c.data.tags["slr.trial_id"] for c in children}) == spec.num_trials
+    # parent artifacts: best config, trials CSV, summary; and the best dev WER metric
+    names = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
+    assert {"best_config.yaml", "trials.csv", "summary.json"} <= names
+    assert parents[0].data.metrics["best_dev_wer"] == pytest.approx(summary["best_dev_wer"])
+
+
+def test_every_reported_epoch_is_in_mlflow_once(finished_sweep, mlflow_server):
+    spec, summary = finished_sweep
+    client = MlflowClient(mlflow_server)
+    for trial in summary["trials"]:
+        run = [r for r in client.search_runs([summary["mlflow"]["experiment_id"]],
+                                             f"tags.`slr.trial_id` = '{trial['trial_id']}'")][0]
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "dev_wer")]
+        assert steps == list(range(1, trial["epochs"] + 1))
+        assert run.data.params["train.learning_rate"] == str(trial["params"]["train.learning_rate"])
+        assert run.data.params["model.lstm_layers"] == "1"  # the full resolved config, not only searched keys
+        assert run.data.tags["slr.status"] == trial["status"]
+        assert "slr.asha_rung" in run.data.tags
+        assert "config.yaml" in {a.path for a in client.list_artifacts(run.info.run_id)}
+
+
+def test_asha_stops_trials_and_optuna_records_them_as_pruned(finished_sweep):
+    spec, summary = finished_sweep
+    stopped = summary["trials_by_status"]["stopped-by-asha"]
+    assert stopped >= 1
+    study = optuna.load_study(study_name=spec.name, storage=spec.optuna_storage)
+    states = [t.state for t in study.trials]
+    assert states.count(optuna.trial.TrialState.PRUNED) == stopped
+    assert states.count(optuna.trial.TrialState.COMPLETE) == summary["trials_by_status"]["completed"]
+    for t in study.trials:
+        if t.state == optuna.trial.TrialState.PRUNED:
+            assert t.value is None and t.intermediate_values  # no early value passed off as final
+
+
+def test_seed_baseline_is_the_first_trial(finished_sweep):
+    spec, _ = finished_sweep
+    first = optuna.load_study(study_name=spec.name, storage=spec.optuna_storage).trials[0]
+    assert first.params == {"train.learning_rate": 3e-4, "model.num_blocks": 3}  # 6 blocks clipped to the range
+    assert first.user_attrs.get("baseline") is True
+
+
+def test_best_trial_is_chosen_by_its_best_epoch(finished_sweep):
+    _, summary = finished_sweep
+    best = min((t for t in summary["trials"] if not math.isnan(t["best_dev_wer"])), key=lambda t: t["best_dev_wer"])
+    assert summary["best_trial_id"] == best["trial_id"]
+    assert summary["best_dev_wer"] == pytest.approx(best["best_dev_wer"])
+
+
+def test_export_then_retrain_reproduces_the_dev_wer(finished_sweep, tmp_path):
+    from slr.cli import main
+    from tune.export import export_best
+    spec, summary = finished_sweep
+    out = export_best(spec.sweep_dir, tmp_path / "best.yaml")
+    doc = out.read_text()
+    assert "provenance:" in doc and summary["best_trial_id"] in doc
+    cfg = Config.load(out)
+    assert cfg.train.learning_rate == pytest.approx(summary["best_params"]["train.learning_rate"])
+    assert cfg.model.lstm_layers == 1 and cfg.data.corpus  # complete config
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the trial (one CPU): the same float reductions, so the same run
+    try:
+        assert main(["train", "--config", str(out), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    retrained = json.loads((tmp_path / "run" / "summary.json").read_text())["best_dev_wer"]
+    assert abs(retrained - summary["best_dev_wer"]) <= 0.01
+
+
+def test_status_reads_the_sweep_storage(finished_sweep, capsys):
+    from tune.cli import status
+    spec, summary = finished_sweep
+    assert status(str(spec.sweep_dir), "unused") == 0
+    out = capsys.readouterr().out
+    assert "pruned" in out and "best dev WER so far" in out
+
+
+def test_existing_sweep_needs_resume(finished_sweep):
+    from tune.sweep import run_sweep
+    spec, _ = finished_sweep
+    with pytest.raises(FileExistsError, match="--resume"):
+        run_sweep(spec)

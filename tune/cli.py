@@ -1,0 +1,81 @@
+"""``slr sweep | sweep status | export`` (called from slr.cli, which imports this lazily)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+from slr.config import ConfigError
+
+
+def sweep(args: argparse.Namespace) -> int:
+    if args.experiment == "status":
+        if not args.rest:
+            raise ConfigError("sweep status", "", "usage: slr sweep status NAME_OR_DIR")
+        return status(args.rest[0], args.storage or "sweeps")
+    from tune.experiment import load_experiment
+    from tune.sweep import run_sweep
+    spec = load_experiment(args.experiment, args.rest, storage=args.storage)
+    print(f"sweep '{spec.name}': {spec.num_trials} trials, {spec.searcher.algorithm.upper()} + "
+          f"{spec.scheduler.type.upper()}, {spec.max_concurrent} at a time, {spec.resources.cpu:g} CPU / "
+          f"{spec.resources.gpu:g} GPU each -> {spec.sweep_dir}", flush=True)
+    summary = run_sweep(spec, resume=args.resume, address=args.address, verbose=2 if args.verbose else 0)
+    _print_summary(summary)
+    return 0
+
+
+def _print_summary(s: dict) -> None:
+    counts = ", ".join(f"{v} {k}" for k, v in s["trials_by_status"].items())
+    print(f"\nsweep '{s['sweep']}' done in {s['wall_seconds']:.0f}s: {s['num_trials']} trials ({counts})")
+    if s["best_dev_wer"] is not None:
+        print(f"best dev WER {100 * s['best_dev_wer']:.2f}% (trial {s['best_trial_id']}, epoch {s['best_epoch']})")
+        print(f"best params  {json.dumps(s['best_params'])}")
+        print(f"best config  {Path(s['sweep_dir']) / 'best_config.yaml'}")
+    ml = s["mlflow"]
+    if ml.get("experiment_id"):
+        print(f"MLflow       experiment '{ml['experiment']}' (id {ml['experiment_id']}), parent run "
+              f"{ml['parent_run_id']}\n  open it:   mlflow ui --backend-store-uri {ml['tracking_uri']} "
+              "--host 127.0.0.1 --port 5000   then http://127.0.0.1:5000")
+
+
+def resolve_sweep_dir(name_or_dir: str, storage: str = "sweeps") -> Path:
+    path = Path(name_or_dir)
+    for candidate in (path, Path(storage) / name_or_dir):
+        if (candidate / "experiment.yaml").exists():
+            return candidate.resolve()
+    raise FileNotFoundError(f"no sweep '{name_or_dir}' (looked in {path} and {Path(storage) / name_or_dir})")
+
+
+def status(name_or_dir: str, storage: str) -> int:
+    """Trials by state and the best dev WER so far, read from the sweep's Optuna storage."""
+    import optuna
+    sweep_dir = resolve_sweep_dir(name_or_dir, storage)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=sweep_dir.name, storage=f"sqlite:///{sweep_dir / 'optuna.db'}")
+    states: dict[str, int] = {}
+    best = (math.inf, None)
+    for t in study.trials:
+        states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
+        values = list(t.intermediate_values.values()) + ([t.value] if t.value is not None else [])
+        for v in values:
+            if v < best[0]:
+                best = (v, t.user_attrs.get("ray_trial_id", f"#{t.number}"))
+    print(f"sweep {sweep_dir.name}: " + ", ".join(f"{n} {k}" for k, n in sorted(states.items())))
+    if best[1] is not None:
+        print(f"best dev WER so far {100 * best[0]:.2f}% (trial {best[1]})")
+    if (sweep_dir / "summary.json").exists():
+        print(f"finished: {sweep_dir / 'summary.json'}")
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    from tune.export import export_best
+    out = export_best(resolve_sweep_dir(args.sweep, args.storage), args.out, register=args.register)
+    print(f"wrote {out}\nretrain it:  slr train --config {out} --out runs/best")
+    return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    raise RuntimeError("slr report is not implemented yet (tracked in the 'Seeing a sweep' issue)")

@@ -1,0 +1,53 @@
+"""Best trial -> a complete, reproducible training config with provenance."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from slr.checkpoint import code_version
+from slr.config import Config
+
+
+def export_best(sweep_dir: Path, out: str | Path, register: str | None = None) -> Path:
+    """Write the best trial's full resolved config (not only the searched keys) plus provenance."""
+    summary_path = sweep_dir / "summary.json"
+    if not summary_path.exists():
+        raise FileNotFoundError(f"{summary_path} missing: the sweep has not finished (slr sweep status)")
+    summary = json.loads(summary_path.read_text())
+    if not summary.get("best_trial_id"):
+        raise ValueError(f"sweep {summary['sweep']} has no trial with a dev WER to export")
+    cfg = Config.load(sweep_dir / "best_config.yaml")
+    doc = cfg.to_dict()
+    doc["provenance"] = dict(
+        sweep=summary["sweep"], sweep_dir=str(sweep_dir), trial_id=summary["best_trial_id"],
+        mlflow_tracking_uri=summary["mlflow"]["tracking_uri"], mlflow_run_id=summary["mlflow"]["best_run_id"],
+        mlflow_parent_run_id=summary["mlflow"]["parent_run_id"], dev_wer=summary["best_dev_wer"],
+        epoch=summary["best_epoch"], checkpoint=summary.get("best_checkpoint"), code_version=code_version(),
+        searched=summary["best_params"],
+    )
+    if register:
+        doc["provenance"]["registered_model"] = _register(summary, register)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(f"# exported by `slr export {summary['sweep']}`; retrain: slr train --config {out.name} "
+                   "--out runs/best\n" + yaml.safe_dump(doc, sort_keys=False))
+    return out
+
+
+def _register(summary: dict, name: str) -> str:
+    """Log the best checkpoint as an artifact of its run and register it as a model version."""
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(tracking_uri=summary["mlflow"]["tracking_uri"])
+    run_id, ckpt = summary["mlflow"]["best_run_id"], summary.get("best_checkpoint")
+    if not run_id or not ckpt:
+        raise ValueError("the best trial has no MLflow run or checkpoint to register")
+    client.log_artifacts(run_id, ckpt, artifact_path="checkpoint")
+    try:
+        client.create_registered_model(name)
+    except Exception:  # noqa: BLE001 -- already registered
+        pass
+    version = client.create_model_version(name, f"runs:/{run_id}/checkpoint", run_id=run_id)
+    return f"{name}/{version.version}"
