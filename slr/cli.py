@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="more output; full tracebacks on errors")
     sub = p.add_subparsers(title="commands", metavar="COMMAND")
 
-    data = sub.add_parser("data", help="make, import and inspect corpora").add_subparsers(metavar="ACTION")
+    data = sub.add_parser("data", help="make and inspect corpora").add_subparsers(metavar="ACTION")
     synth = data.add_parser("synth", help="write the embedded synthetic corpus (tiny | quickstart | bench)")
     synth.add_argument("--preset", default="quickstart", choices=["tiny", "quickstart", "bench"])
     synth.add_argument("--seed", type=int, default=0)
@@ -50,15 +50,6 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("corpus")
     stats.add_argument("--json", action="store_true")
     stats.set_defaults(func=cmd_stats)
-    imp = data.add_parser("import", help="import landmarks and annotations into a corpus")
-    imp.add_argument("--format", required=True, choices=["pose", "npy", "phoenix2014", "phoenix2014t", "csv"])
-    imp.add_argument("--out", required=True)
-    imp.add_argument("--annotations", action="append", default=[], help="annotation file (repeatable)")
-    imp.add_argument("--fps", type=float, default=25.0, help="corpus frame rate (inputs are resampled to it)")
-    imp.add_argument("--workers", type=int, default=0, help="worker processes (default: all cores)")
-    imp.add_argument("inputs", nargs="+", help="landmark files or directories")
-    imp.set_defaults(func=cmd_import)
-
     train = sub.add_parser("train", help="train the CTC student on a corpus")
     train.add_argument("--config", help="YAML config (defaults: the seed baseline)")
     train.add_argument("--corpus", help="corpus directory (overrides data.corpus)")
@@ -78,13 +69,6 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=cmd_eval)
 
-    dec = sub.add_parser("decode", help="recognize glosses in .pose / .npy recordings")
-    dec.add_argument("--checkpoint", required=True)
-    dec.add_argument("--beam", type=int, default=0, help="beam width (0 = greedy)")
-    dec.add_argument("--json", action="store_true")
-    dec.add_argument("inputs", nargs="+")
-    dec.set_defaults(func=cmd_decode)
-
     sweep = sub.add_parser("sweep", help="run a Ray Tune sweep from an experiment YAML (or: sweep status NAME)")
     sweep.add_argument("experiment", help="experiment YAML, or 'status' followed by a sweep name/path")
     sweep.add_argument("rest", nargs="*", metavar="key=value", help="dotted overrides of the experiment")
@@ -100,11 +84,6 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--register", metavar="MODEL_NAME", help="also register the best checkpoint in MLflow")
     exp.set_defaults(func=cmd_export)
 
-    rep = sub.add_parser("report", help="HTML report with plots for a finished sweep")
-    rep.add_argument("sweep")
-    rep.add_argument("--storage", default="sweeps")
-    rep.add_argument("--out", help="output directory (default: SWEEP/report)")
-    rep.set_defaults(func=cmd_report)
     return p
 
 
@@ -133,14 +112,6 @@ def cmd_stats(args: argparse.Namespace) -> int:
     print(f"unseen      dev {s['unseen_gloss_tokens']['dev']}  test {s['unseen_gloss_tokens']['test']} gloss tokens")
     print(f"missing     {100 * s['missing_point_fraction']:.2f}% of landmark points")
     return 0
-
-
-def cmd_import(args: argparse.Namespace) -> int:
-    from slr.corpus.importers import run_import
-    report = run_import(args.format, args.inputs, args.out, annotations=args.annotations, fps=args.fps,
-                        workers=args.workers or None)
-    print(json.dumps(report.summary(), indent=2))
-    return 0 if not report.failed else 1
 
 
 # -- training and evaluation ------------------------------------------------------------------------
@@ -190,21 +161,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_decode(args: argparse.Namespace) -> int:
-    from slr.evaluate import decode_files
-    failed = 0
-    for item in decode_files(args.checkpoint, args.inputs, beam=args.beam):
-        if "error" in item:
-            failed += 1
-            print(f"{item['input']}: error: {item['error']}", file=sys.stderr)
-        elif args.json:
-            print(json.dumps(item))
-        else:
-            spans = "  ".join(f"{g['gloss']}[{g['start']}-{g['end']}]" for g in item["glosses"]) or "(nothing)"
-            print(f"{item['input']}: {' '.join(g['gloss'] for g in item['glosses'])}\n  frames: {spans}")
-    return 1 if failed else 0
-
-
 # -- sweeps (need the tune extra) ----------------------------------------------------------------------
 def _tune():
     try:
@@ -220,10 +176,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     return _tune().export(args)
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    return _tune().report(args)
 
 
 if __name__ == "__main__":

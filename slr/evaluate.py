@@ -80,19 +80,3 @@ def recognize(features: FeaturePipeline, model: Student, vocab: Vocabulary, xyz:
         if labels != [t.id for t in tokens]:
             return [dict(gloss=g, start=None, end=None) for g in vocab.decode(labels)]
     return [dict(gloss=vocab.decode([t.id])[0], start=t.start, end=t.end) for t in tokens]
-
-
-def decode_files(path: str | Path, inputs: list[str], beam: int = 0) -> list[dict[str, Any]]:
-    """Recognize each input file; a bad file gives an ``error`` entry and the others still run."""
-    from slr.corpus.importers import ImportFailure, read_landmarks
-
-    cfg, vocab, features, model = load_model(path)
-    results = []
-    for name in inputs:
-        try:
-            xyz, mask, fps = read_landmarks(name, layout=cfg.features.layout, input_dim=cfg.features.input_dim)
-            glosses = recognize(features, model, vocab, xyz, mask, beam)
-            results.append(dict(input=name, frames=len(xyz), fps=fps, glosses=glosses))
-        except ImportFailure as err:
-            results.append(dict(input=name, error=str(err)))
-    return results

@@ -75,7 +75,3 @@ def export(args: argparse.Namespace) -> int:
     out = export_best(resolve_sweep_dir(args.sweep, args.storage), args.out, register=args.register)
     print(f"wrote {out}\nretrain it:  slr train --config {out} --out runs/best")
     return 0
-
-
-def report(args: argparse.Namespace) -> int:
-    raise RuntimeError("slr report is not implemented yet (tracked in the 'Seeing a sweep' issue)")
