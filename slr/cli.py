@@ -8,7 +8,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from slr.config import Config, ConfigError
+from slr.config import Config, ConfigError, parse_override
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,7 +119,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from slr.train import Trainer
     out = Path(args.out)
     cfg = Config.load(args.config, args.overrides) if args.config else Config().override(
-        dict(_split(o) for o in args.overrides))
+        dict(parse_override(o) for o in args.overrides))
     corpus = args.corpus or cfg.data.corpus
     if not corpus:
         raise ConfigError("data.corpus", "", "give --corpus DIR or set data.corpus in the config")
@@ -138,11 +138,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     wer = summary["best_dev_wer"]
     print(f"best dev WER {100 * wer:.2f}% at epoch {summary['best_epoch']}  ->  {out / 'best.pt'}")
     return 0
-
-
-def _split(text: str) -> tuple[str, object]:
-    from slr.config import parse_override
-    return parse_override(text)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -18,7 +18,6 @@ from typing import Any
 
 import yaml
 
-from slr.config import Config
 from tune.experiment import ExperimentSpec, check_resources
 from tune.search import METRIC, OptunaSearcher, open_study
 from tune.trainable import train_trial, trial_config
@@ -181,8 +180,8 @@ def summarize(spec: ExperimentSpec, grid, corpus: str, tracker: SweepTracker | N
     (sweep_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     files = {"summary": sweep_dir / "summary.json", "trials": _write_csv(sweep_dir / "trials.csv", rows, spec)}
     if best:
-        base = Config.from_dict(json.loads(json.dumps(spec.base_config().to_dict())))
-        cfg = trial_config(base.override({"data.corpus": corpus}).to_dict(), best["params"], spec.max_epochs)
+        base = spec.base_config().override({"data.corpus": corpus}).to_dict()
+        cfg = trial_config(base, best["params"], spec.max_epochs)
         (sweep_dir / "best_config.yaml").write_text(cfg.to_yaml())
         files["best_config"] = sweep_dir / "best_config.yaml"
     if tracker:
