@@ -50,6 +50,24 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("corpus")
     stats.add_argument("--json", action="store_true")
     stats.set_defaults(func=cmd_stats)
+    imp = data.add_parser("import", help="import landmark recordings (.pose/.npy/.npz) and annotations",
+                          description="Import landmark recordings and their annotations into a corpus directory. "
+                          "--format names the landmark type (pose, npy: the annotation format is detected) or the "
+                          "annotation format (phoenix2014: .corpus.csv or .stm; phoenix2014t; csv: id,signer,split,"
+                          "glosses). Recordings are matched to annotations by file stem = sample id. Good inputs are "
+                          "imported, every bad one is reported by name, and the exit status is 1 if any failed.")
+    imp.add_argument("--format", required=True, choices=["pose", "npy", "phoenix2014", "phoenix2014t", "csv"])
+    imp.add_argument("--out", required=True, help="corpus directory to create")
+    imp.add_argument("--annotations", action="append", default=[], metavar="FILE",
+                     help="annotation file (repeat for train/dev/test files)")
+    imp.add_argument("--fps", type=float, default=25.0, help="corpus frame rate; other rates are resampled")
+    imp.add_argument("--feature-layout", choices=["seed6516"],
+                     help="inputs are [T, D] precomputed features in this declared layout")
+    imp.add_argument("--workers", type=int, default=0, help="reader processes (default: all cores)")
+    imp.add_argument("--json", action="store_true", help="print the import report as JSON")
+    imp.add_argument("inputs", nargs="+", metavar="INPUT", help="landmark files or directories (searched recursively)")
+    imp.set_defaults(func=cmd_import)
+
     train = sub.add_parser("train", help="train the CTC student on a corpus")
     train.add_argument("--config", help="YAML config (defaults: the seed baseline)")
     train.add_argument("--corpus", help="corpus directory (overrides data.corpus)")
@@ -68,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--ctm", help="write hypotheses as CTM here (default: next to the checkpoint)")
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=cmd_eval)
+
+    dec = sub.add_parser("decode", help="recognize recordings (.pose/.npy/.npz): glosses with frame spans")
+    dec.add_argument("--checkpoint", required=True)
+    dec.add_argument("--beam", type=int, default=0, help="beam width (0 = greedy)")
+    dec.add_argument("--json", action="store_true")
+    dec.add_argument("inputs", nargs="+", metavar="INPUT")
+    dec.set_defaults(func=cmd_decode)
 
     sweep = sub.add_parser("sweep", help="run a Ray Tune sweep from an experiment YAML (or: sweep status NAME)")
     sweep.add_argument("experiment", help="experiment YAML, or 'status' followed by a sweep name/path")
@@ -114,6 +139,50 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from slr.corpus.importer import REPORT, import_corpus, print_progress
+    report = import_corpus(args.inputs, args.out, args.annotations, fmt=args.format, fps=args.fps,
+                           feature_layout=args.feature_layout, workers=args.workers or None, progress=print_progress)
+    if args.json:
+        print(json.dumps(asdict(report), indent=2))
+    else:
+        print(report.summary())
+        print(f"report: {Path(args.out) / REPORT}")
+    for bad in report.bad_files:
+        print(f"slr: bad input {bad['file']}: {bad['reason']}", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    from slr import checkpoint
+    from slr.corpus.readers import RecordingError, read_recording
+    from slr.evaluate import load_model, recognize
+    cfg, vocab, features, model = load_model(args.checkpoint)
+    fps = float(checkpoint.load(args.checkpoint).get("fps", 25.0))
+    dim = cfg.features.input_dim if cfg.features.layout == "precomputed" else None
+    failed = 0
+    for path in args.inputs:
+        try:
+            rec = read_recording(path, fps=fps, feature_dim=dim)
+        except RecordingError as err:
+            print(f"slr: {err}", file=sys.stderr)
+            failed += 1
+            continue
+        if rec.is_landmarks == (cfg.features.layout == "precomputed"):
+            print(f"slr: {path}: the model takes {cfg.features.layout} input", file=sys.stderr)
+            failed += 1
+            continue
+        glosses = recognize(features, model, vocab, rec.values, None, beam=args.beam)
+        if args.json:
+            print(json.dumps(dict(input=str(path), frames=rec.frames, fps=fps, glosses=glosses)))
+        else:
+            spans = " ".join(f"{g['gloss']}[{g['start']}:{g['end']}]" for g in glosses)
+            print(f"{path}: {' '.join(g['gloss'] for g in glosses) or '(nothing recognized)'}\n  spans {spans}")
+    return 1 if failed else 0
+
+
 # -- training and evaluation ------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
     from slr.train import Trainer
@@ -127,8 +196,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if not args.resume and (out / "last.pt").exists():
         raise ValueError(f"{out} already holds a run (last.pt); pass --resume to continue it or pick a new --out")
-    (out / "config.yaml").write_text(cfg.to_yaml())
     trainer = Trainer(cfg, corpus, out, progress=not args.quiet)
+    (out / "config.yaml").write_text(trainer.cfg.to_yaml())
     print(f"training {trainer.model.num_parameters():,} parameters on {trainer.device} "
           f"({len(trainer.train_set)} train / {len(trainer.dev_set)} dev samples"
           + (f", {len(trainer.train_set.excluded)} excluded as too short for CTC" if trainer.train_set.excluded

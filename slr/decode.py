@@ -77,3 +77,47 @@ def decode_batch(log_probs: torch.Tensor, lengths: torch.Tensor, method: str = "
         else:
             out.append([tok.id for tok in greedy(lp[:, b], n)])
     return out
+
+
+def align(log_probs: torch.Tensor | np.ndarray, labels: list[int], length: int | None = None) -> list[Token]:
+    """Viterbi CTC alignment of a given label sequence (e.g. the beam's) -> each label's frame span.
+
+    Runs over the usual extended sequence (blank, l1, blank, l2, ..., blank); a label may be skipped-to
+    from two states back unless it repeats the previous label. Needs ``T >= len(labels) + repeats``.
+    """
+    lp = np.asarray(torch.as_tensor(log_probs[:length]).float().cpu())  # [T, V]
+    if not labels:
+        return []
+    ext = [BLANK]
+    for k in labels:
+        ext += [k, BLANK]
+    T, S = lp.shape[0], len(ext)
+    score = np.full((T, S), -np.inf)
+    back = np.zeros((T, S), dtype=np.int64)
+    score[0, 0], score[0, 1] = lp[0, ext[0]], lp[0, ext[1]]
+    for t in range(1, T):
+        for s in range(S):
+            cands = [(score[t - 1, s], s)]
+            if s >= 1:
+                cands.append((score[t - 1, s - 1], s - 1))
+            if s >= 2 and ext[s] != BLANK and ext[s] != ext[s - 2]:
+                cands.append((score[t - 1, s - 2], s - 2))
+            best, arg = max(cands)
+            score[t, s], back[t, s] = best + lp[t, ext[s]], arg
+    s = S - 1 if score[T - 1, S - 1] >= score[T - 1, S - 2] else S - 2
+    if not np.isfinite(score[T - 1, s]):
+        raise ValueError(f"{len(labels)} labels cannot be aligned to {T} frames")
+    path = [s]
+    for t in range(T - 1, 0, -1):
+        s = int(back[t, s])
+        path.append(s)
+    path.reverse()  # state per frame
+    tokens: list[Token] = []
+    for t, s in enumerate(path):
+        if ext[s] == BLANK:
+            continue
+        if tokens and tokens[-1].end == t and s == path[t - 1]:
+            tokens[-1].end = t + 1
+        else:
+            tokens.append(Token(ext[s], t, t + 1))
+    return tokens

@@ -11,7 +11,7 @@ import torch
 from slr import checkpoint
 from slr.config import Config
 from slr.corpus.store import Corpus
-from slr.decode import beam_search, greedy
+from slr.decode import align, beam_search, greedy
 from slr.features import FeaturePipeline
 from slr.model import Student
 from slr.vocab import Vocabulary
@@ -74,9 +74,5 @@ def recognize(features: FeaturePipeline, model: Student, vocab: Vocabulary, xyz:
     with torch.no_grad():
         feats = features(x, m, torch.ones(1, T, dtype=torch.bool))
         log_probs = model(feats, torch.tensor([T]))[:, 0]  # [T, V]
-    tokens = greedy(log_probs)
-    if beam:  # beam search gives the sequence; spans come from the greedy path where the labels agree
-        labels = beam_search(log_probs, beam)
-        if labels != [t.id for t in tokens]:
-            return [dict(gloss=g, start=None, end=None) for g in vocab.decode(labels)]
+    tokens = align(log_probs, beam_search(log_probs, beam)) if beam else greedy(log_probs)
     return [dict(gloss=vocab.decode([t.id])[0], start=t.start, end=t.end) for t in tokens]

@@ -60,13 +60,23 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def adopt_corpus_layout(cfg: Config, corpus: Corpus) -> Config:
+    """A corpus of precomputed ``[T, D]`` features (``slr data import --feature-layout``) declares its width
+    and modalities in its manifest; a config left at the landmark default trains on them as declared."""
+    declared = corpus.manifest.get("modalities")
+    if corpus.layout != "precomputed" or cfg.features.layout == "precomputed" or not declared:
+        return cfg
+    return cfg.override({"features.layout": "precomputed", "features.input_dim": corpus.manifest["frame_dim"],
+                         "features.modalities": declared})
+
+
 class Trainer:
     """Trains the student on a corpus directory; writes checkpoints and ``metrics.jsonl`` to ``out``."""
 
     def __init__(self, config: Config, corpus: str | Path | Corpus | None = None, out: str | Path | None = None,
                  on_epoch: EpochCallback | None = None, progress: bool = False):
-        self.cfg = config
         self.corpus = corpus if isinstance(corpus, Corpus) else Corpus(corpus or config.data.corpus)
+        self.cfg = config = adopt_corpus_layout(config, self.corpus)
         self.out = Path(out) if out else None
         self.on_epoch = on_epoch
         self.progress = progress
@@ -234,7 +244,7 @@ class Trainer:
 
     def checkpoint_state(self) -> dict[str, Any]:
         return dict(config=self.cfg.to_dict(), vocab=self.vocab.to_list(), model=self.model.state_dict(),
-                    features=self.features.state_dict(),
+                    features=self.features.state_dict(), fps=self.corpus.fps,
                     optimizer=self.optimizer.state_dict(), rng_torch=torch.get_rng_state(),
                     **{k: v for k, v in self.state.items()})
 
