@@ -109,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--register", metavar="MODEL_NAME", help="also register the best checkpoint in MLflow")
     exp.set_defaults(func=cmd_export)
 
+    rep = sub.add_parser("report", help="HTML report with plots of a finished sweep (also logged to MLflow)")
+    rep.add_argument("sweep", help="sweep name (under --storage) or sweep directory")
+    rep.add_argument("--storage", default="sweeps")
+    rep.add_argument("--out", help="output folder (default: SWEEP/report)")
+    rep.add_argument("--no-mlflow", action="store_true", help="do not log the report to the parent MLflow run")
+    rep.set_defaults(func=cmd_report)
+
     return p
 
 
@@ -240,6 +247,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     return _tune().export(args)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    return _tune().report(args)
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ class FeaturesConfig:
     normalize: bool = True  # centre on the shoulder midpoint, scale by shoulder width
     standardize: bool = True  # per-dimension mean/std from the train split (fitted at the start of training)
     standardize_batches: int = 32  # train batches used to fit the standardization
-    temporal: list[str] = field(default_factory=lambda: ["velocity", "acceleration", "centered"])
+    temporal: list[str] = field(default_factory=lambda: ["velocity", "acceleration", "centered"])  # derived blocks
     input_dim: int = 0  # only for layout=precomputed: width D of the stored features
     modalities: dict[str, list[list[int]]] = field(default_factory=dict)  # precomputed: name -> [[start, stop], ...]
 
@@ -87,19 +87,19 @@ class FeaturesConfig:
 class ModelConfig:
     """The seed's student: encoders -> MobileNetV3-1D (4x down) -> ConvTranspose (4x up) -> BiLSTM -> CTC."""
 
-    encoder_dims: dict[str, int] = field(
+    encoder_dims: dict[str, int] = field(  # modality -> encoder width (must name the layout's modalities)
         default_factory=lambda: {"pose": 64, "hands": 128, "face": 64, "temporal": 128}
     )
-    num_blocks: int = 6
-    block_channels: int = 96
-    block_expansion: int = 3
-    block_kernel: int = 5
-    bottleneck_channels: int = 48
+    num_blocks: int = 6  # MobileNetV3-1D blocks (4x temporal downsampling for any count)
+    block_channels: int = 96  # block width (after the 1x1 stem)
+    block_expansion: int = 3  # inverted-bottleneck expansion factor
+    block_kernel: int = 5  # depthwise kernel size in frames (odd)
+    bottleneck_channels: int = 48  # width of the last block, before upsampling
     hidden_dim: int = 128  # upsampled width and BiLSTM hidden size per direction
-    lstm_layers: int = 1
-    dropout: float = 0.3
-    cross_modal_attention: bool = False
-    attention_heads: int = 4
+    lstm_layers: int = 1  # BiLSTM depth
+    dropout: float = 0.3  # dropout in encoders, blocks, projection and between LSTM layers
+    cross_modal_attention: bool = False  # per-frame attention across modality embeddings (off: seed)
+    attention_heads: int = 4  # heads of the cross-modal attention
 
     def __post_init__(self) -> None:
         _check(self.num_blocks >= 1, "model.num_blocks", self.num_blocks, "must be >= 1")
@@ -122,20 +122,20 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation regime (seed: AdamW, 5-epoch warmup from 10 %, cosine, clip 1.0)."""
 
-    epochs: int = 100
-    learning_rate: float = 3e-4
-    weight_decay: float = 1e-4
-    warmup_epochs: float = 5.0
-    warmup_start_factor: float = 0.1
+    epochs: int = 100  # training budget (a sweep sets it to the scheduler's max epochs)
+    learning_rate: float = 3e-4  # AdamW peak learning rate (seed baseline)
+    weight_decay: float = 1e-4  # AdamW decoupled weight decay
+    warmup_epochs: float = 5.0  # linear warmup length (fractions allowed), per optimizer step
+    warmup_start_factor: float = 0.1  # warmup starts at this fraction of learning_rate
     min_lr_factor: float = 0.01  # cosine floor as a fraction of learning_rate
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0  # max gradient norm
     early_stopping_patience: int = 15  # epochs without dev WER improvement; 0 = off
     max_nonfinite_fraction: float = 0.5  # an epoch with more skipped batches than this fails the run
-    seed: int = 0
+    seed: int = 0  # seeds weights, batching and dropout (CPU runs are deterministic)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: str = "auto"  # auto (bf16 on CUDA) | bf16 | off
-    eval_every: int = 1
-    checkpoint: bool = True
+    eval_every: int = 1  # epochs between dev evaluations
+    checkpoint: bool = True  # write last.pt / best.pt to the run directory
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "train.epochs", self.epochs, "must be >= 1")
@@ -157,8 +157,10 @@ class TrainConfig:
 
 @dataclass
 class DecodeConfig:
+    """How log-probs become glosses, and how they are scored."""
+
     method: str = "greedy"  # greedy | beam
-    beam_width: int = 8
+    beam_width: int = 8  # prefix beam search width (method=beam)
     scorer: str = "plain"  # plain | phoenix2014
 
     def __post_init__(self) -> None:

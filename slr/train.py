@@ -75,6 +75,7 @@ class Trainer:
 
     def __init__(self, config: Config, corpus: str | Path | Corpus | None = None, out: str | Path | None = None,
                  on_epoch: EpochCallback | None = None, progress: bool = False):
+        self._born = time.perf_counter()  # wall_seconds in the metrics count from here (setup included)
         self.corpus = corpus if isinstance(corpus, Corpus) else Corpus(corpus or config.data.corpus)
         self.cfg = config = adopt_corpus_layout(config, self.corpus)
         self.out = Path(out) if out else None
@@ -130,6 +131,7 @@ class Trainer:
                 best_dev_wer=self.state["best_wer"] if math.isfinite(self.state["best_wer"]) else None,
                 epoch_seconds=seconds, step_seconds=step_seconds + (dev["seconds"] if dev else 0.0),
                 frames_per_second=frames / max(step_seconds, 1e-9), skipped_batches=skipped,
+                wall_seconds=time.perf_counter() - self._born,
             )
             patience = cfg.early_stopping_patience
             stopped_early = bool(patience) and self.state["bad_epochs"] >= patience

@@ -75,3 +75,11 @@ def export(args: argparse.Namespace) -> int:
     out = export_best(resolve_sweep_dir(args.sweep, args.storage), args.out, register=args.register)
     print(f"wrote {out}\nretrain it:  slr train --config {out} --out runs/best")
     return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    from tune.report import make_report
+    page = make_report(resolve_sweep_dir(args.sweep, args.storage), Path(args.out) if args.out else None,
+                       log_to_mlflow=not args.no_mlflow)
+    print(f"wrote {page}  (open it in a browser; also logged to the sweep's parent MLflow run)")
+    return 0

@@ -6,10 +6,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any
 
+import ray
 import torch
 from ray import tune
 
@@ -43,6 +45,8 @@ def train_trial(params: dict[str, Any], base: dict[str, Any], corpus: str, max_e
     cfg = cfg.override({"train.device": pick_device(gpu_fraction), "data.corpus": corpus})
     work = Path(tempfile.mkdtemp(prefix="slr-trial-"))
     report_dir = work / "report"
+    # Where and since when this attempt runs: placement and concurrency are checkable from the results.
+    where = {"node_id": ray.get_runtime_context().get_node_id(), "attempt_start": time.time()}
 
     def on_epoch(metrics: dict[str, Any], ckpt_dir: Path | None) -> None:
         checkpoint = None
@@ -52,7 +56,8 @@ def train_trial(params: dict[str, Any], base: dict[str, Any], corpus: str, max_e
             report_dir.mkdir()
             os.link(ckpt_dir / "last.pt", report_dir / "last.pt")
             checkpoint = tune.Checkpoint.from_directory(str(report_dir))
-        tune.report({k: v for k, v in metrics.items() if v is not None}, checkpoint=checkpoint)
+        tune.report({**{k: v for k, v in metrics.items() if v is not None}, **where, "report_time": time.time()},
+                    checkpoint=checkpoint)
 
     trainer = Trainer(cfg, corpus, work / "run", on_epoch=on_epoch)
     restored = tune.get_checkpoint()

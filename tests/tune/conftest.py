@@ -67,3 +67,10 @@ def ray_local():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def services():
+    """The helpers above, for test modules that start and stop their own processes."""
+    from types import SimpleNamespace
+    return SimpleNamespace(free_port=free_port, stop=stop, start_mlflow=start_mlflow)

@@ -131,3 +131,34 @@ def test_existing_sweep_needs_resume(finished_sweep):
     spec, _ = finished_sweep
     with pytest.raises(FileExistsError, match="--resume"):
         run_sweep(spec)
+
+
+def test_report_has_every_plot_and_is_logged_to_the_parent_run(finished_sweep, mlflow_server, tmp_path):
+    from tune.report import make_report
+    spec, summary = finished_sweep
+    page = make_report(spec.sweep_dir, tmp_path / "report")
+    text = page.read_text()
+    for alt in ("hyperparameter axis plots", "learning curves", "trial outcomes"):
+        assert f'alt="{alt}" src="data:image/png;base64,' in text  # self-contained
+    assert "Parameter importance" in text and ("fANOVA" in text or "needs at least 2 completed" in text)
+    assert f"{100 * summary['best_dev_wer']:.2f} %" in text
+    assert "slr train --config best.yaml" in text
+    for png in ("params.png", "curves.png", "outcomes.png"):
+        assert (tmp_path / "report" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    client = MlflowClient(mlflow_server)
+    logged = {a.path for a in client.list_artifacts(summary["mlflow"]["parent_run_id"], "report")}
+    assert "report/index.html" in logged and "report/curves.png" in logged
+
+
+def test_report_warns_when_the_best_trials_sit_on_a_range_edge(finished_sweep):
+    from tune.report import boundary_warnings
+    spec, summary = finished_sweep
+    low = spec.space["train.learning_rate"].low
+    edge = {**summary, "trials": [dict(t, best_dev_wer=0.1 * i, params={**t["params"], "train.learning_rate": low})
+                                  for i, t in enumerate(summary["trials"])]}
+    warnings = boundary_warnings(spec, edge)
+    assert any(w.startswith("train.learning_rate") and "lower edge" in w for w in warnings)
+    middle = {**summary, "trials": [dict(t, best_dev_wer=0.1 * i, params={**t["params"], "train.learning_rate": 1e-3,
+                                                                           "model.num_blocks": 2})
+                                    for i, t in enumerate(summary["trials"])]}
+    assert boundary_warnings(spec, middle) == []

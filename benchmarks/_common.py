@@ -1,0 +1,63 @@
+"""Shared by the benchmark scripts: machine facts, JSON results, and a generated section in a docs page.
+
+Each script writes ``benchmarks/results/<name>.json`` and replaces its own section of a markdown page
+(between ``<!-- bench:<name> -->`` and ``<!-- /bench:<name> -->``), with the machine and the exact command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def machine() -> dict[str, Any]:
+    import torch
+    info = dict(python=platform.python_version(), torch=torch.__version__, platform=platform.platform(),
+                cpus=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+                cpu_model=_cpu_model(), torch_threads=torch.get_num_threads(),
+                gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def command() -> str:
+    return "python " + " ".join([os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
+
+
+def save(name: str, results: dict[str, Any], out_dir: Path | None = None) -> Path:
+    out_dir = out_dir or ROOT / "benchmarks" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.json"
+    payload = dict(name=name, command=command(), machine=machine(), date=time.strftime("%Y-%m-%d"), **results)
+    path.write_text(json.dumps(payload, indent=2, default=float))
+    return path
+
+
+def write_section(doc: Path, name: str, body: str) -> None:
+    """Replace (or append) this benchmark's section of ``doc``."""
+    m = machine()
+    where = f"{m['cpus']} CPU cores ({m['cpu_model']})" + (f", GPU {m['gpu']}" if m["gpu"] else ", no GPU")
+    block = (f"<!-- bench:{name} -->\n{body.rstrip()}\n\n*Measured {time.strftime('%Y-%m-%d')} on {where}, "
+             f"torch {m['torch']}, with:* `{command()}`\n<!-- /bench:{name} -->")
+    text = doc.read_text() if doc.exists() else ""
+    pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(text)
