@@ -62,7 +62,8 @@ def init_ray(address: str | None, spec: ExperimentSpec) -> None:
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
-        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+        # address="local": always a fresh local Ray, never a cluster some earlier `ray start` left behind
+        ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
     check_resources(spec, nodes)
 

@@ -64,7 +64,7 @@ def ray_local():
 
     from tune.sweep import ensure_ray_token
     ensure_ray_token()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield
     ray.shutdown()
 

@@ -51,6 +51,7 @@ def test_resume_after_the_driver_is_killed(tiny_corpus, tmp_path, mlflow_server)
     deadline = time.time() + 300
     while _finished_trials(db) < 1 and time.time() < deadline and driver.poll() is None:
         time.sleep(0.5)
+    assert _finished_trials(db) >= 1, "no trial finished: " + (tmp_path / "driver.log").read_text()[-3000:]
     time.sleep(4)  # into the second trial, past a state save
     assert driver.poll() is None, "the sweep ended before it could be killed: " + (tmp_path / "driver.log").read_text()[-3000:]
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray it started, as a lost head would

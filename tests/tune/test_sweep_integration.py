@@ -162,3 +162,57 @@ def test_report_warns_when_the_best_trials_sit_on_a_range_edge(finished_sweep):
                                                                            "model.num_blocks": 2})
                                     for i, t in enumerate(summary["trials"])]}
     assert boundary_warnings(spec, middle) == []
+
+
+NAME_CELL = "[role=gridcell][col-id='attributes.`Run Name`']"
+
+
+def _chromium() -> str:
+    import shutil
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert path, "the browser test needs Chromium: `apt-get install chromium` (scripts/test.sh installs it)"
+    return path
+
+
+def test_mlflow_ui_in_a_real_browser(finished_sweep, mlflow_server, tmp_path):
+    """Headless Chromium on the real MLflow UI: the sweep's parent run with its trials nested under it,
+    the compare view of the trials, and their dev WER chart."""
+    from playwright.sync_api import sync_playwright
+    spec, summary = finished_sweep
+    trial_ids = sorted(t["trial_id"] for t in summary["trials"])
+    exp_id = summary["mlflow"]["experiment_id"]
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_chromium(), args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"{mlflow_server}/#/experiments/{exp_id}/runs")
+            names = page.locator(NAME_CELL)
+            names.first.wait_for(timeout=60_000)
+            assert [n.split("\n")[-1] for n in names.all_inner_texts()] == [spec.name]  # trials folded under it
+            names.filter(has_text=spec.name).locator("button[data-component-id*=runnamecellrenderer]").click()
+            page.wait_for_function(f"document.querySelectorAll(\"{NAME_CELL}\").length > {len(trial_ids)}")
+            shown = [n.split("\n")[-1] for n in names.all_inner_texts()]
+            assert shown[0] == spec.name and sorted(shown[1:]) == trial_ids
+            page.screenshot(path=str(shots / "runs.png"))
+
+            rows = page.locator("[role=row]").filter(has=page.locator(NAME_CELL))
+            for i in range(rows.count()):
+                if rows.nth(i).locator(NAME_CELL).inner_text().split("\n")[-1] != spec.name:
+                    rows.nth(i).locator("input.ag-checkbox-input").click(force=True)
+            page.get_by_role("button", name="Compare").click()
+            page.get_by_text(f"Comparing {len(trial_ids)} Runs").first.wait_for(timeout=60_000)
+            body = page.inner_text("body")
+            assert all(t in body for t in trial_ids) and "dev_wer" in body
+            page.screenshot(path=str(shots / "compare.png"), full_page=True)
+
+            page.get_by_role("link", name="dev_wer", exact=True).first.click()
+            page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+            best = summary["best_dev_wer"]
+            shown_best = f"{int(best) if float(best).is_integer() else best} (step={summary['best_epoch']})"
+            page.get_by_text(shown_best).first.wait_for(timeout=30_000)  # the chart's table: the best trial's min
+            page.screenshot(path=str(shots / "dev_wer.png"))
+        finally:
+            browser.close()
+    assert all((shots / f).stat().st_size > 10_000 for f in ("runs.png", "compare.png", "dev_wer.png"))
