@@ -10,4 +10,5 @@ elif [ ! -f sweeps/quickstart/summary.json ]; then
   slr sweep experiments/quickstart.yaml "$@"
 fi
 slr export quickstart --out best.yaml
+slr report quickstart
 echo "MLflow UI: mlflow ui --backend-store-uri sqlite:///$PWD/sweeps/quickstart/mlflow.db --host 127.0.0.1 --port 5000"

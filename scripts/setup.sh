@@ -9,9 +9,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.slr-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/python -m pip install -q --upgrade pip
-  # shellcheck disable=SC2086
-  .venv/bin/python -m pip install -q ${SLR_TORCH:-torch==2.13.0}
-  .venv/bin/python -m pip install -q -e ".[tune,test]"
+  echo "installing slr-tune and its dependencies into .venv (log: .venv/install.log) ..."
+  {
+    .venv/bin/python -m pip install --upgrade pip &&
+    # shellcheck disable=SC2086
+    .venv/bin/python -m pip install ${SLR_TORCH:-torch==2.13.0} &&
+    .venv/bin/python -m pip install -e ".[tune,test]"
+  } > .venv/install.log 2>&1 || { tail -30 .venv/install.log; echo "setup failed; full log: .venv/install.log"; exit 1; }
   touch "$stamp"
 fi

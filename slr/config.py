@@ -136,6 +136,7 @@ class TrainConfig:
     amp: str = "auto"  # auto (bf16 on CUDA) | bf16 | off
     eval_every: int = 1  # epochs between dev evaluations
     checkpoint: bool = True  # write last.pt / best.pt to the run directory
+    inject_nonfinite_from_epoch: int = 0  # fault injection (tests): every loss from this epoch on is NaN; 0 = off
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "train.epochs", self.epochs, "must be >= 1")
@@ -153,6 +154,8 @@ class TrainConfig:
         _check(ok_device, "train.device", self.device, "must be auto, cpu, cuda or cuda:N")
         _check(self.amp in ("auto", "bf16", "off"), "train.amp", self.amp, "must be auto, bf16 or off")
         _check(self.eval_every >= 1, "train.eval_every", self.eval_every, "must be >= 1")
+        _check(self.inject_nonfinite_from_epoch >= 0, "train.inject_nonfinite_from_epoch",
+               self.inject_nonfinite_from_epoch, "must be >= 0")
 
 
 @dataclass

@@ -157,6 +157,8 @@ class Trainer:
             t0 = time.perf_counter()
             self._set_lr(self.state["step"])
             loss = self._loss(batch.to(self.device))
+            if 0 < self.cfg.train.inject_nonfinite_from_epoch <= epoch:  # fault injection for tests
+                loss = loss * float("nan")
             self.optimizer.zero_grad(set_to_none=True)
             finite = bool(torch.isfinite(loss))
             if finite:

@@ -111,6 +111,8 @@ class OptunaSearcher(Searcher):
         if tid is None:
             return
         state, value = outcome(result, error)
+        if result and result.get("failed_reason"):
+            self.study._storage.set_trial_user_attr(tid, "fail_reason", str(result["failed_reason"])[:1000])
         try:
             self.study.tell(optuna.trial.Trial(self.study, tid), value if state == optuna.trial.TrialState.COMPLETE else None, state=state)
         except (RuntimeError, ValueError) as err:  # already told (e.g. a duplicate completion after restore)
@@ -133,7 +135,7 @@ class OptunaSearcher(Searcher):
 
 def outcome(result: dict[str, Any] | None, error: bool) -> tuple[optuna.trial.TrialState, float | None]:
     """How a finished Ray trial is told to Optuna (see the module docstring)."""
-    if error or not result:
+    if error or not result or result.get("failed_reason"):
         return optuna.trial.TrialState.FAIL, None
     best = result.get("best_dev_wer")
     if result.get("finished") and best is not None and math.isfinite(best):

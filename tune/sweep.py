@@ -118,7 +118,12 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False, address: str | None = 
     grid = tuner.fit()
     tracker = _tracker(spec)
     if tracker:  # runs are found by tags, so this works the same after a restore
-        tracker.start(sweep_params)
+        try:
+            tracker.start(sweep_params)
+        except Exception as err:  # noqa: BLE001 -- the sweep's results must not depend on the server
+            print(f"slr: MLflow at {spec.tracking_uri} is unreachable ({type(err).__name__}); the summary, trials.csv "
+                  f"and best config are in {spec.sweep_dir} but not on the parent run", file=sys.stderr)
+            tracker = None
     return summarize(spec, grid, corpus, tracker, wall_seconds=time.time() - t0)
 
 
@@ -153,8 +158,8 @@ def summarize(spec: ExperimentSpec, grid, corpus: str, tracker: SweepTracker | N
         df = result.metrics_dataframe
         best = float(df[METRIC].min()) if df is not None and METRIC in df and len(df) else math.nan
         best_epoch = int(df.loc[df[METRIC].idxmin(), "epoch"]) if not math.isnan(best) else None
-        status = "failed" if result.error else ("completed" if (result.metrics or {}).get("finished")
-                                                else "stopped-by-asha")
+        failed = result.error or (result.metrics or {}).get("failed_reason")
+        status = "failed" if failed else ("completed" if (result.metrics or {}).get("finished") else "stopped-by-asha")
         trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
         rows.append(dict(trial_id=trial_id, path=result.path, status=status, best_dev_wer=best,
                          best_epoch=best_epoch, epochs=int((result.metrics or {}).get("epoch", 0)),

@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,7 @@ from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
 log = logging.getLogger(__name__)
+logging.getLogger("mlflow").setLevel(logging.WARNING)  # no INFO lines about database migrations per sweep
 
 METRIC_KEYS = ("train_loss", "dev_loss", "dev_wer", "best_dev_wer", "lr", "epoch_seconds", "step_seconds",
                "frames_per_second", "skipped_batches")
@@ -41,9 +43,20 @@ def asha_rung(epochs: int, grace: int, factor: float, max_t: int) -> int:
 
 
 class SweepTracker:
-    """Parent/child runs for one sweep, with write buffering. Usable without Ray (tests, replay)."""
+    """Parent/child runs for one sweep, with write buffering. Usable without Ray (tests, replay).
 
-    def __init__(self, tracking_uri: str, experiment: str, sweep_name: str, sweep_dir: Path):
+    Every write after the parent run exists goes through :meth:`_do`: when the server is unreachable it is
+    queued (in order) and retried at most every ``retry_seconds``, so an outage never stalls the sweep.
+    Writes for a trial name the trial, not its run id: a child run created while the server is down is
+    created (idempotently, found by its ``slr.trial_id`` tag first) when the queue drains.
+    """
+
+    def __init__(self, tracking_uri: str, experiment: str, sweep_name: str, sweep_dir: Path,
+                 retry_seconds: float = 5.0):
+        # Fail fast instead of MLflow's default minutes of HTTP retries: the queue here does the retrying.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
         self._client: MlflowClient | None = None
         self.tracking_uri, self.sweep_name, self.sweep_dir = tracking_uri, sweep_name, Path(sweep_dir)
         self.experiment_name = experiment
@@ -52,6 +65,8 @@ class SweepTracker:
         self.children: dict[str, str] = {}  # trial id -> run id
         self.logged_epoch: dict[str, int] = {}  # trial id -> last epoch logged (a restarted trial re-reports)
         self.pending: list[tuple[str, dict[str, Any]]] = []  # (operation, kwargs) waiting for the server
+        self.retry_seconds, self.retry_at = retry_seconds, 0.0
+        self.saved_pending = 0  # writes left in mlflow_pending.jsonl at the end (0 = everything logged)
 
     @property
     def client(self) -> MlflowClient:
@@ -64,6 +79,7 @@ class SweepTracker:
 
     # -- runs -----------------------------------------------------------------------------------------
     def start(self, params: dict[str, Any]) -> str:
+        """Find or create the sweep's parent run (the server must be reachable now) and re-find its children."""
         exp = self.client.get_experiment_by_name(self.experiment_name)
         self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(self.experiment_name)
         found = self.client.search_runs([self.experiment_id], f"tags.`slr.sweep` = '{self.sweep_name}' and "
@@ -84,38 +100,34 @@ class SweepTracker:
             self.logged_epoch[trial_id] = max((m.step for m in history), default=0)
         return self.parent_id
 
-    def child(self, trial_id: str, params: dict[str, Any], config_yaml: str) -> str:
-        """The trial's run: found by its trial id, created once."""
-        if trial_id in self.children:
-            return self.children[trial_id]
-        run = self.client.create_run(self.experiment_id, run_name=trial_id, tags={
-            "mlflow.parentRunId": self.parent_id, "slr.sweep": self.sweep_name, "slr.trial_id": trial_id,
-            "slr.role": "trial", "slr.status": "running"})
-        self.children[trial_id] = run.info.run_id
-        self._do("log_batch", run_id=run.info.run_id, params=[Param(k, _short(v)) for k, v in params.items()])
-        self._do("log_text", run_id=run.info.run_id, text=config_yaml, artifact_file="config.yaml")
-        return run.info.run_id
+    def child(self, trial_id: str, params: dict[str, Any], config_yaml: str) -> None:
+        """The trial's run: created once (queued if the server is down)."""
+        if trial_id in self.children or any(op == "create_child" and kw["trial"] == trial_id
+                                            for op, kw in self.pending):
+            return
+        self._do("create_child", trial=trial_id, params=params, config_yaml=config_yaml)
+
+    def known(self, trial_id: str) -> bool:
+        return trial_id in self.children or any(kw.get("trial") == trial_id for _, kw in self.pending)
 
     def metrics(self, trial_id: str, result: dict[str, Any]) -> None:
-        run_id = self.children.get(trial_id)
         epoch = result.get("epoch")
-        if run_id is None or epoch is None or epoch <= self.logged_epoch.get(trial_id, 0):
+        if not self.known(trial_id) or epoch is None or epoch <= self.logged_epoch.get(trial_id, 0):
             return  # an epoch re-reported after a restart from checkpoint is logged once
         self.logged_epoch[trial_id] = int(epoch)
         now = int(time.time() * 1000)
         points = [Metric(k, float(result[k]), now, int(epoch)) for k in METRIC_KEYS
                   if isinstance(result.get(k), (int, float)) and math.isfinite(result[k])]
-        self._do("log_batch", run_id=run_id, metrics=points)
+        self._do("log_batch", trial=trial_id, metrics=points)
 
     def finish_trial(self, trial_id: str, status: str, rung: int, error: str | None = None) -> None:
-        run_id = self.children.get(trial_id)
-        if run_id is None:
+        if not self.known(trial_id):
             return
         tags = [RunTag("slr.status", status), RunTag("slr.asha_rung", str(rung))]
         if error:
             tags.append(RunTag("slr.error", error[:5000]))
-        self._do("log_batch", run_id=run_id, tags=tags)
-        self._do("set_terminated", run_id=run_id, status="FAILED" if status == "failed" else "FINISHED")
+        self._do("log_batch", trial=trial_id, tags=tags)
+        self._do("set_terminated", trial=trial_id, status="FAILED" if status == "failed" else "FINISHED")
 
     def finish(self, summary: dict[str, Any], files: dict[str, Path]) -> None:
         if self.parent_id is None:
@@ -130,36 +142,70 @@ class SweepTracker:
         self.flush(final=True)
 
     # -- buffering ------------------------------------------------------------------------------------
+    def _execute(self, op: str, kwargs: dict[str, Any]) -> None:
+        client = self.client
+        if op == "create_child":
+            trial = kwargs["trial"]
+            found = client.search_runs([self.experiment_id], f"tags.`mlflow.parentRunId` = '{self.parent_id}' and "
+                                       f"tags.`slr.trial_id` = '{trial}'", max_results=1)
+            if found:  # created before a failure half-way through this op: reuse, never duplicate
+                self.children[trial] = found[0].info.run_id
+                return
+            run = client.create_run(self.experiment_id, run_name=trial, tags={
+                "mlflow.parentRunId": self.parent_id, "slr.sweep": self.sweep_name, "slr.trial_id": trial,
+                "slr.role": "trial", "slr.status": "running"})
+            client.log_batch(run.info.run_id, params=[Param(k, _short(v)) for k, v in kwargs["params"].items()])
+            client.log_text(run.info.run_id, kwargs["config_yaml"], "config.yaml")
+            self.children[trial] = run.info.run_id
+            return
+        kwargs = dict(kwargs)
+        trial = kwargs.pop("trial", None)
+        if trial is not None:
+            kwargs["run_id"] = self.children[trial]
+        getattr(client, op)(**kwargs)
+
     def _do(self, op: str, **kwargs: Any) -> None:
         self.flush()
         if self.pending:  # keep order: nothing overtakes what is already waiting
             self.pending.append((op, kwargs))
             return
         try:
-            getattr(self.client, op)(**kwargs)
+            self._execute(op, kwargs)
         except Exception as err:  # noqa: BLE001 -- any transport error: buffer and retry later
-            log.warning("MLflow unreachable (%s); buffering and retrying", type(err).__name__)
+            log.warning("MLflow unreachable (%s); buffering writes and retrying every %.0f s", type(err).__name__,
+                        self.retry_seconds)
             self.pending.append((op, kwargs))
+            self.retry_at = time.time() + self.retry_seconds
 
     def flush(self, final: bool = False) -> None:
+        """Retry queued writes in order (throttled while the server is down)."""
+        if not self.pending or (not final and time.time() < self.retry_at):
+            return
         while self.pending:
             op, kwargs = self.pending[0]
             try:
-                getattr(self.client, op)(**kwargs)
+                self._execute(op, kwargs)
             except Exception:  # noqa: BLE001
+                self.retry_at = time.time() + self.retry_seconds
                 if final:
                     self._write_pending()
                 return
             self.pending.pop(0)
+        log.warning("MLflow reachable again: every buffered write is logged")
 
     def _write_pending(self) -> None:
         path = self.sweep_dir / PENDING
+        context = dict(experiment_id=self.experiment_id, parent_id=self.parent_id, sweep=self.sweep_name,
+                       children=self.children)
         with open(path, "a") as f:
             for op, kwargs in self.pending:
-                f.write(json.dumps({"op": op, "kwargs": _jsonable(kwargs)}) + "\n")
-        log.error("MLflow at %s stayed unreachable: %d writes saved to %s; replay them with "
-                  "`python -m tune.tracking replay %s --tracking-uri %s`", self.tracking_uri, len(self.pending),
-                  path, path, self.tracking_uri)
+                f.write(json.dumps({"op": op, "kwargs": _jsonable(kwargs), "context": context}) + "\n")
+        self.saved_pending = len(self.pending)
+        message = (f"MLflow at {self.tracking_uri} stayed unreachable: {len(self.pending)} writes could not be "
+                   f"logged and are saved in {path}; when the server is back, replay them with\n"
+                   f"  python -m tune.tracking replay {path} --tracking-uri {self.tracking_uri}")
+        log.error(message)
+        print(f"slr: {message}", file=sys.stderr, flush=True)
         self.pending.clear()
 
 
@@ -170,25 +216,30 @@ def _short(v: Any) -> str:
 def _jsonable(kwargs: dict[str, Any]) -> dict[str, Any]:
     out = dict(kwargs)
     for key in ("metrics", "params", "tags"):
-        if key in out:
+        if key in out and isinstance(out[key], list):
             out[key] = [(x.key, x.value, getattr(x, "timestamp", None), getattr(x, "step", None)) for x in out[key]]
     return out
 
 
 def replay(path: str | Path, tracking_uri: str) -> int:
-    """Write buffered operations saved by a sweep whose tracking server never came back."""
-    client = MlflowClient(tracking_uri=tracking_uri)
+    """Write the operations a sweep saved because its tracking server never came back (in order)."""
     done = 0
+    tracker: SweepTracker | None = None
     for line in Path(path).read_text().splitlines():
         item = json.loads(line)
-        kwargs = item["kwargs"]
+        ctx, kwargs = item["context"], item["kwargs"]
+        if tracker is None:
+            tracker = SweepTracker(tracking_uri, "", ctx["sweep"], Path(path).parent)
+            tracker.experiment_id, tracker.parent_id = ctx["experiment_id"], ctx["parent_id"]
+        for trial, run_id in ctx["children"].items():
+            tracker.children.setdefault(trial, run_id)
         if "metrics" in kwargs:
             kwargs["metrics"] = [Metric(k, v, t, s) for k, v, t, s in kwargs["metrics"]]
-        if "params" in kwargs:
-            kwargs["params"] = [Param(k, v) for k, v, _, _ in kwargs["params"]]
         if "tags" in kwargs:
             kwargs["tags"] = [RunTag(k, v) for k, v, _, _ in kwargs["tags"]]
-        getattr(client, item["op"])(**kwargs)
+        if "params" in kwargs and isinstance(kwargs["params"], list):
+            kwargs["params"] = [Param(k, v) for k, v, _, _ in kwargs["params"]]
+        tracker._execute(item["op"], kwargs)
         done += 1
     return done
 
@@ -196,15 +247,22 @@ def replay(path: str | Path, tracking_uri: str) -> int:
 class ProgressCallback(Callback):
     """One line per finished trial with the best dev WER so far (Ray's own tables only with -v)."""
 
-    def __init__(self, num_trials: int):
+    def __init__(self, num_trials: int, every_seconds: float = 30.0):
         self.num_trials, self.done, self.best = num_trials, 0, (math.inf, "")
         self.last: dict[str, dict[str, Any]] = {}
+        self.every, self.next_line = every_seconds, time.time() + every_seconds
 
     def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
         self.last[trial.trial_id] = result
         wer = result.get("dev_wer")
         if wer is not None and wer < self.best[0]:
             self.best = (wer, trial.trial_id)
+        if time.time() >= self.next_line:  # a heartbeat between trial completions, at most every 30 s
+            self.next_line = time.time() + self.every
+            running = [t for t in trials if t.status == "RUNNING"]
+            epochs = ", ".join(f"{t.trial_id} epoch {self.last.get(t.trial_id, {}).get('epoch', 0)}" for t in running)
+            print(f"  ... {len(running)} running ({epochs}); {self.done}/{self.num_trials} done; best dev WER so far "
+                  f"{100 * self.best[0]:.1f}%", flush=True)
 
     def _line(self, trial, status: str) -> None:  # noqa: ANN001
         self.done += 1
@@ -230,6 +288,7 @@ class MlflowCallback(Callback):
         self.grace, self.factor, self.max_t = grace, factor, max_t
         self.last_epoch: dict[str, int] = {}
         self.finished: dict[str, bool] = {}
+        self.failed_reason: dict[str, str] = {}
 
     def setup(self, **info):  # noqa: ANN003 -- also runs when a sweep is restored: re-find runs by tags
         self.tracker.start(self.sweep_params)
@@ -239,16 +298,20 @@ class MlflowCallback(Callback):
         self.tracker.child(trial.trial_id, params, config_yaml)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
-        if trial.trial_id not in self.tracker.children:
+        if not self.tracker.known(trial.trial_id):
             self.on_trial_start(iteration, trials, trial)
         self.last_epoch[trial.trial_id] = int(result.get("epoch", 0))
         self.finished[trial.trial_id] = bool(result.get("finished"))
+        if result.get("failed_reason"):
+            self.failed_reason[trial.trial_id] = str(result["failed_reason"])
         self.tracker.metrics(trial.trial_id, result)
 
     def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001
         epochs = self.last_epoch.get(trial.trial_id, 0)
-        status = "completed" if self.finished.get(trial.trial_id) else "stopped-by-asha"
-        self.tracker.finish_trial(trial.trial_id, status, asha_rung(epochs, self.grace, self.factor, self.max_t))
+        reason = self.failed_reason.get(trial.trial_id)
+        status = "failed" if reason else ("completed" if self.finished.get(trial.trial_id) else "stopped-by-asha")
+        self.tracker.finish_trial(trial.trial_id, status, asha_rung(epochs, self.grace, self.factor, self.max_t),
+                                  reason)
 
     def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001
         epochs = self.last_epoch.get(trial.trial_id, 0)
@@ -260,6 +323,9 @@ class MlflowCallback(Callback):
 
     def on_step_end(self, iteration, trials, **info):  # noqa: ANN001
         self.tracker.flush()
+
+    def on_experiment_end(self, trials, **info):  # noqa: ANN001 -- last chance: log or save for replay
+        self.tracker.flush(final=True)
 
 
 if __name__ == "__main__":  # python -m tune.tracking replay FILE --tracking-uri URI

@@ -16,7 +16,7 @@ import torch
 from ray import tune
 
 from slr.config import Config
-from slr.train import Trainer
+from slr.train import NonFiniteLossError, Trainer
 
 
 def trial_config(base: dict[str, Any], params: dict[str, Any], max_epochs: int) -> Config:
@@ -46,7 +46,7 @@ def train_trial(params: dict[str, Any], base: dict[str, Any], corpus: str, max_e
     work = Path(tempfile.mkdtemp(prefix="slr-trial-"))
     report_dir = work / "report"
     # Where and since when this attempt runs: placement and concurrency are checkable from the results.
-    where = {"node_id": ray.get_runtime_context().get_node_id(), "attempt_start": time.time()}
+    where = {"node_id": ray.get_runtime_context().get_node_id(), "attempt_start": time.time(), "pid": os.getpid()}
 
     def on_epoch(metrics: dict[str, Any], ckpt_dir: Path | None) -> None:
         checkpoint = None
@@ -68,5 +68,10 @@ def train_trial(params: dict[str, Any], base: dict[str, Any], corpus: str, max_e
             trainer.fit(resume=work / "resume.pt")
         else:
             trainer.fit()
+    except NonFiniteLossError as err:
+        # Deterministic: retrying would fail again. End the trial with its reason instead of raising, so
+        # Ray does not restart it; the searcher records it as FAIL and the MLflow run as failed.
+        tune.report({**where, "report_time": time.time(), "epoch": trainer.state["epoch"] + 1, "finished": 1,
+                     "failed_reason": f"non-finite loss: {err}"})
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -26,7 +26,8 @@ def _start_node(args: list[str], log: Path) -> subprocess.Popen:
 
 
 @pytest.fixture
-def two_nodes(tmp_path, services):
+def two_nodes_procs(tmp_path, services):
+    """(address, [head, worker] processes, services) of a fresh two-node cluster on loopback."""
     import tune  # noqa: F401 -- RAY_AUTH_MODE=token before ray is imported
     import ray
 
@@ -47,11 +48,16 @@ def two_nodes(tmp_path, services):
         while time.time() < deadline and sum(n["Alive"] for n in ray.nodes()) < 2:
             time.sleep(1)
         assert sum(n["Alive"] for n in ray.nodes()) == 2, (tmp_path / "worker.log").read_text()[-2000:]
-        yield address
+        yield address, procs, services
     finally:
         ray.shutdown()
         for p in reversed(procs):
             services.stop(p)
+
+
+@pytest.fixture
+def two_nodes(two_nodes_procs):
+    return two_nodes_procs[0]
 
 
 def test_gpu_slices_pack_four_per_gpu_across_both_nodes(tiny_corpus, tmp_path, two_nodes):
@@ -78,3 +84,50 @@ def test_gpu_slices_pack_four_per_gpu_across_both_nodes(tiny_corpus, tmp_path, t
             running += step
             peak = max(peak, running)
         assert 2 <= peak <= 4, f"node {node[:8]}: {peak} trials at once on one GPU declared (want 2..4)"
+
+
+def test_a_worker_node_leaving_reschedules_its_trials_from_checkpoints(tiny_corpus, tmp_path, two_nodes_procs):
+    """Stop the second node mid-sweep: its trials restart on the head from their last checkpoints."""
+    import threading
+
+    import ray
+
+    from tune.sweep import run_sweep
+    address, procs, services = two_nodes_procs
+    head = ray.get_runtime_context().get_node_id()
+    spec = from_dict(dict(
+        name="nodeloss", corpus={"path": str(tiny_corpus)}, num_trials=4, max_concurrent=4, max_failures=3,
+        storage_path=str(tmp_path / "sweeps"), resources={"cpu": 1, "gpu": 0.5},
+        config={"model": {"num_blocks": 1}, "train": {"epochs": 10, "early_stopping_patience": 0}},
+        space={"train.learning_rate": {"type": "loguniform", "low": 1e-3, "high": 3e-3}},
+        searcher={"algorithm": "random", "seed": 0}, scheduler={"type": "none"}, mlflow={"enabled": False}))
+    out: dict = {}
+    driver = threading.Thread(target=lambda: out.update(summary=run_sweep(spec, address=address, verbose=0)))
+    driver.start()
+
+    def reports() -> dict[str, list[dict]]:
+        found = {}
+        for path in spec.sweep_dir.glob("train_trial_*/result.json"):
+            found[path.parent.name] = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+        return found
+
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        on_worker = {k: r for k, r in reports().items() if r and r[-1]["node_id"] != head}
+        if on_worker and all(len(r) >= 2 for r in on_worker.values()) and len(reports()) == 4:
+            break
+        time.sleep(0.3)
+    else:
+        raise AssertionError("no trial reached epoch 2 on the worker node in time")
+    services.stop(procs[1])  # the worker node leaves: its raylet and trial processes are gone
+    driver.join(timeout=600)
+    assert not driver.is_alive() and out["summary"]["trials_by_status"]["completed"] == 4
+
+    for name, first in on_worker.items():
+        rows = reports()[name]
+        attempts = sorted({r["attempt_start"] for r in rows})
+        assert len(attempts) >= 2, f"{name} was not restarted"
+        again = [r for r in rows if r["attempt_start"] == attempts[-1]]
+        assert again[0]["node_id"] == head  # rescheduled on the remaining node ...
+        assert again[0]["epoch"] > 1  # ... from its checkpoint, not from scratch
+        assert rows[-1]["epoch"] == 10

@@ -1,0 +1,133 @@
+"""Trainer throughput of the seed baseline: train and inference frames/s, data loader frames/s, and the
+real-time factor of recognizing a 10 s sentence on one CPU core.
+
+    python benchmarks/throughput.py --corpus corpora/quickstart
+Writes benchmarks/results/throughput.json and a section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT, save, write_section  # noqa: E402
+
+
+def measure_training(corpus: str, steps: int, batch_size: int, amp: str = "off") -> dict:
+    """Frames/s inside optimizer steps (forward, CTC, backward, clip, AdamW) of the seed baseline."""
+    from slr.config import Config
+    from slr.train import Trainer
+    cfg = Config().override({"data.batch_size": batch_size, "features.standardize": False, "train.amp": amp})
+    trainer = Trainer(cfg, corpus)
+    trainer.model.train()
+    batches = []
+    for batch in trainer.train_loader:
+        batches.append(batch)
+        if len(batches) >= steps + 2:
+            break
+    frames = 0
+    for i, batch in enumerate(batches):
+        if i == 2:  # two warm-up steps
+            t0, frames = time.perf_counter(), 0
+        b = batch.to(trainer.device)
+        loss = trainer._loss(b)
+        trainer.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), 1.0)
+        trainer.optimizer.step()
+        frames += int(batch.lengths.sum())
+    train_seconds = time.perf_counter() - t0
+    trainer.model.eval()
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        inf_frames = 0
+        for batch in batches[2:]:
+            b = batch.to(trainer.device)
+            trainer.model(trainer.features(b.x, b.point_mask, b.frame_mask.to(trainer.device)), b.lengths)
+            inf_frames += int(batch.lengths.sum())
+        inf_seconds = time.perf_counter() - t0
+    return dict(train_fps=frames / train_seconds, inference_fps=inf_frames / inf_seconds,
+                parameters=trainer.model.num_parameters(), steps=len(batches) - 2, batch_size=batch_size)
+
+
+def measure_loader(corpus: str, batch_size: int, epochs: int = 2) -> dict:
+    """Frames/s the data path delivers (memory-mapped corpus -> padded batches), no model."""
+    from slr.config import Config
+    from slr.train import Trainer
+    trainer = Trainer(Config().override({"data.batch_size": batch_size, "features.standardize": False}), corpus)
+    t0, frames = time.perf_counter(), 0
+    for epoch in range(epochs):
+        trainer.sampler.set_epoch(epoch)
+        for batch in trainer.train_loader:
+            frames += int(batch.lengths.sum())
+    return dict(loader_fps=frames / (time.perf_counter() - t0))
+
+
+def measure_rtf(corpus: str, seconds: float = 10.0, fps: float = 25.0, repeats: int = 5) -> dict:
+    """Recognizing one 10 s recording (250 frames) on 1 CPU thread: features + model + greedy decoding."""
+    from slr.config import Config
+    from slr.corpus import Corpus
+    from slr.decode import greedy
+    from slr.features import FeaturePipeline
+    from slr.model import Student
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        cfg = Config()
+        vocab = Corpus(corpus).vocab
+        features = FeaturePipeline(cfg.features).eval()
+        model = Student(cfg.model, features.spans, len(vocab)).eval()
+        T = int(seconds * fps)
+        x = torch.as_tensor(np.random.default_rng(0).normal(0, 0.3, (1, T, 543, 3)).astype(np.float32))
+        mask = torch.ones(1, T, 543, dtype=torch.bool)
+        times = []
+        with torch.no_grad():
+            for _ in range(repeats + 1):
+                t0 = time.perf_counter()
+                lp = model(features(x, mask, torch.ones(1, T, dtype=torch.bool)), torch.tensor([T]))
+                greedy(lp[:, 0])
+                times.append(time.perf_counter() - t0)
+        best = min(times[1:])
+    finally:
+        torch.set_num_threads(threads)
+    return dict(rtf_1core=best / seconds, latency_s=best, frames=T)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--corpus", default=str(ROOT / "corpora" / "quickstart"))
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--batch-size", type=int, default=4, help="the seed's batch size")
+    p.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks.md"))
+    p.add_argument("--results", default=None)
+    args = p.parse_args(argv)
+    train = measure_training(args.corpus, args.steps, args.batch_size)
+    loader = measure_loader(args.corpus, args.batch_size)
+    rtf = measure_rtf(args.corpus)
+    ratio = loader["loader_fps"] / train["train_fps"]
+    results = dict(**train, **loader, **rtf, loader_over_train=ratio, threads=torch.get_num_threads())
+    save("throughput", results, Path(args.results) if args.results else None)
+    body = f"""## Trainer throughput (seed baseline, CPU)
+
+| measure | value |
+|---|---|
+| parameters | {train['parameters']:,} |
+| training (forward + CTC + backward + AdamW), batch {args.batch_size} | {train['train_fps']:,.0f} frames/s |
+| inference (features + model), batch {args.batch_size} | {train['inference_fps']:,.0f} frames/s |
+| data loader (memory-mapped corpus -> padded batches) | {loader['loader_fps']:,.0f} frames/s = **{ratio:.0f}x** what training consumes (target >= 5x) |
+| recognizing a 10 s sentence (250 frames) on 1 core | {rtf['latency_s'] * 1000:.0f} ms = real-time factor **{rtf['rtf_1core']:.3f}** |
+
+{torch.get_num_threads()} torch threads for training and loading; the real-time factor uses 1 thread."""
+    write_section(Path(args.doc), "throughput", body)
+    print(body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

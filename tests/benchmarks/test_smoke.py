@@ -1,0 +1,70 @@
+"""Each benchmark script runs end to end on a tiny setting and writes its JSON and its docs section.
+(No timing assertions: benchmarks measure, tests only check that they work.)"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def _section(doc: Path, name: str) -> str:
+    text = doc.read_text()
+    assert f"<!-- bench:{name} -->" in text and f"<!-- /bench:{name} -->" in text
+    return text.split(f"<!-- bench:{name} -->")[1].split(f"<!-- /bench:{name} -->")[0]
+
+
+def test_throughput(tiny_corpus, tmp_path):
+    import throughput
+    doc = tmp_path / "b.md"
+    assert throughput.main(["--corpus", str(tiny_corpus), "--steps", "3", "--doc", str(doc),
+                            "--results", str(tmp_path)]) == 0
+    r = json.loads((tmp_path / "throughput.json").read_text())
+    assert r["train_fps"] > 0 and r["inference_fps"] > 0 and r["loader_fps"] > 0 and 0 < r["rtf_1core"]
+    assert "frames/s" in _section(doc, "throughput") and "benchmarks/throughput.py" in r["command"]
+
+
+def test_corpus_memory(tiny_corpus, tmp_path):
+    import corpus_memory
+    doc = tmp_path / "b.md"
+    assert corpus_memory.main(["--corpus", str(tiny_corpus), "--n", "1", "2", "--doc", str(doc),
+                               "--results", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "corpus_memory.json").read_text())["rows"]
+    assert [r["n"] for r in rows] == [1, 2] and all(len(r["pss_mib"]) == r["n"] for r in rows)
+    assert "total PSS" in _section(doc, "corpus_memory")
+
+
+def test_sensitivity(tiny_corpus, tmp_path):
+    import sensitivity
+    doc = tmp_path / "c.md"
+    doc.write_text("# corpus\n\n<!-- bench:sensitivity -->\nold\n<!-- /bench:sensitivity -->\n\ntail\n")
+    assert sensitivity.main(["--corpus", str(tiny_corpus), "--epochs", "1", "--only", "2", "--doc", str(doc),
+                             "--results", str(tmp_path)]) == 0
+    text = doc.read_text()
+    assert "old" not in text and text.endswith("tail\n") and "seed baseline" in _section(doc, "sensitivity")
+
+
+def test_goodput_arithmetic(tmp_path):
+    import goodput
+    sweep = tmp_path / "s"
+    sweep.mkdir()
+    (sweep / "experiment.yaml").write_text("max_concurrent: 2\n")
+    trials = []
+    for i, (start, busy) in enumerate([(0.0, 4.5), (0.0, 9.0), (10.0, 4.5)]):
+        path = sweep / f"t{i}"
+        path.mkdir()
+        wall = busy / 0.9  # 90 % of each trial's time in steps
+        reports = [dict(epoch=e + 1, attempt_start=start, report_time=start + wall * (e + 1) / 3,
+                        step_seconds=busy / 3) for e in range(3)]
+        (path / "result.json").write_text("".join(json.dumps(r) + "\n" for r in reports))
+        trials.append(dict(trial_id=f"t{i}", path=str(path)))
+    (sweep / "summary.json").write_text(json.dumps(dict(sweep="s", wall_seconds=20.0, trials=trials)))
+    r = goodput.analyze(sweep)
+    assert r["goodput"] == pytest.approx(0.9)
+    ideal = (5 + 10 + 5) / 2
+    assert r["ideal_seconds"] == pytest.approx(ideal) and r["span_over_ideal"] == pytest.approx(15 / ideal)
