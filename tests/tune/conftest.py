@@ -41,11 +41,18 @@ def start_mlflow(root: Path, port: int) -> subprocess.Popen:
 
 
 def stop(proc: subprocess.Popen) -> None:
+    """Stop a process group started by a test (idempotent)."""
     try:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait()
 
 
 @pytest.fixture(scope="module")

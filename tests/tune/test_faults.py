@@ -109,7 +109,8 @@ def test_tracking_server_down_for_30_s_loses_nothing(tiny_corpus, tmp_path, serv
     server = services.start_mlflow(root, port)
     uri = f"http://127.0.0.1:{port}"
     exp = _write_experiment(tmp_path / "outage.yaml", tiny_corpus, tmp_path / "sweeps", num_trials=3,
-                            mlflow={"tracking_uri": uri})
+                            mlflow={"tracking_uri": uri},  # long enough to outlast a 30 s outage
+                            config={"model": {"num_blocks": 1}, "train": {"epochs": 30, "early_stopping_patience": 0}})
     sweep_dir, log = tmp_path / "sweeps" / "outage", tmp_path / "driver.log"
     proc = _start_sweep(exp, log)
     try:
@@ -127,7 +128,7 @@ def test_tracking_server_down_for_30_s_loses_nothing(tiny_corpus, tmp_path, serv
         children = _children(uri, "outage")
         assert len(children) == 3
         for run in children:
-            assert _epochs_logged(uri, run) == list(range(1, 9)), run.data.tags["slr.trial_id"]
+            assert _epochs_logged(uri, run) == list(range(1, 31)), run.data.tags["slr.trial_id"]
             assert run.data.tags["slr.status"] == "completed"
     finally:
         if proc.poll() is None:
