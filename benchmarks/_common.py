@@ -37,8 +37,16 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+_COMMAND: list[str] = []
+
+
+def set_command(script: str, argv: list[str] | None) -> None:
+    """Record the command line a result came from (``main(argv)`` may be called from Python, not a shell)."""
+    _COMMAND[:] = [os.path.relpath(script, ROOT), *(sys.argv[1:] if argv is None else argv)]
+
+
 def command() -> str:
-    return "python " + " ".join([os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
+    return "python " + " ".join(_COMMAND or [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
 
 
 def save(name: str, results: dict[str, Any], out_dir: Path | None = None) -> Path:

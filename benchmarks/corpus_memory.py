@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, save, write_section  # noqa: E402
+from _common import ROOT, save, set_command, write_section  # noqa: E402
 
 MiB = 2**20
 
@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks.md"))
     p.add_argument("--results", default=None)
     args = p.parse_args(argv)
+    set_command(__file__, argv)
     landmarks = (Path(args.corpus) / "landmarks.arrow").stat().st_size / MiB
     frames = json.loads((Path(args.corpus) / "manifest.json").read_text())["total_frames"]
     fp32_features = frames * 6516 * 4 / MiB  # what storing the derived 6516-d input as fp32 would take

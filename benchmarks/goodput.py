@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, save, write_section  # noqa: E402
+from _common import ROOT, save, set_command, write_section  # noqa: E402
 
 
 def analyze(sweep_dir: Path) -> dict:
@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks.md"))
     p.add_argument("--results", default=None)
     args = p.parse_args(argv)
+    set_command(__file__, argv)
     r = analyze(Path(args.sweep_dir))
     save("goodput", r, Path(args.results) if args.results else None)
     body = f"""## Sweep goodput (`{r['sweep']}` sweep, {len(r['trials'])} trials, {r['slots']} at a time)

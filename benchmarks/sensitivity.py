@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, save, write_section  # noqa: E402
+from _common import ROOT, save, set_command, write_section  # noqa: E402
 
 BASE = {"data.batch_size": 4, "train.warmup_epochs": 1, "train.early_stopping_patience": 0}
 VARIANTS = [
@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--doc", default=str(ROOT / "docs" / "corpus.md"))
     p.add_argument("--results", default=None, help="folder for the JSON (default benchmarks/results)")
     args = p.parse_args(argv)
+    set_command(__file__, argv)
     import torch
     torch.set_num_threads(2)
     rows = []

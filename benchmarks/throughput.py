@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, save, write_section  # noqa: E402
+from _common import ROOT, save, set_command, write_section  # noqa: E402
 
 
 def measure_training(corpus: str, steps: int, batch_size: int, amp: str = "off") -> dict:
@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks.md"))
     p.add_argument("--results", default=None)
     args = p.parse_args(argv)
+    set_command(__file__, argv)
     train = measure_training(args.corpus, args.steps, args.batch_size)
     loader = measure_loader(args.corpus, args.batch_size)
     rtf = measure_rtf(args.corpus)

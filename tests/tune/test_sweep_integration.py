@@ -2,6 +2,8 @@
 
 import json
 import math
+import os
+from pathlib import Path
 
 import optuna
 import pytest
@@ -28,9 +30,13 @@ def _spec(corpus, storage, tracking_uri, name="itest", **changes):
     return from_dict(raw)
 
 
+SECRET = "slr-test-not-a-real-aws-secret-4f1c9e"
+
+
 @pytest.fixture(scope="module")
 def finished_sweep(tiny_corpus, tmp_path_factory, mlflow_server, ray_local):
     from tune.sweep import run_sweep
+    os.environ["AWS_SECRET_ACCESS_KEY"] = SECRET  # as on a cluster node: must never be logged
     storage = tmp_path_factory.mktemp("sweeps")
     spec = _spec(tiny_corpus, storage, mlflow_server)
     return spec, run_sweep(spec, verbose=0)
@@ -216,3 +222,49 @@ def test_mlflow_ui_in_a_real_browser(finished_sweep, mlflow_server, tmp_path):
         finally:
             browser.close()
     assert all((shots / f).stat().st_size > 10_000 for f in ("runs.png", "compare.png", "dev_wer.png"))
+
+
+def test_no_secret_reaches_mlflow_or_the_sweep_files(finished_sweep, mlflow_server):
+    """Params are the resolved config only: no environment value (keys, tokens) is logged anywhere."""
+    spec, summary = finished_sweep
+    secrets = [SECRET]
+    token_file = Path.home() / ".ray" / "auth_token"
+    if token_file.exists():
+        secrets.append(token_file.read_text().strip())
+    client = MlflowClient(mlflow_server)
+    runs = client.search_runs([summary["mlflow"]["experiment_id"]], max_results=100)
+    logged = [str(v) for r in runs for v in (*r.data.params.values(), *r.data.tags.values())]
+    files = [p.read_text(errors="ignore") for p in spec.sweep_dir.rglob("*")
+             if p.is_file() and p.suffix in (".json", ".yaml", ".csv", ".jsonl", ".txt", ".html")]
+    for secret in secrets:
+        assert not any(secret in text for text in logged + files)
+
+
+def test_optuna_dashboard_opens_the_sweeps_study(finished_sweep, services, tmp_path):
+    """optuna-dashboard on loopback, pointed at the sweep's storage URL, serves the study and its trials."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    spec, summary = finished_sweep
+    port = services.free_port()
+    exe = str(Path(sys.executable).parent / "optuna-dashboard")
+    proc = subprocess.Popen([exe, spec.optuna_storage, "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=open(tmp_path / "dash.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline, studies = time.time() + 60, None
+        while time.time() < deadline and studies is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as r:
+                    studies = json.loads(r.read())["studies"]
+            except OSError:
+                time.sleep(0.5)
+        assert studies is not None, (tmp_path / "dash.log").read_text()[-2000:]
+        (study,) = [s for s in studies if s["study_name"] == spec.name]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{study['study_id']}", timeout=10) as r:
+            detail = json.loads(r.read())
+        assert len(detail["trials"]) == summary["num_trials"]
+        assert {t["state"] for t in detail["trials"]} >= {"Complete", "Pruned"}
+    finally:
+        services.stop(proc)

@@ -1,0 +1,297 @@
+"""Search efficiency, the headline: how many trial-epochs does each strategy need to find a good model?
+
+A tabular benchmark, as HPO research does: ``build`` trains a fixed grid of configurations once with the
+real trainer and stores every per-epoch dev WER in a Parquet table; ``replay`` runs the strategies through
+the real searcher and scheduler code (``tune.search.OptunaSearcher``, Ray's ``ASHAScheduler``, Ray Tune
+itself) with a trainable that reads the table instead of training, for several seeds each:
+
+- TPE + ASHA (ours), random + ASHA, random without early stopping (full budget), QMC + ASHA.
+
+Reported: best dev WER so far against cumulative trial-epochs (anytime plot, PNG), and the ratio of
+trial-epochs TPE + ASHA needs to come within 1 WER point of full-budget random search's final best.
+
+    python benchmarks/search_efficiency.py build --corpus corpora/tiny --epochs 8
+    python benchmarks/search_efficiency.py replay --seeds 5 --trials 24
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT, save, set_command, write_section  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+GRID = {
+    "train.learning_rate": [1e-4, 3e-4, 1e-3, 3e-3, 1e-2],
+    "model.dropout": [0.0, 0.3],
+    "train.weight_decay": [1e-6, 1e-3],
+    "model.num_blocks": [2, 6],
+    "model.lstm_layers": [1, 2],
+}
+LOG_KEYS = {"train.learning_rate", "train.weight_decay"}
+STRATEGIES = {  # name -> (searcher algorithm, scheduler)
+    "TPE + ASHA": ("tpe", "asha"),
+    "random + ASHA": ("random", "asha"),
+    "QMC + ASHA": ("qmc", "asha"),
+    "random, full budget": ("random", "none"),
+}
+
+
+# -- build: train the grid once --------------------------------------------------------------------------
+def _train_point(args: tuple[str, int, dict[str, Any]]) -> list[dict[str, Any]]:
+    import torch
+
+    from slr.config import Config
+    from slr.train import Trainer
+    corpus, epochs, point = args
+    torch.set_num_threads(1)
+    cfg = Config().override({**point, "train.epochs": epochs, "train.warmup_epochs": 1,
+                             "train.early_stopping_patience": 0, "data.batch_size": 8})
+    rows = []
+    t0 = time.time()
+    trainer = Trainer(cfg, corpus, on_epoch=lambda m, _: rows.append(
+        {**point, "epoch": m["epoch"], "dev_wer": m["dev_wer"], "seconds": time.time() - t0}))
+    try:
+        trainer.fit()
+    except Exception as err:  # noqa: BLE001 -- a diverging point is a row too: it costs epochs and finds nothing
+        rows.append({**point, "epoch": trainer.state["epoch"] + 1, "dev_wer": math.nan, "seconds": 0.0,
+                     "error": type(err).__name__})
+    return rows
+
+
+def build(corpus: str, epochs: int, out: Path, workers: int) -> Path:
+    import pandas as pd
+    points = [dict(zip(GRID, values)) for values in itertools.product(*GRID.values())]
+    rows: list[dict[str, Any]] = []
+    t0 = time.time()
+    with ProcessPoolExecutor(workers) as pool:
+        for i, result in enumerate(pool.map(_train_point, [(corpus, epochs, p) for p in points]), 1):
+            rows.extend(result)
+            print(f"\r{i}/{len(points)} configurations trained ({time.time() - t0:.0f} s)", end="", flush=True)
+    print()
+    table = pd.DataFrame(rows)
+    table.attrs = {}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(out)
+    return out
+
+
+# -- replay: the real searcher and scheduler on the table ----------------------------------------------
+def _snap(key: str, value: float) -> Any:
+    """The grid value nearest to a suggested value (in log space for log-scale keys)."""
+    grid = GRID[key]
+    if key in LOG_KEYS:
+        return min(grid, key=lambda g: abs(math.log(g) - math.log(value)))
+    return min(grid, key=lambda g: abs(g - value))
+
+
+class TableTrainable:
+    """Ray Tune function trainable that reports the table's per-epoch dev WER of the nearest grid point."""
+
+    def __init__(self, table_path: str):
+        self.table_path = table_path
+
+    def __call__(self, params: dict[str, Any]) -> None:
+        import pandas as pd
+        from ray import tune
+        table = pd.read_parquet(self.table_path)
+        point = {k: _snap(k, params[k]) for k in GRID}
+        rows = table
+        for k, v in point.items():
+            rows = rows[np.isclose(rows[k], v)]
+        rows = rows.sort_values("epoch")
+        best = math.inf
+        epochs = int(table["epoch"].max())
+        for _, r in rows.iterrows():
+            wer = float(r["dev_wer"])
+            if math.isnan(wer):  # the configuration diverged here: the trial fails
+                tune.report({"epoch": int(r["epoch"]), "finished": 1, "failed_reason": "non-finite loss"})
+                return
+            best = min(best, wer)
+            tune.report({"epoch": int(r["epoch"]), "dev_wer": wer, "best_dev_wer": best,
+                         "finished": int(r["epoch"] >= epochs)})
+
+
+def replay_one(table_path: Path, algorithm: str, scheduler: str, seed: int, trials: int, epochs: int,
+               storage: Path) -> list[tuple[int, float]]:
+    """One strategy run. Returns (trial-epochs spent, dev WER) per report in the order they happened."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    from tune.experiment import from_dict
+    from tune.search import METRIC, OptunaSearcher
+    name = f"{algorithm}-{scheduler}-{seed}"
+    space = {"train.learning_rate": {"type": "loguniform", "low": 1e-4, "high": 1e-2},
+             "model.dropout": {"type": "uniform", "low": 0.0, "high": 0.3},
+             "train.weight_decay": {"type": "loguniform", "low": 1e-6, "high": 1e-3},
+             "model.num_blocks": {"type": "int", "low": 2, "high": 6},
+             "model.lstm_layers": {"type": "choice", "values": [1, 2]}}
+    spec = from_dict(dict(name=name, corpus={"path": "unused"}, num_trials=trials, max_concurrent=1,
+                          storage_path=str(storage), space=space, config={"train": {"epochs": epochs}},
+                          searcher={"algorithm": algorithm, "seed": seed, "n_startup_trials": 4},
+                          scheduler={"type": scheduler, "grace_period": 1, "reduction_factor": 3},
+                          baseline_first=False, mlflow={"enabled": False}))
+    spec.sweep_dir.mkdir(parents=True, exist_ok=True)
+    sched = (ASHAScheduler(time_attr="training_iteration", max_t=epochs, grace_period=1, reduction_factor=3)
+             if scheduler == "asha" else FIFOScheduler())
+    tuner = tune.Tuner(
+        TableTrainable(str(table_path)),
+        tune_config=tune.TuneConfig(metric=METRIC, mode="min", search_alg=OptunaSearcher(spec), scheduler=sched,
+                                    num_samples=trials, max_concurrent_trials=1, reuse_actors=True),
+        run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0))
+    grid = tuner.fit()
+    events = []
+    for result in grid:
+        df = result.metrics_dataframe
+        if df is None or not len(df):
+            continue
+        for _, r in df.iterrows():
+            events.append((float(r["timestamp"]), float(r.get("time_total_s", 0)), r.get(METRIC)))
+    # Trials ran one at a time, so the order of reports is the order of trial-epochs spent.
+    events.sort(key=lambda e: (e[0], e[1]))
+    return [(i + 1, float(w) if w is not None and not (isinstance(w, float) and math.isnan(w)) else math.nan)
+            for i, (_, _, w) in enumerate(events)]
+
+
+def anytime(events: list[tuple[int, float]]) -> tuple[np.ndarray, np.ndarray]:
+    spent = np.array([e for e, _ in events])
+    best = np.minimum.accumulate(np.array([w if not math.isnan(w) else np.inf for _, w in events]))
+    return spent, best
+
+
+def replay(table_path: Path, seeds: int, trials: int, storage: Path) -> dict[str, Any]:
+    import pandas as pd
+    import ray
+
+    import tune  # noqa: F401 -- RAY_AUTH_MODE before ray
+    from tune.sweep import ensure_ray_token
+    epochs = int(pd.read_parquet(table_path)["epoch"].max())
+    ensure_ray_token()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    runs: dict[str, list[list[tuple[int, float]]]] = {}
+    try:
+        for name, (algorithm, scheduler) in STRATEGIES.items():
+            runs[name] = []
+            for seed in range(seeds):
+                t0 = time.time()
+                runs[name].append(replay_one(table_path, algorithm, scheduler, seed, trials, epochs, storage))
+                print(f"{name:22s} seed {seed}: best {min(anytime(runs[name][-1])[1]):.3f} after "
+                      f"{runs[name][-1][-1][0]} trial-epochs ({time.time() - t0:.0f} s)", flush=True)
+    finally:
+        ray.shutdown()
+    return dict(epochs=epochs, trials=trials, seeds=seeds, runs=runs)
+
+
+def efficiency(result: dict[str, Any]) -> dict[str, Any]:
+    """Trial-epochs each strategy needs to come within 1 WER point of full-budget random's final best."""
+    target = float(np.mean([min(anytime(r)[1]) for r in result["runs"]["random, full budget"]])) + 0.01
+    full = float(np.mean([r[-1][0] for r in result["runs"]["random, full budget"]]))
+    out = {}
+    for name, runs in result["runs"].items():
+        needed = []
+        for r in runs:
+            spent, best = anytime(r)
+            hit = np.nonzero(best <= target)[0]
+            needed.append(float(spent[hit[0]]) if len(hit) else math.nan)
+        reached = [n for n in needed if not math.isnan(n)]
+        out[name] = dict(needed=needed, reached=len(reached), median=float(np.median(reached)) if reached else math.nan,
+                         final_best=float(np.mean([min(anytime(r)[1]) for r in runs])),
+                         budget=float(np.mean([r[-1][0] for r in runs])))
+        out[name]["ratio_to_full_random"] = out[name]["median"] / full if reached else math.nan
+    return dict(target=target, full_random_trial_epochs=full, strategies=out)
+
+
+def plot(result: dict[str, Any], path: Path) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for (name, runs), color in zip(result["runs"].items(), ["tab:blue", "tab:orange", "tab:green", "tab:gray"]):
+        horizon = max(r[-1][0] for r in runs)
+        xs = np.arange(1, horizon + 1)
+        curves = []
+        for r in runs:
+            spent, best = anytime(r)
+            curves.append(np.array([best[spent <= x].min() if (spent <= x).any() else np.inf for x in xs]))
+        curves = np.array(curves)
+        median = np.median(curves, axis=0)
+        ax.plot(xs, np.where(np.isfinite(median), median, np.nan), label=name, color=color)
+        ax.fill_between(xs, np.percentile(curves, 25, axis=0), np.percentile(curves, 75, axis=0), color=color,
+                        alpha=0.15)
+    ax.set_xlabel("cumulative trial-epochs")
+    ax.set_ylabel("best dev WER so far (median, IQR over seeds)")
+    ax.set_ylim(top=1.0)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="action", required=True)
+    b = sub.add_parser("build", help="train the grid once; write the Parquet table")
+    b.add_argument("--corpus", default=str(ROOT / "corpora" / "tiny"))
+    b.add_argument("--epochs", type=int, default=8)
+    b.add_argument("--table", default=str(RESULTS / "search_table.parquet"))
+    b.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    r = sub.add_parser("replay", help="replay the strategies on the table; write the figure and docs section")
+    r.add_argument("--table", default=str(RESULTS / "search_table.parquet"))
+    r.add_argument("--seeds", type=int, default=5)
+    r.add_argument("--trials", type=int, default=24)
+    r.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks.md"))
+    r.add_argument("--results", default=None)
+    r.add_argument("--storage", default="/tmp/slr-search-efficiency")
+    args = p.parse_args(argv)
+    set_command(__file__, argv)
+    if args.action == "build":
+        if not (Path(args.corpus) / "manifest.json").exists():
+            from slr.corpus.synthetic import generate
+            generate("tiny", args.corpus, seed=0)
+        print(f"wrote {build(args.corpus, args.epochs, Path(args.table), args.workers)}")
+        return 0
+    import shutil
+    shutil.rmtree(args.storage, ignore_errors=True)
+    result = replay(Path(args.table), args.seeds, args.trials, Path(args.storage))
+    eff = efficiency(result)
+    out_dir = Path(args.results) if args.results else RESULTS
+    out_dir.mkdir(parents=True, exist_ok=True)
+    png = plot(result, out_dir / "search_efficiency.png")
+    save("search_efficiency", dict(**eff, runs=result["runs"]), out_dir)
+    rows = ["| strategy | reached target (seeds) | median trial-epochs to target | ratio to full-budget random "
+            "| final best (mean) | trial-epochs spent (mean) |", "|---|---|---|---|---|---|"]
+    for name, s in eff["strategies"].items():
+        rows.append(f"| {name} | {s['reached']}/{len(s['needed'])} | {s['median']:.0f} | "
+                    f"{s['ratio_to_full_random']:.0%} | {100 * s['final_best']:.1f} % | {s['budget']:.0f} |")
+    ours = eff["strategies"]["TPE + ASHA"]["ratio_to_full_random"]
+    body = (f"## Search efficiency (tabular benchmark)\n\nTable: {len(list(itertools.product(*GRID.values())))} "
+            f"configurations x {result['epochs']} epochs trained once with the real trainer "
+            f"(`benchmarks/results/search_table.parquet`); grid: "
+            + "; ".join(f"`{k}` {v}" for k, v in GRID.items())
+            + f". Each strategy: {result['trials']} trials, one at a time, {result['seeds']} seeds, through the real "
+            f"`OptunaSearcher` and Ray's `ASHAScheduler` (grace 1, reduction factor 3); suggested values snap to the "
+            f"nearest grid point. Target: within 1 WER point of full-budget random search's final best "
+            f"({100 * eff['target']:.1f} % dev WER); full-budget random spends {eff['full_random_trial_epochs']:.0f} "
+            f"trial-epochs.\n\n" + "\n".join(rows)
+            + f"\n\n**TPE + ASHA needs {ours:.0%} of the trial-epochs of full-budget random search** (target <= 25 %)."
+            + f"\n\n![anytime curves]({os.path.relpath(png, Path(args.doc).parent)})")
+    write_section(Path(args.doc), "search_efficiency", body)
+    print(body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
