@@ -10,7 +10,7 @@ itself) with a trainable that reads the table instead of training, for several s
 Reported: best dev WER so far against cumulative trial-epochs (anytime plot, PNG), and the ratio of
 trial-epochs TPE + ASHA needs to come within 1 WER point of full-budget random search's final best.
 
-    python benchmarks/search_efficiency.py build --corpus corpora/tiny --epochs 8
+    python benchmarks/search_efficiency.py build --epochs 10      # ~20 min on 2 CPU cores
     python benchmarks/search_efficiency.py replay --seeds 5 --trials 24
 """
 
@@ -33,7 +33,7 @@ from _common import ROOT, save, set_command, write_section  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 GRID = {
-    "train.learning_rate": [1e-4, 3e-4, 1e-3, 3e-3, 1e-2],
+    "train.learning_rate": [3e-4, 1e-3, 3e-3, 1e-2],
     "model.dropout": [0.0, 0.3],
     "train.weight_decay": [1e-6, 1e-3],
     "model.num_blocks": [2, 6],
@@ -57,7 +57,7 @@ def _train_point(args: tuple[str, int, dict[str, Any]]) -> list[dict[str, Any]]:
     corpus, epochs, point = args
     torch.set_num_threads(1)
     cfg = Config().override({**point, "train.epochs": epochs, "train.warmup_epochs": 1,
-                             "train.early_stopping_patience": 0, "data.batch_size": 8})
+                             "train.early_stopping_patience": 0, "data.batch_size": 4})
     rows = []
     t0 = time.time()
     trainer = Trainer(cfg, corpus, on_epoch=lambda m, _: rows.append(
@@ -70,9 +70,13 @@ def _train_point(args: tuple[str, int, dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def build(corpus: str, epochs: int, out: Path, workers: int) -> Path:
+def build(corpus: str, epochs: int, out: Path, workers: int, limit: int = 0) -> Path:
+    """Train every grid point (``limit``: only points with the first ``limit`` learning rates, for smoke tests)."""
     import pandas as pd
-    points = [dict(zip(GRID, values)) for values in itertools.product(*GRID.values())]
+    grid = {**GRID, **({"train.learning_rate": GRID["train.learning_rate"][:limit]} if limit else {})}
+    if limit:
+        grid = {k: (v if k == "train.learning_rate" else v[:1]) for k, v in grid.items()}
+    points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
     rows: list[dict[str, Any]] = []
     t0 = time.time()
     with ProcessPoolExecutor(workers) as pool:
@@ -88,9 +92,8 @@ def build(corpus: str, epochs: int, out: Path, workers: int) -> Path:
 
 
 # -- replay: the real searcher and scheduler on the table ----------------------------------------------
-def _snap(key: str, value: float) -> Any:
+def _snap(key: str, value: float, grid: list[Any]) -> Any:
     """The grid value nearest to a suggested value (in log space for log-scale keys)."""
-    grid = GRID[key]
     if key in LOG_KEYS:
         return min(grid, key=lambda g: abs(math.log(g) - math.log(value)))
     return min(grid, key=lambda g: abs(g - value))
@@ -106,7 +109,7 @@ class TableTrainable:
         import pandas as pd
         from ray import tune
         table = pd.read_parquet(self.table_path)
-        point = {k: _snap(k, params[k]) for k in GRID}
+        point = {k: _snap(k, params[k], sorted(table[k].unique().tolist())) for k in GRID}
         rows = table
         for k, v in point.items():
             rows = rows[np.isclose(rows[k], v)]
@@ -132,7 +135,7 @@ def replay_one(table_path: Path, algorithm: str, scheduler: str, seed: int, tria
     from tune.experiment import from_dict
     from tune.search import METRIC, OptunaSearcher
     name = f"{algorithm}-{scheduler}-{seed}"
-    space = {"train.learning_rate": {"type": "loguniform", "low": 1e-4, "high": 1e-2},
+    space = {"train.learning_rate": {"type": "loguniform", "low": 3e-4, "high": 1e-2},
              "model.dropout": {"type": "uniform", "low": 0.0, "high": 0.3},
              "train.weight_decay": {"type": "loguniform", "low": 1e-6, "high": 1e-3},
              "model.num_blocks": {"type": "int", "low": 2, "high": 6},
@@ -172,9 +175,9 @@ def anytime(events: list[tuple[int, float]]) -> tuple[np.ndarray, np.ndarray]:
 
 def replay(table_path: Path, seeds: int, trials: int, storage: Path) -> dict[str, Any]:
     import pandas as pd
-    import ray
 
-    import tune  # noqa: F401 -- RAY_AUTH_MODE before ray
+    import tune  # noqa: F401 -- sets RAY_AUTH_MODE=token: must come before ray is imported
+    import ray
     from tune.sweep import ensure_ray_token
     epochs = int(pd.read_parquet(table_path)["epoch"].max())
     ensure_ray_token()
@@ -212,6 +215,18 @@ def efficiency(result: dict[str, Any]) -> dict[str, Any]:
     return dict(target=target, full_random_trial_epochs=full, strategies=out)
 
 
+def main_effects(table) -> dict[str, dict[str, Any]]:  # noqa: ANN001 -- a pandas DataFrame
+    """Full-factorial main effects: mean (over the rest of the grid) of each configuration's best dev WER,
+    per level of each hyperparameter; the spread between levels ranks what moves dev WER most."""
+    best = table.groupby(list(GRID))["dev_wer"].min().fillna(1.0).reset_index()
+    out = {}
+    for key in GRID:
+        levels = best.groupby(key)["dev_wer"].mean()
+        out[key] = dict(levels={str(k): float(v) for k, v in levels.items()},
+                        spread=float(levels.max() - levels.min()))
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]["spread"]))
+
+
 def plot(result: dict[str, Any], path: Path) -> Path:
     import matplotlib
     matplotlib.use("Agg")
@@ -244,10 +259,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="action", required=True)
     b = sub.add_parser("build", help="train the grid once; write the Parquet table")
-    b.add_argument("--corpus", default=str(ROOT / "corpora" / "tiny"))
-    b.add_argument("--epochs", type=int, default=8)
+    b.add_argument("--corpus", default=str(ROOT / "corpora" / "search-table"),
+                   help="made if absent: the quickstart preset cut to 12 glosses, 192 train sentences of mean 3")
+    b.add_argument("--epochs", type=int, default=10)
     b.add_argument("--table", default=str(RESULTS / "search_table.parquet"))
     b.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    b.add_argument("--limit", type=int, default=0, help="smoke test: first N learning rates, one value of the rest")
     r = sub.add_parser("replay", help="replay the strategies on the table; write the figure and docs section")
     r.add_argument("--table", default=str(RESULTS / "search_table.parquet"))
     r.add_argument("--seeds", type=int, default=5)
@@ -259,9 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     set_command(__file__, argv)
     if args.action == "build":
         if not (Path(args.corpus) / "manifest.json").exists():
-            from slr.corpus.synthetic import generate
-            generate("tiny", args.corpus, seed=0)
-        print(f"wrote {build(args.corpus, args.epochs, Path(args.table), args.workers)}")
+            from slr.corpus.synthetic import generate, with_overrides
+            generate(with_overrides("quickstart", types=12, train=192, dev=48, test=48, length_mean=3.0,
+                                    length_max=5), args.corpus, seed=0)
+        print(f"wrote {build(args.corpus, args.epochs, Path(args.table), args.workers, args.limit)}")
         return 0
     import shutil
     shutil.rmtree(args.storage, ignore_errors=True)
@@ -270,24 +288,32 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.results) if args.results else RESULTS
     out_dir.mkdir(parents=True, exist_ok=True)
     png = plot(result, out_dir / "search_efficiency.png")
-    save("search_efficiency", dict(**eff, runs=result["runs"]), out_dir)
+    import pandas as pd
+    effects = main_effects(pd.read_parquet(args.table))
+    save("search_efficiency", dict(**eff, main_effects=effects, runs=result["runs"]), out_dir)
     rows = ["| strategy | reached target (seeds) | median trial-epochs to target | ratio to full-budget random "
             "| final best (mean) | trial-epochs spent (mean) |", "|---|---|---|---|---|---|"]
     for name, s in eff["strategies"].items():
         rows.append(f"| {name} | {s['reached']}/{len(s['needed'])} | {s['median']:.0f} | "
                     f"{s['ratio_to_full_random']:.0%} | {100 * s['final_best']:.1f} % | {s['budget']:.0f} |")
     ours = eff["strategies"]["TPE + ASHA"]["ratio_to_full_random"]
-    body = (f"## Search efficiency (tabular benchmark)\n\nTable: {len(list(itertools.product(*GRID.values())))} "
+    import pandas as pd
+    table = pd.read_parquet(args.table)
+    body = (f"## Search efficiency (tabular benchmark)\n\nTable: {len(table.groupby(list(GRID)))} "
             f"configurations x {result['epochs']} epochs trained once with the real trainer "
-            f"(`benchmarks/results/search_table.parquet`); grid: "
-            + "; ".join(f"`{k}` {v}" for k, v in GRID.items())
+            f"(`{os.path.relpath(args.table, ROOT)}`); grid: "
+            + "; ".join(f"`{k}` {sorted(table[k].unique().tolist())}" for k in GRID)
             + f". Each strategy: {result['trials']} trials, one at a time, {result['seeds']} seeds, through the real "
             f"`OptunaSearcher` and Ray's `ASHAScheduler` (grace 1, reduction factor 3); suggested values snap to the "
             f"nearest grid point. Target: within 1 WER point of full-budget random search's final best "
             f"({100 * eff['target']:.1f} % dev WER); full-budget random spends {eff['full_random_trial_epochs']:.0f} "
             f"trial-epochs.\n\n" + "\n".join(rows)
             + f"\n\n**TPE + ASHA needs {ours:.0%} of the trial-epochs of full-budget random search** (target <= 25 %)."
-            + f"\n\n![anytime curves]({os.path.relpath(png, Path(args.doc).parent)})")
+            + f"\n\n![anytime curves]({os.path.relpath(png, Path(args.doc).parent)})"
+            + "\n\nMain effects on the same table (mean best dev WER over the rest of the grid, per level): "
+            + "; ".join(f"`{k}` spread {100 * e['spread']:.1f} points ("
+                        + ", ".join(f"{lv}: {100 * v:.1f} %" for lv, v in e["levels"].items()) + ")"
+                        for k, e in effects.items()) + ".")
     write_section(Path(args.doc), "search_efficiency", body)
     print(body)
     return 0

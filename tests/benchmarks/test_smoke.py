@@ -68,3 +68,31 @@ def test_goodput_arithmetic(tmp_path):
     assert r["goodput"] == pytest.approx(0.9)
     ideal = (5 + 10 + 5) / 2
     assert r["ideal_seconds"] == pytest.approx(ideal) and r["span_over_ideal"] == pytest.approx(15 / ideal)
+
+
+def test_search_efficiency_build_and_replay(tiny_corpus, tmp_path):
+    import pandas as pd
+    import search_efficiency as se
+    table = tmp_path / "table.parquet"
+    assert se.main(["build", "--corpus", str(tiny_corpus), "--epochs", "2", "--limit", "2", "--workers", "1",
+                    "--table", str(table)]) == 0
+    rows = pd.read_parquet(table)
+    assert len(rows) == 2 * 2 and set(rows["epoch"]) == {1, 2}  # 2 configurations x 2 epochs, real training
+    doc = tmp_path / "b.md"
+    assert se.main(["replay", "--table", str(table), "--seeds", "1", "--trials", "3", "--doc", str(doc),
+                    "--results", str(tmp_path), "--storage", str(tmp_path / "sweeps")]) == 0
+    result = json.loads((tmp_path / "search_efficiency.json").read_text())
+    assert set(result["strategies"]) == set(se.STRATEGIES)
+    full = result["runs"]["random, full budget"][0]
+    assert full[-1][0] == 3 * 2  # 3 trials x 2 epochs, each reported once
+    assert (tmp_path / "search_efficiency.png").read_bytes()[:4] == b"\x89PNG"
+    assert "TPE + ASHA needs" in _section(doc, "search_efficiency")
+
+
+def test_import_scale(tmp_path):
+    import import_scale
+    doc = tmp_path / "b.md"
+    assert import_scale.main(["--samples", "12", "--frames", "20", "--doc", str(doc), "--results", str(tmp_path)]) == 0
+    r = json.loads((tmp_path / "import_scale.json").read_text())
+    assert all(run["samples"] == 12 for run in r["runs"].values())
+    assert "reader processes" in _section(doc, "import_scale")

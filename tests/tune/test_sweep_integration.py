@@ -7,6 +7,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
 from slr.config import Config
@@ -257,14 +258,47 @@ def test_optuna_dashboard_opens_the_sweeps_study(finished_sweep, services, tmp_p
         while time.time() < deadline and studies is None:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as r:
-                    studies = json.loads(r.read())["studies"]
+                    studies = json.loads(r.read())["study_summaries"]
             except OSError:
                 time.sleep(0.5)
         assert studies is not None, (tmp_path / "dash.log").read_text()[-2000:]
         (study,) = [s for s in studies if s["study_name"] == spec.name]
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{study['study_id']}", timeout=10) as r:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{study['study_id']}?after=0", timeout=10) as r:
             detail = json.loads(r.read())
         assert len(detail["trials"]) == summary["num_trials"]
         assert {t["state"] for t in detail["trials"]} >= {"Complete", "Pruned"}
     finally:
         services.stop(proc)
+
+
+def test_export_can_register_the_best_checkpoint(finished_sweep, mlflow_server, tmp_path):
+    from tune.export import export_best
+    spec, summary = finished_sweep
+    out = export_best(spec.sweep_dir, tmp_path / "best.yaml", register="slr-itest-student")
+    registered = yaml.safe_load(out.read_text())["provenance"]["registered_model"]
+    name, version = registered.split("/")
+    client = MlflowClient(mlflow_server)
+    mv = client.get_model_version(name, version)
+    assert mv.run_id == summary["mlflow"]["best_run_id"]
+    files = {a.path for a in client.list_artifacts(mv.run_id, "checkpoint")}
+    assert "checkpoint/last.pt" in files  # the best epoch's checkpoint, loadable by slr
+
+
+def test_report_opens_in_a_real_browser_with_every_plot(finished_sweep, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from tune.report import make_report
+    spec, _ = finished_sweep
+    page_path = make_report(spec.sweep_dir, tmp_path / "report", log_to_mlflow=False)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_chromium(), args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto(page_path.as_uri())
+            page.get_by_role("heading", name="Learning curves").wait_for(timeout=30_000)
+            sizes = page.eval_on_selector_all("img", "imgs => imgs.map(i => [i.alt, i.complete && i.naturalWidth])")
+            alts = {alt for alt, width in sizes if width and width > 100}
+            assert {"hyperparameter axis plots", "learning curves", "trial outcomes"} <= alts
+            page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        finally:
+            browser.close()
