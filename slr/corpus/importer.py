@@ -21,7 +21,7 @@ import numpy as np
 
 from slr.corpus.annotations import Annotation, read_annotations
 from slr.corpus.readers import SUFFIXES, Recording, RecordingError, read_recording
-from slr.corpus.store import SPLITS, CorpusError, CorpusWriter
+from slr.corpus.store import SPLITS, CorpusError, CorpusWriter, encode
 from slr.features import holistic_spans
 from slr.vocab import Vocabulary
 
@@ -115,7 +115,8 @@ def import_corpus(inputs: Iterable[str | Path], out: str | Path, annotations: It
     dim, modalities = FEATURE_LAYOUTS[feature_layout] if feature_layout else (None, None)
     writer: CorpusWriter | None = None
     done = 0
-    for (ann, path), result in zip(todo, _read_all([p for _, p in todo], fps, dim, workers)):
+    jobs = [(p, ann.glosses) for ann, p in todo]
+    for (ann, path), result in zip(todo, _read_all(jobs, fps, dim, workers)):
         done += 1
         if progress:
             progress(done, len(todo))
@@ -123,17 +124,16 @@ def import_corpus(inputs: Iterable[str | Path], out: str | Path, annotations: It
             report.bad_files.append(dict(file=str(path), reason=result))
             report.excluded.append(dict(id=ann.id, file=str(path), reason=f"unreadable: {result}"))
             continue
-        reason = _unusable(result, ann)
-        if reason:
-            report.excluded.append(dict(id=ann.id, file=str(path), reason=reason))
+        if result.reason:
+            report.excluded.append(dict(id=ann.id, file=str(path), reason=result.reason))
             continue
         if writer is None:
-            writer = _writer(out, result, fps, feature_layout, modalities)
-        elif writer.has_mask != result.is_landmarks:
+            writer = _writer(out, result.flat.shape[1], result.seen is not None, fps, feature_layout, modalities)
+        elif writer.has_mask != (result.seen is not None):
             report.excluded.append(dict(id=ann.id, file=str(path), reason="landmarks and features mixed in one "
                                         f"import; the corpus is {writer.layout}"))
             continue
-        writer.add(ann.id, ann.signer, ann.split, list(ann.glosses), result.values)
+        writer.add_encoded(ann.id, ann.signer, ann.split, list(ann.glosses), result.flat, result.seen)
     if writer is None:
         why = ("; ".join(f"{e['id']}: {e['reason']}" for e in report.excluded) if todo else
                f"no landmark file matches an annotated id (e.g. {next(iter(labels))!r})")
@@ -152,15 +152,15 @@ def _annotation_format(fmt: str | None, path: Path) -> str | None:
     return "stm" if fmt == "phoenix2014" and path.suffix == ".stm" else fmt
 
 
-def _writer(out: Path, first: Recording, fps: float, feature_layout: str | None,
+def _writer(out: Path, width: int, landmarks: bool, fps: float, feature_layout: str | None,
             modalities: dict[str, list[list[int]]] | None) -> CorpusWriter:
-    if first.is_landmarks:
+    if landmarks:
         return CorpusWriter(out, fps=fps, extra=dict(source="import"))
-    return CorpusWriter(out, layout="precomputed", frame_dim=first.values.shape[1], fps=fps,
+    return CorpusWriter(out, layout="precomputed", frame_dim=width, fps=fps,
                         extra=dict(source="import", feature_layout=feature_layout, modalities=modalities))
 
 
-def _unusable(rec: Recording, ann: Annotation) -> str | None:
+def _unusable(rec: Recording, glosses: tuple[str, ...]) -> str | None:
     """Why a readable recording cannot be a training sample (None when it can)."""
     if rec.is_landmarks:
         if not np.isfinite(rec.values).all(-1).any():
@@ -168,9 +168,9 @@ def _unusable(rec: Recording, ann: Annotation) -> str | None:
     elif not np.isfinite(rec.values).all():
         bad = int((~np.isfinite(rec.values)).any(-1).sum())
         return f"{bad} frames hold NaN/Inf features"
-    need = len(ann.glosses) + sum(a == b for a, b in zip(ann.glosses, ann.glosses[1:]))
+    need = len(glosses) + sum(a == b for a, b in zip(glosses, glosses[1:]))
     if rec.frames < need:
-        return f"too short for CTC: {rec.frames} frames < {need} needed for {len(ann.glosses)} glosses"
+        return f"too short for CTC: {rec.frames} frames < {need} needed for {len(glosses)} glosses"
     return None
 
 
@@ -184,27 +184,41 @@ def _fill_report(report: ImportReport, writer: CorpusWriter) -> None:
 
 
 # -- reading in parallel, in order, a bounded window ahead ------------------------------------------------
-def _read_one(path: Path, fps: float, dim: int | None) -> Recording | str:
+@dataclass
+class _Encoded:
+    """A recording as the corpus stores it (encoded in the worker, so the writer only appends)."""
+    flat: np.ndarray | None  # [T, D] float16
+    seen: np.ndarray | None  # [T, 543] uint8 (landmarks) or None (features)
+    reason: str | None = None  # why it cannot be a training sample
+
+
+def _read_one(job: tuple[Path, tuple[str, ...]], fps: float, dim: int | None) -> _Encoded | str:
+    path, glosses = job
     try:
-        return read_recording(path, fps, dim)
+        rec = read_recording(path, fps, dim)
+        reason = _unusable(rec, glosses)
+        if reason:
+            return _Encoded(None, None, reason)
+        return _Encoded(*encode(rec.values, None, rec.is_landmarks))
     except RecordingError as err:
         return str(err)
     except Exception as err:  # noqa: BLE001 -- a damaged file must not stop the import
         return f"{path}: {type(err).__name__}: {err}"
 
 
-def _read_all(paths: list[Path], fps: float, dim: int | None, workers: int | None) -> Iterator[Recording | str]:
+def _read_all(jobs: list[tuple[Path, tuple[str, ...]]], fps: float, dim: int | None,
+              workers: int | None) -> Iterator[_Encoded | str]:
     if not workers:
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if workers <= 1 or len(paths) < 4:
-        yield from (_read_one(p, fps, dim) for p in paths)
+    if workers <= 1 or len(jobs) < 4:
+        yield from (_read_one(j, fps, dim) for j in jobs)
         return
     window = 4 * workers
     with ProcessPoolExecutor(workers) as pool:
         pending: deque[Future] = deque()
-        it = iter(paths)
-        for p in it:
-            pending.append(pool.submit(_read_one, p, fps, dim))
+        it = iter(jobs)
+        for j in it:
+            pending.append(pool.submit(_read_one, j, fps, dim))
             if len(pending) >= window:
                 break
         while pending:

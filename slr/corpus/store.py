@@ -75,24 +75,25 @@ class CorpusWriter:
             values: ``[T, 543, 3]`` landmarks (NaN where missing) or ``[T, frame_dim]`` features.
             mask: ``[T, 543]`` True where detected; default: detected where all of xyz are finite.
         """
+        try:
+            flat, seen = encode(values, mask, self.has_mask)
+        except CorpusError as err:
+            raise CorpusError(f"sample {sample_id!r}: {err}") from None
+        self.add_encoded(sample_id, signer, split, glosses, flat, seen)
+
+    def add_encoded(self, sample_id: str, signer: str, split: str, glosses: list[str], flat: np.ndarray,
+                    seen: np.ndarray | None) -> None:
+        """Append a sample already encoded by :func:`encode` (importer workers encode in parallel)."""
         if sample_id in self._ids:
             raise CorpusError(f"duplicate sample id {sample_id!r}")
         if split not in SPLITS:
             raise CorpusError(f"sample {sample_id!r}: split {split!r} not in {SPLITS}")
-        frames = values.shape[0]
-        flat = np.asarray(values, dtype=np.float32).reshape(frames, -1)
-        if flat.shape[1] != self.frame_dim:
+        frames = flat.shape[0]
+        if flat.shape[1] != self.frame_dim or (seen is None) == self.has_mask:
             raise CorpusError(f"sample {sample_id!r}: frame width {flat.shape[1]} != {self.frame_dim}")
-        arrays = []
+        arrays = [_fixed_list(flat, pa.float16())]
         if self.has_mask:
-            xyz = flat.reshape(frames, NUM_POINTS, 3)
-            seen = np.isfinite(xyz).all(-1) if mask is None else (np.asarray(mask, bool) & np.isfinite(xyz).all(-1))
-            flat = np.where(seen[..., None], xyz, 0.0).reshape(frames, -1)
-            arrays.append(_fixed_list(flat.astype(np.float16), pa.float16()))
-            arrays.append(_fixed_list(seen.astype(np.uint8), pa.uint8()))
-        else:
-            flat = np.where(np.isfinite(flat), flat, 0.0)
-            arrays.append(_fixed_list(flat.astype(np.float16), pa.float16()))
+            arrays.append(_fixed_list(seen, pa.uint8()))
         self._writer.write_batch(pa.record_batch(arrays, schema=self.schema))
         self.rows.append(dict(id=sample_id, signer=signer, split=split, glosses=list(glosses), frames=frames,
                               fps=float(self.fps), batch=len(self.rows)))
@@ -115,6 +116,20 @@ class CorpusWriter:
                         total_frames=int(sum(r["frames"] for r in self.rows)), vocab_size=len(vocab), **self.extra)
         (self.out / MANIFEST).write_text(json.dumps(manifest, indent=2))
         return self.out
+
+
+def encode(values: np.ndarray, mask: np.ndarray | None, has_mask: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Values as stored: ``[T, D]`` float16 with 0 where missing, and (landmarks) the ``[T, 543]`` uint8 mask."""
+    frames = values.shape[0]
+    flat = np.asarray(values, dtype=np.float32).reshape(frames, -1)
+    if not has_mask:
+        return np.where(np.isfinite(flat), flat, 0.0).astype(np.float16), None
+    if flat.shape[1] != NUM_POINTS * 3:
+        raise CorpusError(f"frame width {flat.shape[1]} != {NUM_POINTS * 3} (543 landmarks x xyz)")
+    xyz = flat.reshape(frames, NUM_POINTS, 3)
+    seen = np.isfinite(xyz).all(-1) if mask is None else (np.asarray(mask, bool) & np.isfinite(xyz).all(-1))
+    flat = np.where(seen[..., None], xyz, 0.0).reshape(frames, -1)
+    return flat.astype(np.float16), seen.astype(np.uint8)
 
 
 def _fixed_list(arr: np.ndarray, typ: pa.DataType) -> pa.FixedSizeListArray:

@@ -81,12 +81,12 @@ def test_search_efficiency_build_and_replay(tiny_corpus, tmp_path):
     doc = tmp_path / "b.md"
     assert se.main(["replay", "--table", str(table), "--seeds", "1", "--trials", "3", "--doc", str(doc),
                     "--results", str(tmp_path), "--storage", str(tmp_path / "sweeps")]) == 0
-    result = json.loads((tmp_path / "search_efficiency.json").read_text())
+    result = json.loads((tmp_path / "search_efficiency_grace1.json").read_text())
     assert set(result["strategies"]) == set(se.STRATEGIES)
     full = result["runs"]["random, full budget"][0]
     assert full[-1][0] == 3 * 2  # 3 trials x 2 epochs, each reported once
-    assert (tmp_path / "search_efficiency.png").read_bytes()[:4] == b"\x89PNG"
-    assert "TPE + ASHA needs" in _section(doc, "search_efficiency")
+    assert (tmp_path / "search_efficiency_grace1.png").read_bytes()[:4] == b"\x89PNG"
+    assert "TPE + ASHA reached the target in" in _section(doc, "search_efficiency_grace1")
 
 
 def test_import_scale(tmp_path):
