@@ -78,8 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     table += [f"| {r['variant']} | {100 * r['best_dev_wer']:.1f} % | {r['seconds']:.0f} s |" for r in rows]
     rank = ", ".join(f"{k} ({100 * spread[k]:.1f} points)" for k in ranking)
     body = (f"### One-at-a-time sensitivity ({args.epochs} epochs each, batch 4, warmup 1 epoch)\n\n"
-            + "\n".join(table) + f"\n\nLargest change of best dev WER from the baseline, per hyperparameter "
-            f"(within the quickstart search range): {rank}.")
+            + "\n".join(table) + "\n\n"
+            + (f"Largest change of best dev WER from the baseline, per hyperparameter (within the quickstart search "
+               f"range): {rank}." if ranking else f"Only the first {len(rows)} variants were run (`--only`)."))
     write_section(Path(args.doc), "sensitivity", body)
     return 0
 

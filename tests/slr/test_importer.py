@@ -139,3 +139,30 @@ def test_decode_real_recordings(tiny_corpus, shared_data, tmp_path, capsys):
         for r in results:
             for g in r["glosses"]:
                 assert 0 <= g["start"] < g["end"] <= r["frames"] and g["gloss"] != "<blank>"
+
+
+@pytest.mark.slow
+def test_real_phoenix2014_stm_annotations_import(shared_data, tmp_path):
+    """All three real PHOENIX-2014 ground-truth files, with small landmark files generated for their ids."""
+    from slr.corpus.annotations import read_annotations
+    stm = [shared_data / "phoenix2014" / f"phoenix2014-groundtruth-{s}.stm" for s in ("train", "dev", "test")]
+    rows = {p: read_annotations(p) for p in stm}
+    lm = tmp_path / "landmarks"
+    lm.mkdir()
+    rng = np.random.default_rng(0)
+    for anns in rows.values():
+        for a in anns:  # just enough frames for CTC: one per gloss plus one per adjacent repeat, plus one
+            frames = len(a.glosses) + sum(x == y for x, y in zip(a.glosses, a.glosses[1:])) + 1
+            np.save(lm / f"{a.id}.npy", rng.normal(0, 0.3, (frames, 543, 3)).astype(np.float16))
+    out = tmp_path / "phoenix"
+    assert main(["data", "import", "--format", "phoenix2014", "--out", str(out), str(lm),
+                 *(x for p in stm for x in ("--annotations", str(p)))]) == 0
+    corpus = Corpus(out)
+    train = {g for a in rows[stm[0]] for g in a.glosses}
+    dev = {g for a in rows[stm[1]] for g in a.glosses}
+    words = corpus.vocab.to_list()
+    assert words[:2] == ["<blank>", "<unk>"] and set(words[2:]) == train and len(words) == len(train) + 2
+    report = json.loads((out / "import_report.json").read_text())
+    assert report["samples"] == {s: len(rows[p]) for s, p in zip(("train", "dev", "test"), stm)}
+    assert report["unseen_glosses"]["dev"] == sorted(dev - train) and report["unseen_glosses"]["dev"]
+    assert report["vocab_size"] == len(train) + 2 and not report["excluded"]

@@ -70,6 +70,17 @@ def _finish(proc: subprocess.Popen, log: Path, timeout: float = 600) -> str:
     return text
 
 
+def _tracked_sweep(services, tmp_path: Path, corpus: Path, name: str, **changes):
+    """A fresh `mlflow server` (root, port, process, URI) and an experiment file that logs to it."""
+    root, port = tmp_path / "mlflow", services.free_port()
+    root.mkdir()
+    server = services.start_mlflow(root, port)
+    uri = f"http://127.0.0.1:{port}"
+    exp = _write_experiment(tmp_path / f"{name}.yaml", corpus, tmp_path / "sweeps", mlflow={"tracking_uri": uri},
+                            **changes)
+    return root, port, server, uri, exp
+
+
 def _children(tracking_uri: str, experiment: str) -> list:
     client = MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name(experiment)
@@ -104,13 +115,9 @@ def test_killed_trial_worker_resumes_from_its_checkpoint_in_the_same_run(tiny_co
 
 
 def test_tracking_server_down_for_30_s_loses_nothing(tiny_corpus, tmp_path, services):
-    root, port = tmp_path / "mlflow", services.free_port()
-    root.mkdir()
-    server = services.start_mlflow(root, port)
-    uri = f"http://127.0.0.1:{port}"
-    exp = _write_experiment(tmp_path / "outage.yaml", tiny_corpus, tmp_path / "sweeps", num_trials=3,
-                            mlflow={"tracking_uri": uri},  # long enough to outlast a 30 s outage
-                            config={"model": {"num_blocks": 1}, "train": {"epochs": 30, "early_stopping_patience": 0}})
+    root, port, server, uri, exp = _tracked_sweep(  # long enough to outlast a 30 s outage
+        services, tmp_path, tiny_corpus, "outage", num_trials=3,
+        config={"model": {"num_blocks": 1}, "train": {"epochs": 30, "early_stopping_patience": 0}})
     sweep_dir, log = tmp_path / "sweeps" / "outage", tmp_path / "driver.log"
     proc = _start_sweep(exp, log)
     try:
@@ -137,12 +144,7 @@ def test_tracking_server_down_for_30_s_loses_nothing(tiny_corpus, tmp_path, serv
 
 
 def test_tracking_server_never_back_completes_and_replays(tiny_corpus, tmp_path, services):
-    root, port = tmp_path / "mlflow", services.free_port()
-    root.mkdir()
-    server = services.start_mlflow(root, port)
-    uri = f"http://127.0.0.1:{port}"
-    exp = _write_experiment(tmp_path / "gone.yaml", tiny_corpus, tmp_path / "sweeps", num_trials=2,
-                            mlflow={"tracking_uri": uri})
+    root, port, server, uri, exp = _tracked_sweep(services, tmp_path, tiny_corpus, "gone", num_trials=2)
     sweep_dir, log = tmp_path / "sweeps" / "gone", tmp_path / "driver.log"
     proc = _start_sweep(exp, log)
     try:
