@@ -181,6 +181,9 @@ def replay(table_path: Path, seeds: int, trials: int, storage: Path, grace: int 
     import ray
     from tune.sweep import ensure_ray_token
     epochs = int(pd.read_parquet(table_path)["epoch"].max())
+    if __name__ != "__main__":  # imported (tests): Ray workers cannot import benchmarks/, so ship the code by value
+        import ray.cloudpickle
+        ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     ensure_ray_token()
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     runs: dict[str, list[list[tuple[int, float]]]] = {}
@@ -190,6 +193,8 @@ def replay(table_path: Path, seeds: int, trials: int, storage: Path, grace: int 
             for seed in range(seeds):
                 t0 = time.time()
                 runs[name].append(replay_one(table_path, algorithm, scheduler, seed, trials, epochs, storage, grace))
+                if not runs[name][-1]:
+                    raise RuntimeError(f"{name}, seed {seed}: no trial reported (see the Ray errors above)")
                 print(f"{name:22s} seed {seed}: best {min(anytime(runs[name][-1])[1]):.3f} after "
                       f"{runs[name][-1][-1][0]} trial-epochs ({time.time() - t0:.0f} s)", flush=True)
     finally:
