@@ -40,11 +40,12 @@ GRID = {
     "model.lstm_layers": [1, 2],
 }
 LOG_KEYS = {"train.learning_rate", "train.weight_decay"}
-STRATEGIES = {  # name -> (searcher algorithm, scheduler)
-    "TPE + ASHA": ("tpe", "asha"),
-    "random + ASHA": ("random", "asha"),
-    "QMC + ASHA": ("qmc", "asha"),
-    "random, full budget": ("random", "none"),
+STRATEGIES = {  # name -> (searcher algorithm, scheduler, what ASHA ranks by)
+    "TPE + ASHA": ("tpe", "asha", "dev_loss"),
+    "TPE + ASHA on dev WER": ("tpe", "asha", "dev_wer"),
+    "random + ASHA": ("random", "asha", "dev_loss"),
+    "QMC + ASHA": ("qmc", "asha", "dev_loss"),
+    "random, full budget": ("random", "none", "dev_loss"),
 }
 
 
@@ -61,11 +62,13 @@ def _train_point(args: tuple[str, int, dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     t0 = time.time()
     trainer = Trainer(cfg, corpus, on_epoch=lambda m, _: rows.append(
-        {**point, "epoch": m["epoch"], "dev_wer": m["dev_wer"], "seconds": time.time() - t0}))
+        {**point, "epoch": m["epoch"], "dev_wer": m["dev_wer"], "dev_loss": m["dev_loss"],
+         "seconds": time.time() - t0}))
     try:
         trainer.fit()
     except Exception as err:  # noqa: BLE001 -- a diverging point is a row too: it costs epochs and finds nothing
-        rows.append({**point, "epoch": trainer.state["epoch"] + 1, "dev_wer": math.nan, "seconds": 0.0,
+        rows.append({**point, "epoch": trainer.state["epoch"] + 1, "dev_wer": math.nan, "dev_loss": math.nan,
+                     "seconds": 0.0,
                      "error": type(err).__name__})
     return rows
 
@@ -123,19 +126,19 @@ class TableTrainable:
                              "report_time": time.time()})
                 return
             best = min(best, wer)
-            tune.report({"epoch": int(r["epoch"]), "dev_wer": wer, "best_dev_wer": best,
+            loss = {"dev_loss": float(r["dev_loss"])} if "dev_loss" in r and not math.isnan(r["dev_loss"]) else {}
+            tune.report({"epoch": int(r["epoch"]), "dev_wer": wer, "best_dev_wer": best, **loss,
                          "finished": int(r["epoch"] >= epochs), "report_time": time.time()})
 
 
 def replay_one(table_path: Path, algorithm: str, scheduler: str, seed: int, trials: int, epochs: int,
-               storage: Path, grace: int = 1) -> list[tuple[int, float]]:
+               storage: Path, grace: int = 1, metric: str = "dev_loss") -> list[tuple[int, float]]:
     """One strategy run. Returns (trial-epochs spent, dev WER) per report in the order they happened."""
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     from tune.experiment import from_dict
-    from tune.search import METRIC, OptunaSearcher
-    name = f"{algorithm}-{scheduler}-{seed}"
+    from tune.search import METRIC, OptunaSearcher, make_scheduler
+    name = f"{algorithm}-{scheduler}-{metric}-{seed}"
     space = {"train.learning_rate": {"type": "loguniform", "low": 3e-4, "high": 1e-2},
              "model.dropout": {"type": "uniform", "low": 0.0, "high": 0.3},
              "train.weight_decay": {"type": "loguniform", "low": 1e-6, "high": 1e-3},
@@ -144,14 +147,13 @@ def replay_one(table_path: Path, algorithm: str, scheduler: str, seed: int, tria
     spec = from_dict(dict(name=name, corpus={"path": "unused"}, num_trials=trials, max_concurrent=1,
                           storage_path=str(storage), space=space, config={"train": {"epochs": epochs}},
                           searcher={"algorithm": algorithm, "seed": seed, "n_startup_trials": 4},
-                          scheduler={"type": scheduler, "grace_period": grace, "reduction_factor": 3},
+                          scheduler={"type": scheduler, "grace_period": grace, "reduction_factor": 3,
+                                     "metric": metric},
                           baseline_first=False, mlflow={"enabled": False}))
     spec.sweep_dir.mkdir(parents=True, exist_ok=True)
-    sched = (ASHAScheduler(time_attr="training_iteration", max_t=epochs, grace_period=grace, reduction_factor=3)
-             if scheduler == "asha" else FIFOScheduler())
-    tuner = tune.Tuner(
+    tuner = tune.Tuner(  # the sweep's own searcher and scheduler construction (tune.search)
         TableTrainable(str(table_path)),
-        tune_config=tune.TuneConfig(metric=METRIC, mode="min", search_alg=OptunaSearcher(spec), scheduler=sched,
+        tune_config=tune.TuneConfig(search_alg=OptunaSearcher(spec), scheduler=make_scheduler(spec),
                                     num_samples=trials, max_concurrent_trials=1, reuse_actors=True),
         run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0))
     grid = tuner.fit()
@@ -174,7 +176,8 @@ def anytime(events: list[tuple[int, float]]) -> tuple[np.ndarray, np.ndarray]:
     return spent, best
 
 
-def replay(table_path: Path, seeds: int, trials: int, storage: Path, grace: int = 1) -> dict[str, Any]:
+def replay(table_path: Path, seeds: int, trials: int, storage: Path, grace: int = 1,
+           only: list[str] | None = None) -> dict[str, Any]:
     import pandas as pd
 
     import tune  # noqa: F401 -- sets RAY_AUTH_MODE=token: must come before ray is imported
@@ -188,11 +191,14 @@ def replay(table_path: Path, seeds: int, trials: int, storage: Path, grace: int 
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     runs: dict[str, list[list[tuple[int, float]]]] = {}
     try:
-        for name, (algorithm, scheduler) in STRATEGIES.items():
+        for name, (algorithm, scheduler, metric) in STRATEGIES.items():
+            if only and name not in {*only, "random, full budget"}:  # the reference is always replayed
+                continue
             runs[name] = []
             for seed in range(seeds):
                 t0 = time.time()
-                runs[name].append(replay_one(table_path, algorithm, scheduler, seed, trials, epochs, storage, grace))
+                runs[name].append(replay_one(table_path, algorithm, scheduler, seed, trials, epochs, storage, grace,
+                                             metric))
                 if not runs[name][-1]:
                     raise RuntimeError(f"{name}, seed {seed}: no trial reported (see the Ray errors above)")
                 print(f"{name:22s} seed {seed}: best {min(anytime(runs[name][-1])[1]):.3f} after "
@@ -238,7 +244,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4))
-    for (name, runs), color in zip(result["runs"].items(), ["tab:blue", "tab:orange", "tab:green", "tab:gray"]):
+    for (name, runs), color in zip(result["runs"].items(), ["tab:blue", "tab:purple", "tab:orange", "tab:green", "tab:gray"]):
         horizon = max(r[-1][0] for r in runs)
         xs = np.arange(1, horizon + 1)
         curves = []
@@ -279,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--results", default=None)
     r.add_argument("--storage", default="/tmp/slr-search-efficiency")
     r.add_argument("--grace", type=int, default=1, help="ASHA grace period (epochs before the first rung)")
+    r.add_argument("--only", nargs="*", choices=list(STRATEGIES), help="replay only these strategies")
     args = p.parse_args(argv)
     set_command(__file__, argv)
     if args.action == "build":
@@ -290,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import shutil
     shutil.rmtree(args.storage, ignore_errors=True)
-    result = replay(Path(args.table), args.seeds, args.trials, Path(args.storage), args.grace)
+    result = replay(Path(args.table), args.seeds, args.trials, Path(args.storage), args.grace, args.only)
     tag = f"_grace{args.grace}"
     eff = efficiency(result)
     out_dir = Path(args.results) if args.results else RESULTS
@@ -316,8 +323,9 @@ def main(argv: list[str] | None = None) -> int:
             f"(`{os.path.relpath(args.table, ROOT)}`); grid: "
             + "; ".join(f"`{k}` {sorted(table[k].unique().tolist())}" for k in GRID)
             + f". Each strategy: {result['trials']} trials, one at a time, {result['seeds']} seeds, through the real "
-            f"`OptunaSearcher` and Ray's `ASHAScheduler` (grace {args.grace}, reduction factor 3); suggested values snap to the "
-            f"nearest grid point. Target: within 1 WER point of full-budget random search's final best "
+            f"`OptunaSearcher` and Ray's `ASHAScheduler` as the sweep builds them (`tune.search.make_scheduler`: grace "
+            f"{args.grace}, reduction factor 3, ranking trials at a rung by dev CTC loss -- the default "
+            f"`scheduler.metric` -- or by dev WER where named); suggested values snap to the nearest grid point. Target: within 1 WER point of full-budget random search's final best "
             f"({100 * eff['target']:.1f} % dev WER); full-budget random spends {eff['full_random_trial_epochs']:.0f} "
             f"trial-epochs.\n\n" + "\n".join(rows)
             + "\n\n" + verdict

@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"slr: config error: {err}", file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, OSError, RuntimeError) as err:  # OSError: missing/existing files, storage, network
         if getattr(args, "verbose", False):
             raise
         print(f"slr: error: {err}", file=sys.stderr)

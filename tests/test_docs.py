@@ -48,3 +48,20 @@ def test_files_the_readme_points_to_exist():
         assert (ROOT / path).exists(), path
     for path in re.findall(r"\]\(((?:docs)/[\w./-]+)\)", text):
         assert (ROOT / path).exists(), path
+
+
+def test_every_experiment_key_is_documented():
+    import dataclasses
+    import typing
+
+    from tune.experiment import ExperimentSpec
+    text = (ROOT / "docs" / "experiments.md").read_text()
+    hints = typing.get_type_hints(ExperimentSpec)
+    for f in dataclasses.fields(ExperimentSpec):
+        if f.name == "source":
+            continue
+        cls = hints[f.name]
+        keys = ([f"{f.name}.{g.name}" for g in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls)
+                and f.name != "space" else [f.name])
+        for key in keys:
+            assert f"| `{key}` |" in text, f"docs/experiments.md does not document `{key}`"

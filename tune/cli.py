@@ -41,6 +41,12 @@ def _print_summary(s: dict) -> None:
 
 
 def resolve_sweep_dir(name_or_dir: str, storage: str = "sweeps") -> Path:
+    """A sweep's folder on this machine, from a name (under ``storage``), a folder, or a URI
+    (``s3://bucket/sweeps/NAME``: its small files are fetched into a local cache first)."""
+    from tune import storage as st
+    if st.is_uri(name_or_dir) or st.is_uri(storage):
+        uri = name_or_dir if st.is_uri(name_or_dir) else st.join(storage, name_or_dir)
+        return st.download(uri)
     path = Path(name_or_dir)
     for candidate in (path, Path(storage) / name_or_dir):
         if (candidate / "experiment.yaml").exists():
@@ -51,18 +57,26 @@ def resolve_sweep_dir(name_or_dir: str, storage: str = "sweeps") -> Path:
 def status(name_or_dir: str, storage: str) -> int:
     """Trials by state and the best dev WER so far, read from the sweep's Optuna storage."""
     import optuna
+
+    from tune.report import load_spec
     sweep_dir = resolve_sweep_dir(name_or_dir, storage)
+    spec = load_spec(sweep_dir)
+    url = spec.optuna_storage
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        raise FileNotFoundError(f"the Optuna study of '{spec.name}' is in SQLite on the sweep's driver ({url}): run "
+                                "this there, or give the sweep a shared database (searcher.storage)")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=sweep_dir.name, storage=f"sqlite:///{sweep_dir / 'optuna.db'}")
+    study = optuna.load_study(study_name=spec.name, storage=url)
     states: dict[str, int] = {}
     best = (math.inf, None)
     for t in study.trials:
         states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
-        values = list(t.intermediate_values.values()) + ([t.value] if t.value is not None else [])
+        # intermediate values are the scheduler's metric (maybe dev loss): the best dev WER is a user attribute
+        values = [v for v in (t.user_attrs.get("best_dev_wer"), t.value) if v is not None]
         for v in values:
             if v < best[0]:
                 best = (v, t.user_attrs.get("ray_trial_id", f"#{t.number}"))
-    print(f"sweep {sweep_dir.name}: " + ", ".join(f"{n} {k}" for k, n in sorted(states.items())))
+    print(f"sweep {spec.name}: " + ", ".join(f"{n} {k}" for k, n in sorted(states.items())))
     if best[1] is not None:
         print(f"best dev WER so far {100 * best[0]:.2f}% (trial {best[1]})")
     if (sweep_dir / "summary.json").exists():

@@ -12,7 +12,7 @@
     num_trials: 8
     max_concurrent: 2
     resources: {cpu: 1, gpu: 0}
-    storage_path: sweeps
+    storage_path: sweeps                                             # or s3://bucket/sweeps (shared by all nodes)
     mlflow: {tracking_uri: sqlite:///mlflow.db, experiment: quickstart}
 """
 
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from slr.config import Config, ConfigError, _build, apply_overrides, read_yaml
+from tune.storage import is_uri, join
 
 # The seed's baseline: evaluated as the first trial of every sweep (values outside a key's range are clipped).
 SEED_BASELINE = {"train.learning_rate": 3e-4, "model.dropout": 0.3, "train.weight_decay": 1e-4,
@@ -81,6 +82,7 @@ class SearcherSpec:
     algorithm: str = "tpe"
     seed: int = 0
     n_startup_trials: int = 4  # TPE: random trials before the model is used
+    storage: str = ""  # Optuna RDB storage, any SQLAlchemy URL; default: sqlite beside the sweep
 
     def validate(self) -> None:
         _check(self.algorithm in ("tpe", "random", "qmc"), "searcher.algorithm", self.algorithm,
@@ -94,9 +96,14 @@ class SchedulerSpec:
     grace_period: int = 2
     reduction_factor: float = 3.0
     max_epochs: int = 0  # 0 = train.epochs of the base config
+    # What ASHA ranks trials by at a rung (and what Optuna sees as a pruned trial's intermediate values). Early
+    # in CTC training every trial still emits only blanks (dev WER 100 %), so dev WER ties at the first rungs;
+    # the dev CTC loss already separates them. The best trial is still chosen by its best dev WER.
+    metric: str = "dev_loss"
 
     def validate(self) -> None:
         _check(self.type in ("asha", "none"), "scheduler.type", self.type, "must be asha or none")
+        _check(self.metric in ("dev_loss", "dev_wer"), "scheduler.metric", self.metric, "must be dev_loss or dev_wer")
         _check(self.grace_period >= 1, "scheduler.grace_period", self.grace_period, "must be >= 1")
         _check(self.reduction_factor > 1, "scheduler.reduction_factor", self.reduction_factor, "must be > 1")
         _check(self.max_epochs >= 0, "scheduler.max_epochs", self.max_epochs, "must be >= 0")
@@ -140,7 +147,8 @@ class ExperimentSpec:
     num_trials: int = 8
     max_concurrent: int = 2
     resources: ResourceSpec = field(default_factory=ResourceSpec)
-    storage_path: str = "sweeps"
+    storage_path: str = "sweeps"  # a local folder, or a URI every node reaches (s3://bucket/sweeps)
+    local_path: str = "sweeps"  # with a URI storage_path: the driver's own files (SQLite stores, write queue)
     mlflow: MlflowSpec = field(default_factory=MlflowSpec)
     baseline_first: bool = True
     max_failures: int = 2  # per trial: restarts from its last checkpoint after a worker dies
@@ -155,8 +163,23 @@ class ExperimentSpec:
         return self.scheduler.max_epochs or self.base_config().train.epochs
 
     @property
+    def remote(self) -> bool:
+        return is_uri(self.storage_path)
+
+    @property
     def sweep_dir(self) -> Path:
-        return Path(self.storage_path).resolve() / self.name
+        """The sweep's folder on the driver's disk (the whole sweep when storage_path is local)."""
+        return Path(self.local_path if self.remote else self.storage_path).resolve() / self.name
+
+    @property
+    def ray_storage(self) -> str:
+        """Ray's storage_path: experiment state and checkpoints go to ``<ray_storage>/<name>``."""
+        return self.storage_path if self.remote else str(self.sweep_dir.parent)
+
+    @property
+    def sweep_uri(self) -> str:
+        """Where Ray keeps this sweep's experiment state: a URI, or the local sweep folder."""
+        return join(self.storage_path, self.name) if self.remote else str(self.sweep_dir)
 
     @property
     def tracking_uri(self) -> str:
@@ -164,7 +187,7 @@ class ExperimentSpec:
 
     @property
     def optuna_storage(self) -> str:
-        return f"sqlite:///{self.sweep_dir / 'optuna.db'}"
+        return self.searcher.storage or f"sqlite:///{self.sweep_dir / 'optuna.db'}"
 
     def baseline(self) -> dict[str, Any]:
         """The seed baseline restricted to (and clipped into) the searched keys."""
@@ -211,7 +234,7 @@ def from_dict(raw: dict[str, Any], source: str = "") -> ExperimentSpec:
     config = raw.get("config", {}) or {}
     _check(isinstance(config, dict), "config", config, "must be a mapping of config sections")
     spec = ExperimentSpec(name=raw["name"], config=config, space=space, source=source,
-                          **{k: raw[k] for k in ("num_trials", "max_concurrent", "storage_path", "baseline_first",
+                          **{k: raw[k] for k in ("num_trials", "max_concurrent", "storage_path", "local_path", "baseline_first",
                                                  "max_failures") if k in raw}, **built)
     validate(spec)
     return spec
@@ -243,16 +266,26 @@ def validate(spec: ExperimentSpec) -> None:
                 raise ConfigError(f"space.{key}", param.high, f"range gives an invalid config: {err.rule}") from None
     _check(spec.max_epochs <= base.train.epochs, "scheduler.max_epochs", spec.scheduler.max_epochs,
            f"cannot exceed train.epochs={base.train.epochs}")
-    _check_storage(spec.storage_path)
+    _check_storage("storage_path", spec.storage_path)
+    if spec.remote:
+        _check_storage("local_path", spec.local_path)
 
 
-def _check_storage(path: str) -> None:
-    if "://" in path:  # s3://, gs://: checked by Ray when it writes
+URI_SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "file")
+
+
+def _check_storage(key: str, path: str) -> None:
+    """A local folder must be creatable; a URI must name a file system pyarrow knows (its bucket is
+    probed for a write when the sweep starts, see tune.storage.check_writable)."""
+    if is_uri(path):
+        scheme = path.split("://", 1)[0]
+        _check(key == "storage_path" and scheme in URI_SCHEMES, key, path,
+               f"unsupported URI scheme '{scheme}'; use a local folder or one of {', '.join(URI_SCHEMES)}")
         return
     p = Path(path).resolve()
     existing = next((q for q in [p, *p.parents] if q.exists()), None)
     ok = existing is not None and existing.is_dir() and os.access(existing, os.W_OK)
-    _check(ok, "storage_path", path, f"cannot be created or written ({existing} is not a writable directory)")
+    _check(ok, key, path, f"cannot be created or written ({existing} is not a writable directory)")
 
 
 def check_resources(spec: ExperimentSpec, nodes: list[dict[str, float]]) -> None:

@@ -22,7 +22,7 @@ def export_best(sweep_dir: Path, out: str | Path, register: str | None = None) -
     cfg = Config.load(sweep_dir / "best_config.yaml")
     doc = cfg.to_dict()
     doc["provenance"] = dict(
-        sweep=summary["sweep"], sweep_dir=str(sweep_dir), trial_id=summary["best_trial_id"],
+        sweep=summary["sweep"], sweep_dir=summary.get("storage") or str(sweep_dir), trial_id=summary["best_trial_id"],
         mlflow_tracking_uri=summary["mlflow"]["tracking_uri"], mlflow_run_id=summary["mlflow"]["best_run_id"],
         mlflow_parent_run_id=summary["mlflow"]["parent_run_id"], dev_wer=summary["best_dev_wer"],
         epoch=summary["best_epoch"], checkpoint=summary.get("best_checkpoint"), code_version=code_version(),
@@ -44,6 +44,10 @@ def _register(summary: dict, name: str) -> str:
     run_id, ckpt = summary["mlflow"]["best_run_id"], summary.get("best_checkpoint")
     if not run_id or not ckpt:
         raise ValueError("the best trial has no MLflow run or checkpoint to register")
+    from tune import storage
+    if storage.is_uri(ckpt):  # on S3 with the sweep: fetch it first
+        import tempfile
+        ckpt = str(storage.fetch_dir(ckpt, Path(tempfile.mkdtemp(prefix="slr-ckpt-"))))
     client.log_artifacts(run_id, ckpt, artifact_path="checkpoint")
     try:
         client.create_registered_model(name)

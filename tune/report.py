@@ -16,9 +16,18 @@ from typing import Any
 import yaml
 
 from tune.experiment import ExperimentSpec, from_dict
+from tune.storage import is_uri
 
 STATUS_STYLE = {"completed": ("o", "tab:blue"), "stopped-by-asha": ("x", "tab:gray"), "failed": ("v", "tab:red")}
 IMPORTANCE_METHOD = "fANOVA (optuna.importance.FanovaImportanceEvaluator, seed 0), completed trials only"
+
+
+def load_spec(sweep_dir: Path) -> ExperimentSpec:
+    """The spec a sweep folder was run with, pointing at that folder wherever it is now."""
+    raw = yaml.safe_load((sweep_dir / "experiment.yaml").read_text())
+    if not is_uri(raw.get("storage_path", "")):
+        raw["storage_path"] = str(sweep_dir.parent)  # where the folder is now, even if it was moved
+    return from_dict(raw, source=str(sweep_dir))
 
 
 def load_sweep(sweep_dir: Path) -> tuple[ExperimentSpec, dict[str, Any], dict[str, list[dict[str, Any]]]]:
@@ -26,13 +35,15 @@ def load_sweep(sweep_dir: Path) -> tuple[ExperimentSpec, dict[str, Any], dict[st
     summary_path = sweep_dir / "summary.json"
     if not summary_path.exists():
         raise FileNotFoundError(f"{summary_path} missing: the sweep has not finished (see `slr sweep status`)")
-    spec = from_dict(yaml.safe_load((sweep_dir / "experiment.yaml").read_text()), source=str(sweep_dir))
+    spec = load_spec(sweep_dir)
     summary = json.loads(summary_path.read_text())
-    curves = {}
+    curves_path = sweep_dir / "curves.json"  # written by the sweep; the trial folders may be on S3
+    curves = json.loads(curves_path.read_text()) if curves_path.exists() else {}
     for t in summary["trials"]:
-        path = Path(t["path"]) / "result.json"
-        lines = path.read_text().splitlines() if path.exists() else []
-        curves[t["trial_id"]] = [json.loads(line) for line in lines if line.strip()]
+        if t["trial_id"] not in curves:  # a sweep summarized before curves.json existed
+            path = Path(t["path"]) / "result.json"
+            lines = path.read_text().splitlines() if path.exists() else []
+            curves[t["trial_id"]] = [json.loads(line) for line in lines if line.strip()]
     return spec, summary, curves
 
 
@@ -59,6 +70,10 @@ def importance(spec: ExperimentSpec) -> dict[str, float] | str:
 
     from tune.search import open_study
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = spec.optuna_storage
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return (f"is not available here: the Optuna study is in SQLite on the sweep's driver ({url}); run the report "
+                "there, or give the sweep a shared database (searcher.storage)")
     study = open_study(spec)
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if len(done) < 2:
@@ -85,7 +100,7 @@ def make_report(sweep_dir: Path, out: Path | None = None, log_to_mlflow: bool = 
         pngs["importance"] = _plot_importance(imp, out / "importance.png")
     pngs["outcomes"] = _plot_outcomes(summary, out / "outcomes.png")
     page = out / "index.html"
-    page.write_text(_html(spec, summary, pngs, imp, boundary_warnings(spec, summary)))
+    page.write_text(_html(spec, summary, pngs, imp, boundary_warnings(spec, summary), sweep_dir))
     if log_to_mlflow and summary["mlflow"].get("parent_run_id"):
         from mlflow.tracking import MlflowClient
         client = MlflowClient(tracking_uri=summary["mlflow"]["tracking_uri"])
@@ -194,12 +209,12 @@ def _img(path: Path, alt: str) -> str:
 
 
 def _html(spec: ExperimentSpec, summary: dict[str, Any], pngs: dict[str, Path], imp: dict[str, float] | str,
-          warnings: list[str]) -> str:
+          warnings: list[str], sweep_dir: Path) -> str:
     esc = html.escape
     counts = summary["trials_by_status"]
     n = max(1, summary["num_trials"])
     failed = [t for t in summary["trials"] if t["status"] == "failed"]
-    best_cfg = Path(summary["sweep_dir"]) / "best_config.yaml"
+    best_cfg = sweep_dir / "best_config.yaml"
     rows = ""
     if best_cfg.exists():
         from slr.config import Config
@@ -210,7 +225,7 @@ def _html(spec: ExperimentSpec, summary: dict[str, Any], pngs: dict[str, Path], 
                 if isinstance(imp, dict) else f"<p>Parameter importance {esc(imp)}.</p>")
     warn_html = "".join(f'<p class="warn">&#9888; {esc(w)}</p>' for w in warnings)
     best = summary.get("best_dev_wer")
-    reproduce = (f"slr export {summary['sweep_dir']} --out best.yaml\nslr train --config best.yaml --out runs/best")
+    reproduce = (f"slr export {summary.get('storage') or summary['sweep_dir']} --out best.yaml\nslr train --config best.yaml --out runs/best")
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Sweep {esc(spec.name)}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}} img{{max-width:100%}}

@@ -54,6 +54,16 @@ def open_study(spec: ExperimentSpec, storage: str | None = None) -> optuna.Study
     return study
 
 
+def make_scheduler(spec: ExperimentSpec):  # noqa: ANN201 -- a ray.tune TrialScheduler
+    """ASHA over epochs, ranking by ``scheduler.metric`` (or FIFO: every trial gets its full budget)."""
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    s = spec.scheduler
+    if s.type == "none":
+        return FIFOScheduler()
+    return ASHAScheduler(metric=s.metric, mode="min", time_attr="training_iteration", max_t=spec.max_epochs,
+                         grace_period=s.grace_period, reduction_factor=s.reduction_factor)
+
+
 class OptunaSearcher(Searcher):
     """Ray Tune searcher asking Optuna for configs and telling it COMPLETE / PRUNED / FAIL."""
 
@@ -95,14 +105,18 @@ class OptunaSearcher(Searcher):
         return dict(trial.params)
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        """Intermediate values = the scheduler's metric, so that TPE ranks pruned trials the way ASHA did."""
         tid = self._live.get(trial_id)
-        value = result.get(METRIC)
+        value = result.get(self.spec.scheduler.metric)
         if tid is None or value is None or not math.isfinite(value):
             return
         step = int(result.get("epoch", result.get("training_iteration", 0)))
-        trial = optuna.trial.Trial(self.study, tid)
-        if step not in self.study._storage.get_trial(tid).intermediate_values:  # a resumed trial re-reports
-            trial.report(float(value), step)
+        stored = self.study._storage.get_trial(tid)
+        if step not in stored.intermediate_values:  # a resumed trial re-reports
+            optuna.trial.Trial(self.study, tid).report(float(value), step)
+        best = result.get("best_dev_wer")
+        if best is not None and math.isfinite(best) and best != stored.user_attrs.get("best_dev_wer"):
+            self.study._storage.set_trial_user_attr(tid, "best_dev_wer", float(best))  # for `slr sweep status`
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         if result:  # the result a scheduler stopped the trial on reaches only this hook

@@ -2,7 +2,10 @@
 
 One sweep = one folder ``<storage_path>/<name>/`` holding Ray's experiment state and checkpoints,
 the Optuna study (``optuna.db``), the embedded MLflow store by default (``mlflow.db``), the
-experiment spec (``experiment.yaml``) and ``summary.json``.
+experiment spec (``experiment.yaml``), ``summary.json``, ``curves.json`` (every trial's reports),
+``trials.csv`` and ``best_config.yaml``. With a URI storage_path (``s3://...``) Ray writes state and
+checkpoints there, the SQLite stores stay in ``<local_path>/<name>/`` on the driver, and the small files
+are mirrored to the URI at the end (see tune.storage).
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from typing import Any
 
 import yaml
 
+from tune import storage
 from tune.experiment import ExperimentSpec, check_resources
-from tune.search import METRIC, OptunaSearcher, open_study
+from tune.search import METRIC, OptunaSearcher, make_scheduler, open_study
 from tune.trainable import train_trial, trial_config
 from tune.tracking import MlflowCallback, ProgressCallback, SweepTracker
 
@@ -72,18 +76,24 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False, address: str | None = 
               verbose: int = 1) -> dict[str, Any]:
     """Run (or resume) a sweep to completion; returns the summary written to ``summary.json``."""
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     sweep_dir = spec.sweep_dir
-    state_exists = (sweep_dir / "tuner.pkl").exists()
+    if spec.remote:
+        storage.check_writable(spec.sweep_uri)  # a missing bucket or bad credentials: fail before any trial
+    state_exists = (storage.exists(storage.join(spec.sweep_uri, "tuner.pkl")) if spec.remote
+                    else (sweep_dir / "tuner.pkl").exists())
     if resume and not state_exists:
-        raise FileNotFoundError(f"nothing to resume: no sweep state in {sweep_dir}")
+        raise FileNotFoundError(f"nothing to resume: no sweep state in {spec.sweep_uri}")
     if not resume and state_exists:
-        raise FileExistsError(f"{sweep_dir} already holds sweep '{spec.name}': pass --resume to continue it, "
+        raise FileExistsError(f"{spec.sweep_uri} already holds sweep '{spec.name}': pass --resume to continue it, "
                               "or choose another name / storage_path")
     corpus = prepare_corpus(spec)
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    (sweep_dir / "experiment.yaml").write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    # Absolute folders: status, report and export find the stores from any working directory.
+    doc = {**spec.to_dict(), ("local_path" if spec.remote else "storage_path"): str(sweep_dir.parent)}
+    (sweep_dir / "experiment.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    if spec.remote:
+        storage.upload(sweep_dir, spec.sweep_uri, ("experiment.yaml",))
     init_ray(address, spec)
 
     base = spec.base_config().override({"data.corpus": corpus}).to_dict()
@@ -100,19 +110,17 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False, address: str | None = 
         callbacks.append(MlflowCallback(_tracker(spec), sweep_params, _ParamsOf(base, max_t),
                                         spec.scheduler.grace_period, spec.scheduler.reduction_factor, max_t))
     run_config = tune.RunConfig(
-        name=spec.name, storage_path=str(sweep_dir.parent), callbacks=callbacks, verbose=verbose,
+        name=spec.name, storage_path=spec.ray_storage, callbacks=callbacks, verbose=verbose,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=METRIC,
                                                 checkpoint_score_order="min"))
     if resume:
-        tuner = tune.Tuner.restore(str(sweep_dir), trainable=trainable, resume_errored=True, restart_errored=False,
+        tuner = tune.Tuner.restore(spec.sweep_uri, trainable=trainable, resume_errored=True, restart_errored=False,
                                    param_space=None)
     else:
-        scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=max_t, grace_period=spec.scheduler.grace_period,
-                                   reduction_factor=spec.scheduler.reduction_factor)
-                     if spec.scheduler.type == "asha" else FIFOScheduler())
+        # The scheduler and the searcher carry their own metrics (ASHA may rank by dev loss), so none here.
         tuner = tune.Tuner(trainable, run_config=run_config, tune_config=tune.TuneConfig(
-            metric=METRIC, mode="min", search_alg=OptunaSearcher(spec), scheduler=scheduler,
+            search_alg=OptunaSearcher(spec), scheduler=make_scheduler(spec),
             num_samples=-1, max_concurrent_trials=spec.max_concurrent, reuse_actors=False))
     t0 = time.time()
     grid = tuner.fit()
@@ -153,7 +161,7 @@ def summarize(spec: ExperimentSpec, grid, corpus: str, tracker: SweepTracker | N
     by_state: dict[str, int] = {}
     for t in study.trials:
         by_state[t.state.name.lower()] = by_state.get(t.state.name.lower(), 0) + 1
-    rows = []
+    rows, curves = [], {}
     for result in grid:
         df = result.metrics_dataframe
         best = float(df[METRIC].min()) if df is not None and METRIC in df and len(df) else math.nan
@@ -164,12 +172,13 @@ def summarize(spec: ExperimentSpec, grid, corpus: str, tracker: SweepTracker | N
         rows.append(dict(trial_id=trial_id, path=result.path, status=status, best_dev_wer=best,
                          best_epoch=best_epoch, epochs=int((result.metrics or {}).get("epoch", 0)),
                          params={k: result.config.get(k) for k in spec.space},
-                         checkpoint=_best_checkpoint(result)))
+                         checkpoint=_best_checkpoint(result, spec)))
+        curves[trial_id] = _curve(df)
     ranked = sorted((r for r in rows if not math.isnan(r["best_dev_wer"])), key=lambda r: r["best_dev_wer"])
     best = ranked[0] if ranked else None
     sweep_dir = spec.sweep_dir
     summary = dict(
-        sweep=spec.name, sweep_dir=str(sweep_dir), corpus=corpus, num_trials=len(rows),
+        sweep=spec.name, sweep_dir=str(sweep_dir), storage=spec.sweep_uri, corpus=corpus, num_trials=len(rows),
         trials_by_status={s: sum(r["status"] == s for r in rows) for s in ("completed", "stopped-by-asha", "failed")},
         optuna_states=by_state, optuna_storage=spec.optuna_storage, study_name=spec.name,
         best_trial_id=best["trial_id"] if best else None, best_dev_wer=best["best_dev_wer"] if best else None,
@@ -184,23 +193,45 @@ def summarize(spec: ExperimentSpec, grid, corpus: str, tracker: SweepTracker | N
     if optuna.trial.TrialState.COMPLETE in {t.state for t in study.trials}:
         summary["optuna_best_value"] = study.best_value
     (sweep_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    (sweep_dir / "curves.json").write_text(json.dumps(curves))
     files = {"summary": sweep_dir / "summary.json", "trials": _write_csv(sweep_dir / "trials.csv", rows, spec)}
     if best:
         base = spec.base_config().override({"data.corpus": corpus}).to_dict()
         cfg = trial_config(base, best["params"], spec.max_epochs)
         (sweep_dir / "best_config.yaml").write_text(cfg.to_yaml())
         files["best_config"] = sweep_dir / "best_config.yaml"
+    if spec.remote:
+        storage.upload(sweep_dir, spec.sweep_uri)
     if tracker:
         tracker.finish(summary, files)
     return summary
 
 
-def _best_checkpoint(result) -> str | None:
+def _best_checkpoint(result, spec: ExperimentSpec) -> str | None:
+    """The trial's best checkpoint: a local path, or a URI under a remote storage_path."""
     try:
         pairs = [(m.get(METRIC), c.path) for c, m in result.best_checkpoints if m.get(METRIC) is not None]
     except Exception:  # noqa: BLE001 -- a trial without checkpoints
         return None
-    return min(pairs)[1] if pairs else None
+    if not pairs:
+        return None
+    path = min(pairs)[1]
+    if spec.remote:  # Ray gives the path inside the bucket's file system: rebuild the URI (options included)
+        import pyarrow.fs as pafs
+        root = pafs.FileSystem.from_uri(spec.storage_path)[1].rstrip("/")
+        path = storage.join(spec.storage_path, path[len(root):]) if path.startswith(root) else path
+    return path
+
+
+CURVE_KEYS = ("epoch", "dev_wer", "dev_loss", "train_loss", "lr", "best_dev_wer", "epoch_seconds")
+
+
+def _curve(df) -> list[dict[str, float]]:  # noqa: ANN001 -- a pandas DataFrame or None
+    """A trial's per-epoch reports (the numbers the report plots), JSON-safe."""
+    if df is None or not len(df):
+        return []
+    keys = [k for k in CURVE_KEYS if k in df]
+    return [{k: float(v) for k, v in zip(keys, row) if v == v} for row in df[keys].itertuples(index=False)]
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]], spec: ExperimentSpec) -> Path:
