@@ -37,8 +37,8 @@ def exists(uri: str) -> bool:
     return fs.get_file_info(path).type != pafs.FileType.NotFound
 
 
-def check_writable(uri: str) -> None:
-    """Write and delete a probe object under ``uri``; an error says what failed, before any trial runs."""
+def check_writable(uri: str, storage_path: str | None = None) -> None:
+    """Write and delete a probe object under ``uri``; an error naming ``storage_path`` says what failed."""
     probe = join(uri, ".slr-write-check")
     try:
         fs, path = _fs(probe)
@@ -46,7 +46,8 @@ def check_writable(uri: str) -> None:
             f.write(b"ok")
         fs.delete_file(path)
     except Exception as err:  # noqa: BLE001 -- any pyarrow / credentials / network error
-        raise OSError(f"storage_path {uri} is not writable: {type(err).__name__}: {err}") from None
+        raise OSError(f"storage_path {storage_path or uri} is not writable (writing {probe} failed: "
+                      f"{type(err).__name__}: {err})") from None
 
 
 def upload(local_dir: Path, uri: str, names: tuple[str, ...] = MIRRORED) -> list[str]:

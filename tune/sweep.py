@@ -79,7 +79,7 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False, address: str | None = 
 
     sweep_dir = spec.sweep_dir
     if spec.remote:
-        storage.check_writable(spec.sweep_uri)  # a missing bucket or bad credentials: fail before any trial
+        storage.check_writable(spec.sweep_uri, spec.storage_path)  # a missing bucket or bad credentials: fail before any trial
     state_exists = (storage.exists(storage.join(spec.sweep_uri, "tuner.pkl")) if spec.remote
                     else (sweep_dir / "tuner.pkl").exists())
     if resume and not state_exists:
