@@ -41,6 +41,9 @@ def test_every_shipped_experiment_validates_and_opens_with_its_command(path):
     (dict(scheduler={"max_epochs": 10}), "scheduler.max_epochs"),
     (dict(config={"train": {"learning_rate": -1}}), "train.learning_rate"),
     (dict(storage_path="/etc/hostname/sweeps"), "storage_path"),  # below a file
+    (dict(scheduler={"metric": "train_loss"}), "scheduler.metric"),
+    (dict(storage_path="ftp://host/sweeps"), "storage_path"),
+    (dict(storage_path="s3://bucket/sweeps", local_path="/etc/hostname/x"), "local_path"),
 ])
 def test_bad_experiments_name_the_key(changes, key):
     with pytest.raises(ConfigError) as err:
@@ -73,3 +76,15 @@ def test_overrides_apply_before_validation(tmp_path):
     path.write_text(yaml.safe_dump(_raw()))
     spec = load_experiment(path, ["num_trials=3", "config.train.epochs=2"])
     assert spec.num_trials == 3 and spec.base_config().train.epochs == 2
+
+
+def test_a_uri_storage_path_keeps_the_driver_files_local(tmp_path):
+    spec = from_dict(_raw(storage_path="s3://bucket/team/sweeps?scheme=http", local_path=str(tmp_path)))
+    assert spec.remote and spec.sweep_dir == tmp_path / "t"
+    assert spec.sweep_uri == "s3://bucket/team/sweeps/t?scheme=http"
+    assert spec.ray_storage == "s3://bucket/team/sweeps?scheme=http"
+    assert spec.optuna_storage == f"sqlite:///{tmp_path / 't' / 'optuna.db'}"
+    local = from_dict(_raw(storage_path=str(tmp_path / "s")))
+    assert not local.remote and local.sweep_uri == str(tmp_path / "s" / "t") == str(local.sweep_dir)
+    shared = from_dict(_raw(searcher={"storage": "postgresql://db/optuna"}))
+    assert shared.optuna_storage == "postgresql://db/optuna"

@@ -1,0 +1,62 @@
+"""The searcher tells Optuna the truth (real Optuna study in SQLite, no Ray cluster needed): intermediate
+values are the scheduler's metric, the outcome is COMPLETE / PRUNED / FAIL, the best dev WER is kept."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+from tune.experiment import from_dict
+from tune.search import OptunaSearcher, make_scheduler
+
+
+def _spec(tmp_path, **scheduler):
+    (tmp_path / "s").mkdir(exist_ok=True)  # the sweep folder, made by run_sweep
+    return from_dict(dict(name="s", corpus={"path": "x"}, storage_path=str(tmp_path), num_trials=3,
+                          config={"train": {"epochs": 6}}, scheduler=scheduler,
+                          space={"train.learning_rate": {"type": "loguniform", "low": 1e-4, "high": 1e-2}}))
+
+
+def _report(searcher, tid, epoch, loss, wer, best, **extra):
+    searcher.on_trial_result(tid, dict(epoch=epoch, dev_loss=loss, dev_wer=wer, best_dev_wer=best, **extra))
+
+
+@pytest.mark.parametrize("metric", ["dev_loss", "dev_wer"])
+def test_intermediate_values_are_the_scheduler_metric(tmp_path, metric):
+    spec = _spec(tmp_path, metric=metric)
+    searcher = OptunaSearcher(spec)
+    assert searcher.suggest("a") == {"train.learning_rate": 3e-4}  # the seed baseline goes first
+    _report(searcher, "a", 1, 9.5, 1.0, 1.0)
+    _report(searcher, "a", 2, 7.25, 0.8, 0.8)
+    searcher.on_trial_complete("a", dict(epoch=3, dev_loss=8.0, dev_wer=0.9, best_dev_wer=0.8))  # stopped by ASHA
+    trial = searcher.study.trials[0]
+    expected = {1: 9.5, 2: 7.25, 3: 8.0} if metric == "dev_loss" else {1: 1.0, 2: 0.8, 3: 0.9}
+    assert trial.intermediate_values == expected
+    assert trial.state == optuna.trial.TrialState.PRUNED
+    assert trial.user_attrs["best_dev_wer"] == 0.8
+
+
+def test_outcomes_complete_pruned_fail(tmp_path):
+    searcher = OptunaSearcher(_spec(tmp_path))
+    for tid in "abc":
+        searcher.suggest(tid)
+    _report(searcher, "a", 6, 3.0, 0.4, 0.35, finished=1)
+    searcher.on_trial_complete("a", dict(epoch=6, dev_loss=3.0, dev_wer=0.4, best_dev_wer=0.35, finished=1))
+    searcher.on_trial_complete("b", dict(epoch=2, dev_loss=5.0, dev_wer=1.0, best_dev_wer=1.0))
+    searcher.on_trial_complete("c", dict(epoch=1, finished=1, failed_reason="non-finite loss"))
+    states = [t.state for t in searcher.study.trials]
+    assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
+                      optuna.trial.TrialState.FAIL]
+    assert searcher.study.best_value == 0.35  # the best dev WER over epochs, not the last report
+    assert searcher.study.trials[2].user_attrs["fail_reason"] == "non-finite loss"
+    assert searcher.suggest("d") is OptunaSearcher.FINISHED  # num_trials reached
+
+
+def test_make_scheduler_ranks_by_the_configured_metric(tmp_path):
+    asha = make_scheduler(_spec(tmp_path, grace_period=2, reduction_factor=2))
+    assert isinstance(asha, ASHAScheduler)
+    assert asha.metric == "dev_loss" and asha._max_t == 6
+    assert [milestone for milestone, _ in asha._brackets[0]._rungs] == [4, 2]  # grace 2, then x2 below max 6
+    assert make_scheduler(_spec(tmp_path, metric="dev_wer")).metric == "dev_wer"
+    assert isinstance(make_scheduler(_spec(tmp_path, type="none")), FIFOScheduler)
