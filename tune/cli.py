@@ -54,6 +54,11 @@ def resolve_sweep_dir(name_or_dir: str, storage: str = "sweeps") -> Path:
     raise FileNotFoundError(f"no sweep '{name_or_dir}' (looked in {path} and {Path(storage) / name_or_dir})")
 
 
+# Optuna's trial states in the words the rest of slr-tune uses (summary.json, MLflow tags)
+STATE_NAMES = {"RUNNING": "running", "COMPLETE": "completed", "PRUNED": "stopped-by-asha", "FAIL": "failed",
+               "WAITING": "queued"}
+
+
 def status(name_or_dir: str, storage: str) -> int:
     """Trials by state and the best dev WER so far, read from the sweep's Optuna storage."""
     import optuna
@@ -70,7 +75,8 @@ def status(name_or_dir: str, storage: str) -> int:
     states: dict[str, int] = {}
     best = (math.inf, None)
     for t in study.trials:
-        states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
+        state = STATE_NAMES.get(t.state.name, t.state.name.lower())
+        states[state] = states.get(state, 0) + 1
         # intermediate values are the scheduler's metric (maybe dev loss): the best dev WER is a user attribute
         values = [v for v in (t.user_attrs.get("best_dev_wer"), t.value) if v is not None]
         for v in values:

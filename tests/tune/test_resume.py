@@ -52,7 +52,11 @@ def test_resume_after_the_driver_is_killed(tiny_corpus, tmp_path, mlflow_server)
     while _finished_trials(db) < 1 and time.time() < deadline and driver.poll() is None:
         time.sleep(0.5)
     assert _finished_trials(db) >= 1, "no trial finished: " + (tmp_path / "driver.log").read_text()[-3000:]
-    time.sleep(4)  # into the second trial, past a state save
+    live = subprocess.run([sys.executable, "-m", "slr.cli", "sweep", "status", "resume", "--storage",
+                           str(tmp_path / "sweeps")], capture_output=True, text=True, timeout=120)
+    assert live.returncode == 0, live.stderr
+    assert "running" in live.stdout and "completed" in live.stdout and "best dev WER so far" in live.stdout, live.stdout
+    time.sleep(2)  # into the second trial, past a state save
     assert driver.poll() is None, "the sweep ended before it could be killed: " + (tmp_path / "driver.log").read_text()[-3000:]
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray it started, as a lost head would
     driver.wait()

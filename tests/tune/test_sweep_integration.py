@@ -130,7 +130,7 @@ def test_status_reads_the_sweep_storage(finished_sweep, capsys):
     spec, summary = finished_sweep
     assert status(str(spec.sweep_dir), "unused") == 0
     out = capsys.readouterr().out
-    assert "pruned" in out and "best dev WER so far" in out
+    assert "stopped-by-asha" in out and "completed" in out and "best dev WER so far" in out
 
 
 def test_existing_sweep_needs_resume(finished_sweep):
