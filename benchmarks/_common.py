@@ -58,12 +58,14 @@ def save(name: str, results: dict[str, Any], out_dir: Path | None = None) -> Pat
     return path
 
 
-def write_section(doc: Path, name: str, body: str) -> None:
-    """Replace (or append) this benchmark's section of ``doc``."""
-    m = machine()
+def write_section(doc: Path, name: str, body: str, measured: dict[str, Any] | None = None) -> None:
+    """Replace (or append) this benchmark's section of ``doc``. ``measured``: a saved result (machine, date,
+    command) when the section is written on another machine than the one that measured."""
+    m = measured["machine"] if measured else machine()
+    date = measured["date"] if measured else time.strftime("%Y-%m-%d")
     where = f"{m['cpus']} CPU cores ({m['cpu_model']})" + (f", GPU {m['gpu']}" if m["gpu"] else ", no GPU")
-    block = (f"<!-- bench:{name} -->\n{body.rstrip()}\n\n*Measured {time.strftime('%Y-%m-%d')} on {where}, "
-             f"torch {m['torch']}, with:* `{command()}`\n<!-- /bench:{name} -->")
+    block = (f"<!-- bench:{name} -->\n{body.rstrip()}\n\n*Measured {date} on {where}, "
+             f"torch {m['torch']}, with:* `{measured['command'] if measured else command()}`\n<!-- /bench:{name} -->")
     text = doc.read_text() if doc.exists() else ""
     pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"

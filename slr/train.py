@@ -82,7 +82,12 @@ class Trainer:
         self.on_epoch = on_epoch
         self.progress = progress
         self.device = resolve_device(config.train.device)
-        self.amp = self.device.type == "cuda" and config.train.amp in ("auto", "bf16")
+        self.amp = self.device.type == "cuda" and config.train.amp == "bf16"
+        if self.device.type == "cuda":
+            # Measured on an H100 (docs/benchmarks.md, GPU section): the student is launch-bound, so bf16 autocast
+            # only adds cast kernels; fp32 with TF32 tensor-core matmuls is fastest. "off" = strict fp32.
+            tf32 = config.train.amp == "auto"
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
         self._check_layout()
         torch.manual_seed(config.train.seed)
         self.vocab: Vocabulary = self.corpus.vocab
@@ -189,7 +194,7 @@ class Trainer:
                           reduction="mean", zero_infinity=False)
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        """Landmarks -> features -> log-probs ``[T, B, V]`` (bf16 autocast on CUDA, output float32)."""
+        """Landmarks -> features -> log-probs ``[T, B, V]`` (bf16 autocast if ``train.amp: bf16``; float32 out)."""
         frame_mask = batch.frame_mask.to(self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             x = self.features(batch.x, batch.point_mask, frame_mask)  # [B, T, D]

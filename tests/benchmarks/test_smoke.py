@@ -96,3 +96,31 @@ def test_import_scale(tmp_path):
     r = json.loads((tmp_path / "import_scale.json").read_text())
     assert all(run["samples"] == 12 for run in r["runs"].values())
     assert "reader processes" in _section(doc, "import_scale")
+
+
+def test_gpu_renders_a_saved_result_and_says_when_there_is_no_cuda(tmp_path, capsys):
+    import gpu
+    import torch
+    doc = tmp_path / "b.md"
+    saved = ROOT / "benchmarks" / "results" / "gpu.json"
+    assert gpu.main(["--render", str(saved), "--doc", str(doc)]) == 0
+    section = _section(doc, "gpu")
+    measured = json.loads(saved.read_text())
+    assert measured["machine"]["gpu"] in section  # the machine that measured, not this one
+    assert "Packing" in section and "CUDA CTC" in section
+    if not torch.cuda.is_available():
+        assert gpu.main(["--doc", str(doc)]) == 2
+        assert "needs a CUDA device" in capsys.readouterr().err
+
+
+def test_scale_model(tmp_path):
+    import scale_model
+    assert scale_model.asha_trial_epochs(100, 100, 10, 3) == pytest.approx(100 * 10 + 100 / 3 * 20 + 100 / 9 * 60
+                                                                          + 100 / 27 * 10)
+    doc = tmp_path / "b.md"
+    assert scale_model.main(["--doc", str(doc), "--results", str(tmp_path)]) == 0
+    m = json.loads((tmp_path / "scale_model.json").read_text())
+    full, asha = (r for r in m["rows"] if r["packing"] == "4 trials per GPU")
+    assert asha["device_hours"] < full["device_hours"]
+    assert full["wall_hours"]["32"] <= full["wall_hours"]["8"] <= full["wall_hours"]["1"]
+    assert "GPU-seconds" in _section(doc, "scale_model")
