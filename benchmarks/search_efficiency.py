@@ -40,12 +40,13 @@ GRID = {
     "model.lstm_layers": [1, 2],
 }
 LOG_KEYS = {"train.learning_rate", "train.weight_decay"}
-STRATEGIES = {  # name -> (searcher algorithm, scheduler, what ASHA ranks by)
-    "TPE + ASHA": ("tpe", "asha", "dev_loss"),
-    "TPE + ASHA on dev WER": ("tpe", "asha", "dev_wer"),
-    "random + ASHA": ("random", "asha", "dev_loss"),
-    "QMC + ASHA": ("qmc", "asha", "dev_loss"),
-    "random, full budget": ("random", "none", "dev_loss"),
+STRATEGIES = {  # name -> (searcher algorithm, scheduler, what ASHA ranks by, other searcher keys)
+    "TPE + ASHA": ("tpe", "asha", "dev_loss", {}),  # the sweep defaults: independent TPE, ASHA on dev loss
+    "TPE + ASHA on dev WER": ("tpe", "asha", "dev_wer", {}),
+    "multivariate TPE + ASHA": ("tpe", "asha", "dev_loss", {"multivariate": True}),
+    "random + ASHA": ("random", "asha", "dev_loss", {}),
+    "QMC + ASHA": ("qmc", "asha", "dev_loss", {}),
+    "random, full budget": ("random", "none", "dev_loss", {}),
 }
 
 
@@ -132,13 +133,15 @@ class TableTrainable:
 
 
 def replay_one(table_path: Path, algorithm: str, scheduler: str, seed: int, trials: int, epochs: int,
-               storage: Path, grace: int = 1, metric: str = "dev_loss") -> list[tuple[int, float]]:
-    """One strategy run. Returns (trial-epochs spent, dev WER) per report in the order they happened."""
+               storage: Path, grace: int = 1, metric: str = "dev_loss", searcher: dict[str, Any] | None = None,
+               budget: int = 0) -> list[tuple[int, float]]:
+    """One strategy run. Returns (trial-epochs spent, dev WER) per report in the order they happened, cut at
+    ``budget`` trial-epochs when given."""
     from ray import tune
 
     from tune.experiment import from_dict
     from tune.search import METRIC, OptunaSearcher, make_scheduler
-    name = f"{algorithm}-{scheduler}-{metric}-{seed}"
+    name = f"{algorithm}-{scheduler}-{metric}-{'-'.join(f'{k}{v}' for k, v in (searcher or {}).items())}-{seed}"
     space = {"train.learning_rate": {"type": "loguniform", "low": 3e-4, "high": 1e-2},
              "model.dropout": {"type": "uniform", "low": 0.0, "high": 0.3},
              "train.weight_decay": {"type": "loguniform", "low": 1e-6, "high": 1e-3},
@@ -146,7 +149,7 @@ def replay_one(table_path: Path, algorithm: str, scheduler: str, seed: int, tria
              "model.lstm_layers": {"type": "choice", "values": [1, 2]}}
     spec = from_dict(dict(name=name, corpus={"path": "unused"}, num_trials=trials, max_concurrent=1,
                           storage_path=str(storage), space=space, config={"train": {"epochs": epochs}},
-                          searcher={"algorithm": algorithm, "seed": seed, "n_startup_trials": 4},
+                          searcher={"algorithm": algorithm, "seed": seed, "n_startup_trials": 4, **(searcher or {})},
                           scheduler={"type": scheduler, "grace_period": grace, "reduction_factor": 3,
                                      "metric": metric},
                           baseline_first=False, mlflow={"enabled": False}))
@@ -166,8 +169,9 @@ def replay_one(table_path: Path, algorithm: str, scheduler: str, seed: int, tria
             events.append((float(r["report_time"]), 0.0, r.get(METRIC)))
     # Trials ran one at a time, so the order of reports (full-precision clock) is the order of trial-epochs spent.
     events.sort(key=lambda e: e[0])
-    return [(i + 1, float(w) if w is not None and not (isinstance(w, float) and math.isnan(w)) else math.nan)
-            for i, (_, _, w) in enumerate(events)]
+    out = [(i + 1, float(w) if w is not None and not (isinstance(w, float) and math.isnan(w)) else math.nan)
+           for i, (_, _, w) in enumerate(events)]
+    return out[:budget] if budget else out
 
 
 def anytime(events: list[tuple[int, float]]) -> tuple[np.ndarray, np.ndarray]:
@@ -177,7 +181,7 @@ def anytime(events: list[tuple[int, float]]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def replay(table_path: Path, seeds: int, trials: int, storage: Path, grace: int = 1,
-           only: list[str] | None = None) -> dict[str, Any]:
+           only: list[str] | None = None, asha_trial_factor: int = 3) -> dict[str, Any]:
     import pandas as pd
 
     import tune  # noqa: F401 -- sets RAY_AUTH_MODE=token: must come before ray is imported
@@ -191,21 +195,26 @@ def replay(table_path: Path, seeds: int, trials: int, storage: Path, grace: int 
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     runs: dict[str, list[list[tuple[int, float]]]] = {}
     try:
-        for name, (algorithm, scheduler, metric) in STRATEGIES.items():
+        for name, (algorithm, scheduler, metric, extra) in STRATEGIES.items():
             if only and name not in {*only, "random, full budget"}:  # the reference is always replayed
                 continue
             runs[name] = []
             for seed in range(seeds):
                 t0 = time.time()
-                runs[name].append(replay_one(table_path, algorithm, scheduler, seed, trials, epochs, storage, grace,
-                                             metric))
+                # Equal budgets: every strategy may spend what full-budget random spends (trials x epochs);
+                # early stopping buys more trials inside it.
+                n = trials if scheduler == "none" else trials * asha_trial_factor
+                runs[name].append(replay_one(table_path, algorithm, scheduler, seed, n, epochs,
+                                             storage / name.replace(" ", "_").replace(",", ""), grace, metric, extra,
+                                             budget=trials * epochs))
                 if not runs[name][-1]:
                     raise RuntimeError(f"{name}, seed {seed}: no trial reported (see the Ray errors above)")
                 print(f"{name:22s} seed {seed}: best {min(anytime(runs[name][-1])[1]):.3f} after "
                       f"{runs[name][-1][-1][0]} trial-epochs ({time.time() - t0:.0f} s)", flush=True)
     finally:
         ray.shutdown()
-    return dict(epochs=epochs, trials=trials, seeds=seeds, grace=grace, runs=runs)
+    return dict(epochs=epochs, trials=trials, seeds=seeds, grace=grace, asha_trials=trials * asha_trial_factor,
+                runs=runs)
 
 
 def efficiency(result: dict[str, Any]) -> dict[str, Any]:
@@ -244,7 +253,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4))
-    for (name, runs), color in zip(result["runs"].items(), ["tab:blue", "tab:purple", "tab:orange", "tab:green", "tab:gray"]):
+    for (name, runs), color in zip(result["runs"].items(), ["tab:blue", "tab:purple", "tab:red", "tab:orange", "tab:green", "tab:gray"]):
         horizon = max(r[-1][0] for r in runs)
         xs = np.arange(1, horizon + 1)
         curves = []
@@ -286,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--storage", default="/tmp/slr-search-efficiency")
     r.add_argument("--grace", type=int, default=1, help="ASHA grace period (epochs before the first rung)")
     r.add_argument("--only", nargs="*", choices=list(STRATEGIES), help="replay only these strategies")
+    r.add_argument("--asha-trial-factor", type=int, default=3,
+                   help="early-stopping strategies may start this many times more trials (same trial-epoch budget)")
     args = p.parse_args(argv)
     set_command(__file__, argv)
     if args.action == "build":
@@ -297,7 +308,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import shutil
     shutil.rmtree(args.storage, ignore_errors=True)
-    result = replay(Path(args.table), args.seeds, args.trials, Path(args.storage), args.grace, args.only)
+    result = replay(Path(args.table), args.seeds, args.trials, Path(args.storage), args.grace, args.only,
+                    args.asha_trial_factor)
     tag = f"_grace{args.grace}"
     eff = efficiency(result)
     out_dir = Path(args.results) if args.results else RESULTS
@@ -322,7 +334,9 @@ def main(argv: list[str] | None = None) -> int:
             f"configurations x {result['epochs']} epochs trained once with the real trainer "
             f"(`{os.path.relpath(args.table, ROOT)}`); grid: "
             + "; ".join(f"`{k}` {sorted(table[k].unique().tolist())}" for k in GRID)
-            + f". Each strategy: {result['trials']} trials, one at a time, {result['seeds']} seeds, through the real "
+            + f". Each strategy: the same budget of {result['trials'] * result['epochs']} trial-epochs (full-budget random: "
+            f"{result['trials']} trials; with ASHA up to {result['asha_trials']} trials, since early stopping frees "
+            f"epochs for more), one trial at a time, {result['seeds']} seeds, through the real "
             f"`OptunaSearcher` and Ray's `ASHAScheduler` as the sweep builds them (`tune.search.make_scheduler`: grace "
             f"{args.grace}, reduction factor 3, ranking trials at a rung by dev CTC loss -- the default "
             f"`scheduler.metric` -- or by dev WER where named); suggested values snap to the nearest grid point. Target: within 1 WER point of full-budget random search's final best "

@@ -41,7 +41,7 @@ def make_sampler(spec: ExperimentSpec) -> optuna.samplers.BaseSampler:
         return optuna.samplers.RandomSampler(seed=s.seed)
     if s.algorithm == "qmc":
         return optuna.samplers.QMCSampler(seed=s.seed, warn_independent_sampling=False)
-    return optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=s.n_startup_trials)
+    return optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=s.n_startup_trials, multivariate=s.multivariate)
 
 
 def open_study(spec: ExperimentSpec, storage: str | None = None) -> optuna.Study:

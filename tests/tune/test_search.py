@@ -60,3 +60,11 @@ def test_make_scheduler_ranks_by_the_configured_metric(tmp_path):
     assert [milestone for milestone, _ in asha._brackets[0]._rungs] == [4, 2]  # grace 2, then x2 below max 6
     assert make_scheduler(_spec(tmp_path, metric="dev_wer")).metric == "dev_wer"
     assert isinstance(make_scheduler(_spec(tmp_path, type="none")), FIFOScheduler)
+
+
+def test_tpe_is_independent_unless_asked(tmp_path):
+    from tune.search import make_sampler
+    assert make_sampler(_spec(tmp_path))._multivariate is False  # Optuna 5's own default would be None -> True
+    spec = from_dict(dict(name="s", corpus={"path": "x"}, storage_path=str(tmp_path), searcher={"multivariate": True},
+                          space={"model.dropout": {"type": "uniform", "low": 0.0, "high": 0.5}}))
+    assert make_sampler(spec)._multivariate is True
