@@ -99,7 +99,11 @@ def export(args: argparse.Namespace) -> int:
 
 def report(args: argparse.Namespace) -> int:
     from tune.report import make_report
-    page = make_report(resolve_sweep_dir(args.sweep, args.storage), Path(args.out) if args.out else None,
-                       log_to_mlflow=not args.no_mlflow)
+    from tune.storage import is_uri
+    sweep_dir = resolve_sweep_dir(args.sweep, args.storage)
+    out = Path(args.out) if args.out else None
+    if out is None and (is_uri(args.sweep) or is_uri(args.storage)):  # not into the download cache
+        out = Path(f"{sweep_dir.name}-report")
+    page = make_report(sweep_dir, out, log_to_mlflow=not args.no_mlflow)
     print(f"wrote {page}  (open it in a browser; also logged to the sweep's parent MLflow run)")
     return 0
