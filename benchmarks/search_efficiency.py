@@ -40,13 +40,15 @@ GRID = {
     "model.lstm_layers": [1, 2],
 }
 LOG_KEYS = {"train.learning_rate", "train.weight_decay"}
+RANK = "dev_wer_then_loss"
 STRATEGIES = {  # name -> (searcher algorithm, scheduler, what ASHA ranks by, other searcher keys)
-    "TPE + ASHA": ("tpe", "asha", "dev_loss", {}),  # the sweep defaults: independent TPE, ASHA on dev loss
+    "TPE + ASHA": ("tpe", "asha", RANK, {}),  # the sweep defaults: independent TPE, ASHA on WER then loss
     "TPE + ASHA on dev WER": ("tpe", "asha", "dev_wer", {}),
-    "multivariate TPE + ASHA": ("tpe", "asha", "dev_loss", {"multivariate": True}),
-    "random + ASHA": ("random", "asha", "dev_loss", {}),
-    "QMC + ASHA": ("qmc", "asha", "dev_loss", {}),
-    "random, full budget": ("random", "none", "dev_loss", {}),
+    "TPE + ASHA on dev loss": ("tpe", "asha", "dev_loss", {}),
+    "multivariate TPE + ASHA": ("tpe", "asha", RANK, {"multivariate": True}),
+    "random + ASHA": ("random", "asha", RANK, {}),
+    "QMC + ASHA": ("qmc", "asha", RANK, {}),
+    "random, full budget": ("random", "none", RANK, {}),
 }
 
 
@@ -112,6 +114,8 @@ class TableTrainable:
     def __call__(self, params: dict[str, Any]) -> None:
         import pandas as pd
         from ray import tune
+
+        from tune.search import with_rank_metric
         table = pd.read_parquet(self.table_path)
         point = {k: _snap(k, params[k], sorted(table[k].unique().tolist())) for k in GRID}
         rows = table
@@ -128,12 +132,12 @@ class TableTrainable:
                 return
             best = min(best, wer)
             loss = {"dev_loss": float(r["dev_loss"])} if "dev_loss" in r and not math.isnan(r["dev_loss"]) else {}
-            tune.report({"epoch": int(r["epoch"]), "dev_wer": wer, "best_dev_wer": best, **loss,
-                         "finished": int(r["epoch"] >= epochs), "report_time": time.time()})
+            tune.report(with_rank_metric({"epoch": int(r["epoch"]), "dev_wer": wer, "best_dev_wer": best, **loss,
+                                          "finished": int(r["epoch"] >= epochs), "report_time": time.time()}))
 
 
 def replay_one(table_path: Path, algorithm: str, scheduler: str, seed: int, trials: int, epochs: int,
-               storage: Path, grace: int = 1, metric: str = "dev_loss", searcher: dict[str, Any] | None = None,
+               storage: Path, grace: int = 1, metric: str = RANK, searcher: dict[str, Any] | None = None,
                budget: int = 0) -> list[tuple[int, float]]:
     """One strategy run. Returns (trial-epochs spent, dev WER) per report in the order they happened, cut at
     ``budget`` trial-epochs when given."""
@@ -253,7 +257,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4))
-    for (name, runs), color in zip(result["runs"].items(), ["tab:blue", "tab:purple", "tab:red", "tab:orange", "tab:green", "tab:gray"]):
+    for (name, runs), color in zip(result["runs"].items(), ["tab:blue", "tab:purple", "tab:brown", "tab:red", "tab:orange", "tab:green", "tab:gray"]):
         horizon = max(r[-1][0] for r in runs)
         xs = np.arange(1, horizon + 1)
         curves = []
@@ -338,8 +342,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{result['trials']} trials; with ASHA up to {result['asha_trials']} trials, since early stopping frees "
             f"epochs for more), one trial at a time, {result['seeds']} seeds, through the real "
             f"`OptunaSearcher` and Ray's `ASHAScheduler` as the sweep builds them (`tune.search.make_scheduler`: grace "
-            f"{args.grace}, reduction factor 3, ranking trials at a rung by dev CTC loss -- the default "
-            f"`scheduler.metric` -- or by dev WER where named); suggested values snap to the nearest grid point. Target: within 1 WER point of full-budget random search's final best "
+            f"{args.grace}, reduction factor 3, ranking trials at a rung by dev WER with ties broken by dev CTC loss -- "
+            f"the default `scheduler.metric: dev_wer_then_loss` -- or by dev WER or dev loss alone where named); suggested values snap to the nearest grid point. Target: within 1 WER point of full-budget random search's final best "
             f"({100 * eff['target']:.1f} % dev WER); full-budget random spends {eff['full_random_trial_epochs']:.0f} "
             f"trial-epochs.\n\n" + "\n".join(rows)
             + "\n\n" + verdict

@@ -33,6 +33,7 @@ from tune.storage import is_uri, join
 SEED_BASELINE = {"train.learning_rate": 3e-4, "model.dropout": 0.3, "train.weight_decay": 1e-4,
                  "model.num_blocks": 6, "model.lstm_layers": 1}
 DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
+RANK_METRICS = ("dev_wer_then_loss", "dev_wer", "dev_loss")
 
 
 def _check(ok: bool, key: str, value: Any, rule: str) -> None:
@@ -99,14 +100,15 @@ class SchedulerSpec:
     grace_period: int = 2
     reduction_factor: float = 3.0
     max_epochs: int = 0  # 0 = train.epochs of the base config
-    # What ASHA ranks trials by at a rung (and what Optuna sees as a pruned trial's intermediate values). Early
-    # in CTC training every trial still emits only blanks (dev WER 100 %), so dev WER ties at the first rungs;
-    # the dev CTC loss already separates them. The best trial is still chosen by its best dev WER.
-    metric: str = "dev_loss"
+    # What ASHA ranks trials by at a rung (and what Optuna records as a pruned trial's intermediate values).
+    # Early in CTC training every trial still emits only blanks, so dev WER ties at 100 % at the first rungs,
+    # where the dev loss already separates trials; later dev WER predicts the final WER better than the loss.
+    # dev_wer_then_loss ranks by dev WER and breaks ties by dev loss. The best trial is chosen by dev WER.
+    metric: str = "dev_wer_then_loss"
 
     def validate(self) -> None:
         _check(self.type in ("asha", "none"), "scheduler.type", self.type, "must be asha or none")
-        _check(self.metric in ("dev_loss", "dev_wer"), "scheduler.metric", self.metric, "must be dev_loss or dev_wer")
+        _check(self.metric in RANK_METRICS, "scheduler.metric", self.metric, f"must be one of {RANK_METRICS}")
         _check(self.grace_period >= 1, "scheduler.grace_period", self.grace_period, "must be >= 1")
         _check(self.reduction_factor > 1, "scheduler.reduction_factor", self.reduction_factor, "must be > 1")
         _check(self.max_epochs >= 0, "scheduler.max_epochs", self.max_epochs, "must be >= 0")

@@ -54,6 +54,17 @@ def open_study(spec: ExperimentSpec, storage: str | None = None) -> optuna.Study
     return study
 
 
+TIE_BREAK = 1e-4  # dev loss (nats, ~1-15) x this stays below one word of dev WER on any usable dev set
+
+
+def with_rank_metric(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Add ``dev_wer_then_loss``: dev WER, ties (the blank plateau: everything at 100 %) broken by dev loss."""
+    wer, loss = metrics.get("dev_wer"), metrics.get("dev_loss")
+    if wer is not None and loss is not None and math.isfinite(wer) and math.isfinite(loss):
+        return {**metrics, "dev_wer_then_loss": wer + TIE_BREAK * min(loss, 100.0)}
+    return metrics
+
+
 def make_scheduler(spec: ExperimentSpec):  # noqa: ANN201 -- a ray.tune TrialScheduler
     """ASHA over epochs, ranking by ``scheduler.metric`` (or FIFO: every trial gets its full budget)."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler

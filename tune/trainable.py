@@ -17,6 +17,7 @@ from ray import tune
 
 from slr.config import Config
 from slr.train import NonFiniteLossError, Trainer
+from tune.search import with_rank_metric
 
 
 def trial_config(base: dict[str, Any], params: dict[str, Any], max_epochs: int) -> Config:
@@ -56,7 +57,8 @@ def train_trial(params: dict[str, Any], base: dict[str, Any], corpus: str, max_e
             report_dir.mkdir()
             os.link(ckpt_dir / "last.pt", report_dir / "last.pt")
             checkpoint = tune.Checkpoint.from_directory(str(report_dir))
-        tune.report({**{k: v for k, v in metrics.items() if v is not None}, **where, "report_time": time.time()},
+        tune.report({**with_rank_metric({k: v for k, v in metrics.items() if v is not None}), **where,
+                     "report_time": time.time()},
                     checkpoint=checkpoint)
 
     trainer = Trainer(cfg, corpus, work / "run", on_epoch=on_epoch)

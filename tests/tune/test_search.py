@@ -8,7 +8,7 @@ import pytest
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from tune.experiment import from_dict
-from tune.search import OptunaSearcher, make_scheduler
+from tune.search import TIE_BREAK, OptunaSearcher, make_scheduler, with_rank_metric
 
 
 def _spec(tmp_path, **scheduler):
@@ -18,21 +18,24 @@ def _spec(tmp_path, **scheduler):
                           space={"train.learning_rate": {"type": "loguniform", "low": 1e-4, "high": 1e-2}}))
 
 
-def _report(searcher, tid, epoch, loss, wer, best, **extra):
-    searcher.on_trial_result(tid, dict(epoch=epoch, dev_loss=loss, dev_wer=wer, best_dev_wer=best, **extra))
+def _report(searcher, tid, epoch, loss, wer, best, **extra):  # as the trainable reports
+    searcher.on_trial_result(tid, with_rank_metric(dict(epoch=epoch, dev_loss=loss, dev_wer=wer, best_dev_wer=best,
+                                                        **extra)))
 
 
-@pytest.mark.parametrize("metric", ["dev_loss", "dev_wer"])
+@pytest.mark.parametrize("metric", ["dev_loss", "dev_wer", "dev_wer_then_loss"])
 def test_intermediate_values_are_the_scheduler_metric(tmp_path, metric):
     spec = _spec(tmp_path, metric=metric)
     searcher = OptunaSearcher(spec)
     assert searcher.suggest("a") == {"train.learning_rate": 3e-4}  # the seed baseline goes first
     _report(searcher, "a", 1, 9.5, 1.0, 1.0)
     _report(searcher, "a", 2, 7.25, 0.8, 0.8)
-    searcher.on_trial_complete("a", dict(epoch=3, dev_loss=8.0, dev_wer=0.9, best_dev_wer=0.8))  # stopped by ASHA
-    trial = searcher.study.trials[0]
-    expected = {1: 9.5, 2: 7.25, 3: 8.0} if metric == "dev_loss" else {1: 1.0, 2: 0.8, 3: 0.9}
-    assert trial.intermediate_values == expected
+    searcher.on_trial_complete("a", with_rank_metric(dict(epoch=3, dev_loss=8.0, dev_wer=0.9, best_dev_wer=0.8)))
+    trial = searcher.study.trials[0]  # ^ stopped by ASHA
+    loss, wer = {1: 9.5, 2: 7.25, 3: 8.0}, {1: 1.0, 2: 0.8, 3: 0.9}
+    expected = {"dev_loss": loss, "dev_wer": wer,
+                "dev_wer_then_loss": {e: wer[e] + TIE_BREAK * loss[e] for e in loss}}[metric]
+    assert trial.intermediate_values == pytest.approx(expected)
     assert trial.state == optuna.trial.TrialState.PRUNED
     assert trial.user_attrs["best_dev_wer"] == 0.8
 
@@ -56,10 +59,20 @@ def test_outcomes_complete_pruned_fail(tmp_path):
 def test_make_scheduler_ranks_by_the_configured_metric(tmp_path):
     asha = make_scheduler(_spec(tmp_path, grace_period=2, reduction_factor=2))
     assert isinstance(asha, ASHAScheduler)
-    assert asha.metric == "dev_loss" and asha._max_t == 6
+    assert asha.metric == "dev_wer_then_loss" and asha._max_t == 6
     assert [milestone for milestone, _ in asha._brackets[0]._rungs] == [4, 2]  # grace 2, then x2 below max 6
-    assert make_scheduler(_spec(tmp_path, metric="dev_wer")).metric == "dev_wer"
+    assert make_scheduler(_spec(tmp_path, metric="dev_loss")).metric == "dev_loss"
     assert isinstance(make_scheduler(_spec(tmp_path, type="none")), FIFOScheduler)
+
+
+def test_rank_metric_breaks_wer_ties_by_loss_and_keeps_wer_order():
+    plateau = [with_rank_metric(dict(dev_wer=1.0, dev_loss=v))["dev_wer_then_loss"] for v in (9.0, 7.0)]
+    assert plateau[1] < plateau[0]  # all blanks: the lower loss ranks first
+    one_word = 1 / 500  # a dev set of 500 words
+    better_wer = with_rank_metric(dict(dev_wer=0.5, dev_loss=15.0))["dev_wer_then_loss"]
+    worse_wer = with_rank_metric(dict(dev_wer=0.5 + one_word, dev_loss=1.0))["dev_wer_then_loss"]
+    assert better_wer < worse_wer  # loss never outranks a WER difference of one word
+    assert "dev_wer_then_loss" not in with_rank_metric(dict(dev_wer=1.0, dev_loss=float("nan")))
 
 
 def test_tpe_is_independent_unless_asked(tmp_path):
