@@ -64,14 +64,13 @@ def status(name_or_dir: str, storage: str) -> int:
     import optuna
 
     from tune.report import load_spec
+    from tune.search import study_not_here
     sweep_dir = resolve_sweep_dir(name_or_dir, storage)
     spec = load_spec(sweep_dir)
-    url = spec.optuna_storage
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        raise FileNotFoundError(f"the Optuna study of '{spec.name}' is in SQLite on the sweep's driver ({url}): run "
-                                "this there, or give the sweep a shared database (searcher.storage)")
+    if why := study_not_here(spec):
+        raise FileNotFoundError(why)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=spec.name, storage=url)
+    study = optuna.load_study(study_name=spec.name, storage=spec.optuna_storage)
     states: dict[str, int] = {}
     best = (math.inf, None)
     for t in study.trials:

@@ -68,12 +68,10 @@ def importance(spec: ExperimentSpec) -> dict[str, float] | str:
     """Parameter importance from the Optuna study, or why it cannot be computed."""
     import optuna
 
-    from tune.search import open_study
+    from tune.search import open_study, study_not_here
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    url = spec.optuna_storage
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        return (f"is not available here: the Optuna study is in SQLite on the sweep's driver ({url}); run the report "
-                "there, or give the sweep a shared database (searcher.storage)")
+    if why := study_not_here(spec):
+        return f"is not available here: {why}"
     study = open_study(spec)
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if len(done) < 2:

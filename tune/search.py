@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -42,6 +43,15 @@ def make_sampler(spec: ExperimentSpec) -> optuna.samplers.BaseSampler:
     if s.algorithm == "qmc":
         return optuna.samplers.QMCSampler(seed=s.seed, warn_independent_sampling=False)
     return optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=s.n_startup_trials, multivariate=s.multivariate)
+
+
+def study_not_here(spec: ExperimentSpec) -> str | None:
+    """Why the sweep's study cannot be opened on this machine (its SQLite file is on the driver), or None."""
+    url = spec.optuna_storage
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return (f"the Optuna study of '{spec.name}' is in SQLite on the sweep's driver ({url}): run this there, "
+                "or give the sweep a shared database (searcher.storage)")
+    return None
 
 
 def open_study(spec: ExperimentSpec, storage: str | None = None) -> optuna.Study:

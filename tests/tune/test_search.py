@@ -81,3 +81,16 @@ def test_tpe_is_independent_unless_asked(tmp_path):
     spec = from_dict(dict(name="s", corpus={"path": "x"}, storage_path=str(tmp_path), searcher={"multivariate": True},
                           space={"model.dropout": {"type": "uniform", "low": 0.0, "high": 0.5}}))
     assert make_sampler(spec)._multivariate is True
+
+
+def test_a_study_on_another_machine_is_named_not_created(tmp_path):
+    from tune.search import study_not_here
+    spec = from_dict(dict(name="far", corpus={"path": "x"}, storage_path="s3://bucket/sweeps",
+                          local_path=str(tmp_path / "elsewhere"),
+                          space={"model.dropout": {"type": "uniform", "low": 0.0, "high": 0.5}}))
+    why = study_not_here(spec)
+    assert why and "far" in why and "searcher.storage" in why
+    assert not (tmp_path / "elsewhere").exists()  # nothing was created on the way
+    (tmp_path / "elsewhere" / "far").mkdir(parents=True)
+    OptunaSearcher(spec).study  # the driver creates it
+    assert study_not_here(spec) is None
