@@ -95,10 +95,9 @@ def test_sweep_on_s3_storage(s3, tiny_corpus, tmp_path):
     best = yaml.safe_load((elsewhere / "best.yaml").read_text())
     assert best["provenance"]["dev_wer"] == summary["best_dev_wer"]
     assert best["provenance"]["sweep_dir"] == "s3://sweeps-bucket/team/sweeps/s3sweep"
-    r = _run(["report", "s3sweep", "--storage", "s3://sweeps-bucket/team/sweeps", "--out", "rep", "--no-mlflow"],
-             elsewhere, env)
+    r = _run(["report", "s3sweep", "--storage", "s3://sweeps-bucket/team/sweeps", "--no-mlflow"], elsewhere, env)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    assert "s3sweep" in (elsewhere / "rep" / "index.html").read_text()
+    assert "s3sweep" in (elsewhere / "s3sweep-report" / "index.html").read_text()  # here, not in the download cache
 
     # The state on S3 is found: a second start without --resume is refused, --resume restores from S3.
     r = _run(["sweep", str(exp)], tmp_path, env)
