@@ -104,14 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     exp = sub.add_parser("export", help="export a sweep's best trial as a complete training config")
     exp.add_argument("sweep", help="sweep name (under --storage), sweep directory, or URI (s3://bucket/sweeps/NAME)")
-    exp.add_argument("--out", required=True)
-    exp.add_argument("--storage", default="sweeps")
+    exp.add_argument("--out", required=True, help="the YAML to write (complete config + provenance)")
+    exp.add_argument("--storage", default="sweeps", help="where sweeps live: a folder or a URI (default: sweeps)")
     exp.add_argument("--register", metavar="MODEL_NAME", help="also register the best checkpoint in MLflow")
     exp.set_defaults(func=cmd_export)
 
     rep = sub.add_parser("report", help="HTML report with plots of a finished sweep (also logged to MLflow)")
     rep.add_argument("sweep", help="sweep name (under --storage), sweep directory, or URI (s3://bucket/sweeps/NAME)")
-    rep.add_argument("--storage", default="sweeps")
+    rep.add_argument("--storage", default="sweeps", help="where sweeps live: a folder or a URI (default: sweeps)")
     rep.add_argument("--out", help="output folder (default: SWEEP/report; ./NAME-report for a sweep on a URI)")
     rep.add_argument("--no-mlflow", action="store_true", help="do not log the report to the parent MLflow run")
     rep.set_defaults(func=cmd_report)

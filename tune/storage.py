@@ -66,8 +66,12 @@ def upload(local_dir: Path, uri: str, names: tuple[str, ...] = MIRRORED) -> list
 
 def download(uri: str, local_dir: Path | None = None, names: tuple[str, ...] = MIRRORED) -> Path:
     """The sweep's small files from ``uri`` into ``local_dir`` (default: a cache folder named after it)."""
-    fs, path = _fs(uri)
-    if fs.get_file_info(f"{path}/experiment.yaml").type == pafs.FileType.NotFound:
+    try:
+        fs, path = _fs(uri)
+        found = fs.get_file_info(f"{path}/experiment.yaml").type != pafs.FileType.NotFound
+    except OSError as err:  # unknown bucket, no network, no credentials: say which sweep
+        raise OSError(f"cannot read the sweep at {uri}: {err}") from None
+    if not found:
         raise FileNotFoundError(f"no sweep at {uri} (no experiment.yaml there)")
     parent, _, name = path.strip("/").rpartition("/")
     local_dir = local_dir or Path(tempfile.gettempdir()) / "slr-sweeps" / parent.replace("/", "_") / name

@@ -119,3 +119,16 @@ def test_unwritable_bucket_is_refused_before_any_trial(s3, tiny_corpus, tmp_path
     assert "storage_path s3://no-such-bucket/sweeps is not writable" in r.stderr, r.stderr[-2000:]
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "driver" / "nobucket" / "optuna.db").exists()
+
+
+def test_export_of_a_missing_remote_sweep_names_the_uri(s3, tmp_path, services):
+    _, env = s3
+    r = _run(["export", "s3://sweeps-bucket/team/sweeps/never-ran", "--out", "b.yaml"], tmp_path, env, timeout=120)
+    assert r.returncode == 1 and "no sweep at s3://sweeps-bucket/team/sweeps/never-ran" in r.stderr, r.stderr
+    r = _run(["export", "s3://no-such-bucket/sweeps/x", "--out", "b.yaml"], tmp_path, env, timeout=120)
+    assert r.returncode == 1 and "s3://no-such-bucket/sweeps/x" in r.stderr, r.stderr
+    down = {**env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{services.free_port()}"}  # nothing listens there
+    r = _run(["export", "s3://sweeps-bucket/team/sweeps/x", "--out", "b.yaml"], tmp_path, down, timeout=300)
+    assert r.returncode == 1 and "cannot read the sweep at s3://sweeps-bucket/team/sweeps/x" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "b.yaml").exists()
+
