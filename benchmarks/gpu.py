@@ -21,6 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, save, set_command, write_section  # noqa: E402
+from throughput import measure_loader, train_step  # noqa: E402
 
 PACK_BATCH = 32  # experiments/bench.yaml's batch size
 
@@ -51,14 +52,6 @@ def _staged(trainer, n: int) -> list:  # noqa: ANN001
     return out
 
 
-def _step(trainer, b) -> None:  # noqa: ANN001
-    loss = trainer._loss(b)
-    trainer.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), 1.0)
-    trainer.optimizer.step()
-
-
 def measure(corpus: str, batch_size: int, amp: bool, cudnn: bool = True, compiled: str = "", tf32: bool = False,
             steps: int = 40, warmup: int = 8) -> dict[str, Any]:
     torch.backends.cudnn.enabled = cudnn
@@ -72,12 +65,12 @@ def measure(corpus: str, batch_size: int, amp: bool, cudnn: bool = True, compile
         torch.cuda.reset_peak_memory_stats()
         t_first = time.perf_counter()
         for b in batches[:warmup]:
-            _step(trainer, b)
+            train_step(trainer, b)
         torch.cuda.synchronize()
         warmup_s = time.perf_counter() - t_first
         t0, frames = time.perf_counter(), 0
         for b in batches[warmup:]:
-            _step(trainer, b)
+            train_step(trainer, b)
             frames += int(b.lengths.sum())
         torch.cuda.synchronize()
         train_fps = frames / (time.perf_counter() - t0)
@@ -184,13 +177,13 @@ def _pack_worker(rank: int, k: int, corpus: str, seconds: float, amp: bool, barr
     batches = _staged(trainer, 24)
     trainer.model.train()
     for b in batches[:6]:
-        _step(trainer, b)
+        train_step(trainer, b)
     torch.cuda.synchronize()
     barrier.wait()
     t0, frames, i = time.perf_counter(), 0, 0
     while time.perf_counter() - t0 < seconds:
         b = batches[i % len(batches)]
-        _step(trainer, b)
+        train_step(trainer, b)
         frames += int(b.lengths.sum())
         i += 1
     torch.cuda.synchronize()
@@ -322,7 +315,6 @@ def main(argv: list[str] | None = None) -> int:
                      "fp32 + torch.compile (static shapes)": dict(amp=False, compiled="static")}.items():
         modes[name] = measure(corpus, args.batch_size, steps=args.steps, **kw)
         print(f"{name}: {modes[name]} ({time.time() - t0:.0f} s)", flush=True)
-    from throughput import measure_loader
     result = dict(batch_size=args.batch_size, modes=modes, flops=flops_per_frame(corpus, args.batch_size),
                   peak_tflops={"bf16": peak_tflops(torch.bfloat16), "fp32": peak_tflops(torch.float32)},
                   ctc=ctc_parity(corpus), memory_cap=memory_cap(),

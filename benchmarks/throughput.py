@@ -19,6 +19,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, save, set_command, write_section  # noqa: E402
 
 
+def train_step(trainer, batch) -> None:  # noqa: ANN001 -- an slr Trainer and a Batch on its device
+    """One optimizer step as the trainer takes it (forward, CTC, backward, clip, AdamW), without its bookkeeping."""
+    loss = trainer._loss(batch)
+    trainer.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), 1.0)
+    trainer.optimizer.step()
+
+
 def measure_training(corpus: str, steps: int, batch_size: int, amp: str = "off") -> dict:
     """Frames/s inside optimizer steps (forward, CTC, backward, clip, AdamW) of the seed baseline."""
     from slr.config import Config
@@ -35,12 +44,7 @@ def measure_training(corpus: str, steps: int, batch_size: int, amp: str = "off")
     for i, batch in enumerate(batches):
         if i == 2:  # two warm-up steps
             t0, frames = time.perf_counter(), 0
-        b = batch.to(trainer.device)
-        loss = trainer._loss(b)
-        trainer.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), 1.0)
-        trainer.optimizer.step()
+        train_step(trainer, batch.to(trainer.device))
         frames += int(batch.lengths.sum())
     train_seconds = time.perf_counter() - t0
     trainer.model.eval()

@@ -32,6 +32,13 @@ def _fs(uri: str) -> tuple[pafs.FileSystem, str]:
     return pafs.FileSystem.from_uri(uri)
 
 
+def uri_of(storage_uri: str, fs_path: str) -> str:
+    """The URI of ``fs_path`` (a path inside the file system ``storage_uri`` opens, as Ray reports checkpoint
+    paths) under ``storage_uri``, its options kept; ``fs_path`` unchanged if it lies elsewhere."""
+    root = _fs(storage_uri)[1].rstrip("/")
+    return join(storage_uri, fs_path[len(root):]) if fs_path.startswith(root) else fs_path
+
+
 def exists(uri: str) -> bool:
     fs, path = _fs(uri)
     return fs.get_file_info(path).type != pafs.FileType.NotFound

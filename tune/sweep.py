@@ -216,11 +216,7 @@ def _best_checkpoint(result, spec: ExperimentSpec) -> str | None:
     if not pairs:
         return None
     path = min(pairs)[1]
-    if spec.remote:  # Ray gives the path inside the bucket's file system: rebuild the URI (options included)
-        import pyarrow.fs as pafs
-        root = pafs.FileSystem.from_uri(spec.storage_path)[1].rstrip("/")
-        path = storage.join(spec.storage_path, path[len(root):]) if path.startswith(root) else path
-    return path
+    return storage.uri_of(spec.storage_path, path) if spec.remote else path
 
 
 CURVE_KEYS = ("epoch", "dev_wer", "dev_loss", "train_loss", "lr", "best_dev_wer", "epoch_seconds")

@@ -14,7 +14,7 @@ import pyarrow.fs as pafs
 import pytest
 import yaml
 
-from tune.storage import is_uri, join
+from tune.storage import is_uri, join, uri_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -24,6 +24,9 @@ def test_join_keeps_uri_options_last():
     assert join("s3://b/sweeps/?scheme=http&endpoint_override=h:1", "q", "summary.json") == \
         "s3://b/sweeps/q/summary.json?scheme=http&endpoint_override=h:1"
     assert is_uri("gs://x/y") and is_uri("file:///tmp/x") and not is_uri("sweeps")
+    assert uri_of("file:///tmp/sweeps", "/tmp/sweeps/q/trial/checkpoint_000001") == \
+        "file:///tmp/sweeps/q/trial/checkpoint_000001"
+    assert uri_of("file:///tmp/sweeps", "/elsewhere/ck") == "/elsewhere/ck"
 
 
 @pytest.fixture(scope="module")
