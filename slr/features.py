@@ -69,33 +69,45 @@ class FeaturePipeline(nn.Module):
         Returns:
             ``[B, T, D]`` float32, finite; exactly 0 on padding and wherever a value is missing.
         """
-        values, valid = self.raw(x, point_mask, frame_mask)
-        if self.cfg.standardize:
-            values = (values - self.mean) / self.std
-        return values * valid
+        values, valid = self._blocks(x, point_mask, frame_mask)
+        if self.cfg.standardize:  # (v - mean) / std in one pass: shift + v * scale
+            values = torch.addcmul(-self.mean / self.std, values, 1.0 / self.std)
+        # valid is [B, T, D] (precomputed) or per point [B, T, 1 + k, 543, 1]: broadcast, never expanded.
+        return (values.view(valid.shape[:-1] + (-1,)) * valid).view(values.shape)
 
     def raw(self, x: torch.Tensor, point_mask: torch.Tensor | None,
             frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Unstandardized ``[B, T, D]`` values and their validity (bool, same shape)."""
+        """Unstandardized ``[B, T, D]`` values (0 where missing) and their validity (bool, same shape)."""
+        values, valid = self._blocks(x, point_mask, frame_mask)
+        if valid.dim() == 5:  # per point [B, T, 1 + k, 543, 1] -> per value [B, T, D]
+            valid = valid.expand(-1, -1, -1, -1, 3).reshape(values.shape)
+        return values * valid, valid
+
+    def _blocks(self, x: torch.Tensor, point_mask: torch.Tensor | None,
+                frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[B, T, D]`` values, finite but not yet masked, and a validity mask that broadcasts onto them.
+
+        The hot path of both training and inference: each block is written once into one buffer, and
+        values where a block is invalid are left for the caller's single masking pass to zero.
+        """
         x = x.float()
         if self.cfg.layout == "precomputed":
             valid = torch.isfinite(x) & frame_mask[..., None]
             return torch.where(valid, x, torch.zeros((), device=x.device)), valid
-        present = frame_mask[..., None] & torch.isfinite(x).all(-1)
+        B, T = x.shape[:2]
+        present = frame_mask[..., None] & torch.isfinite(x).all(-1)  # [B, T, 543]
         if point_mask is not None:
             present &= point_mask.bool()
         x = torch.where(present[..., None], x, torch.zeros((), device=x.device))  # [B, T, 543, 3]
         if self.cfg.normalize:
             x = normalize(x, present)
-        blocks, masks = [x], [present]
-        for name in self.cfg.temporal:
-            value, ok = _TEMPORAL[name](x, present)
-            blocks.append(value)
-            masks.append(ok)
-        B, T = x.shape[:2]
-        values = torch.cat([b.reshape(B, T, POSITION_DIM) for b in blocks], dim=-1)  # [B, T, 1629 * (1 + k)]
-        valid = torch.cat([m[..., None].expand(B, T, NUM_POINTS, 3).reshape(B, T, POSITION_DIM) for m in masks], -1)
-        return values, valid
+        out = x.new_empty(B, T, 1 + len(self.cfg.temporal), NUM_POINTS, 3)
+        out[:, :, 0] = x
+        masks = [present]
+        for i, name in enumerate(self.cfg.temporal, 1):
+            masks.append(_TEMPORAL[name](x, present, out[:, :, i]))
+        valid = torch.stack(masks, 2)[..., None]  # [B, T, 1 + k, 543, 1]
+        return out.view(B, T, -1), valid
 
     @torch.no_grad()
     def fit(self, batches) -> None:
@@ -130,33 +142,35 @@ def normalize(x: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
     seen = both.sum(1) > 0
     centre = torch.where(seen[:, None], centre, torch.zeros_like(centre))
     width = torch.where(seen & (width > 1e-6), width, torch.ones_like(width))
-    x = (x - centre[:, None, None, :]) / width[:, None, None, None]
-    return x * present[..., None]
+    # one pass for the scale and the mask together: [B, T, 543, 1] = present / width
+    return (x - centre[:, None, None, :]).mul_((present / width[:, None, None])[..., None])
 
 
-def velocity(x: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``x[t] - x[t-1]`` where the point is seen in both frames, else 0; frame 0 is 0."""
-    v = torch.zeros_like(x)
+def velocity(x: torch.Tensor, present: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Writes ``x[t] - x[t-1]`` into ``out`` (frame 0: 0); returns where it is valid: the point is seen in
+    both frames. ``out`` is left unmasked (finite, since ``x`` is 0 where missing) for the caller to mask."""
+    out[:, :1] = 0
+    torch.sub(x[:, 1:], x[:, :-1], out=out[:, 1:])
     ok = torch.zeros_like(present)
     ok[:, 1:] = present[:, 1:] & present[:, :-1]
-    v[:, 1:] = (x[:, 1:] - x[:, :-1]) * ok[:, 1:, :, None]
-    return v, ok
+    return ok
 
 
-def acceleration(x: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Second difference where the point is seen in three consecutive frames, else 0."""
-    a = torch.zeros_like(x)
+def acceleration(x: torch.Tensor, present: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Writes the second difference into ``out``; valid where the point is seen in three consecutive frames."""
+    out[:, :2] = 0
+    torch.add(x[:, 2:], x[:, :-2], out=out[:, 2:]).add_(x[:, 1:-1], alpha=-2.0)
     ok = torch.zeros_like(present)
     ok[:, 2:] = present[:, 2:] & present[:, 1:-1] & present[:, :-2]
-    a[:, 2:] = (x[:, 2:] - 2 * x[:, 1:-1] + x[:, :-2]) * ok[:, 2:, :, None]
-    return a, ok
+    return ok
 
 
-def centered(x: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Position minus the point's mean over the frames of the sample where it is seen."""
-    p = present[..., None].float()  # [B, T, 543, 1]
-    mean = (x * p).sum(1, keepdim=True) / p.sum(1, keepdim=True).clamp(min=1.0)
-    return (x - mean) * p, present
+def centered(x: torch.Tensor, present: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Writes position minus the point's mean over the frames of the sample where it is seen (``x`` is 0
+    elsewhere, so a plain sum is the sum over seen frames); valid where the point is seen."""
+    count = present.sum(1, keepdim=True, dtype=x.dtype).clamp(min=1.0)[..., None]  # [B, 1, 543, 1]
+    torch.sub(x, x.sum(1, keepdim=True) / count, out=out)
+    return present
 
 
 _TEMPORAL = {"velocity": velocity, "acceleration": acceleration, "centered": centered}

@@ -92,3 +92,47 @@ def test_precomputed_layout_passes_features_through():
     assert out[0, 2, 3] == 0 and torch.equal(out[0, 0], x[0, 0])
     assert fp.spans == {"a": [(0, 4)], "b": [(4, 10)]}
     assert np.isfinite(out.numpy()).all()
+
+
+def _reference(x, pm, fm, mean, std):
+    """The features by their definitions, in float64 numpy, one sample at a time (slow, obviously right)."""
+    x, pm, fm = x.double().numpy(), pm.numpy(), fm.numpy()
+    out = []
+    for b in range(x.shape[0]):
+        seen = pm[b] & fm[b][:, None] & np.isfinite(x[b]).all(-1)  # [T, 543]
+        p = np.where(seen[..., None], x[b], 0.0)
+        both = seen[:, LEFT_SHOULDER] & seen[:, RIGHT_SHOULDER]
+        if both.any():
+            centre = ((p[both, LEFT_SHOULDER] + p[both, RIGHT_SHOULDER]) / 2).mean(0)
+            width = np.linalg.norm(p[both, LEFT_SHOULDER, :2] - p[both, RIGHT_SHOULDER, :2], axis=-1).mean()
+            p = np.where(seen[..., None], (p - centre) / width, 0.0)
+        vel, acc, cen = np.zeros_like(p), np.zeros_like(p), np.zeros_like(p)
+        ok_v, ok_a = np.zeros_like(seen), np.zeros_like(seen)
+        ok_v[1:] = seen[1:] & seen[:-1]
+        ok_a[2:] = seen[2:] & seen[1:-1] & seen[:-2]
+        vel[1:] = p[1:] - p[:-1]
+        acc[2:] = p[2:] - 2 * p[1:-1] + p[:-2]
+        point_mean = p.sum(0) / np.maximum(seen.sum(0), 1)[:, None]
+        cen = p - point_mean
+        blocks = [(p, seen), (vel, ok_v), (acc, ok_a), (cen, seen)]
+        values = np.concatenate([v.reshape(len(p), -1) for v, _ in blocks], -1)
+        valid = np.concatenate([np.repeat(m, 3, axis=-1) for _, m in blocks], -1)
+        out.append(np.where(valid, (values - mean) / std, 0.0))
+    return np.stack(out)
+
+
+def test_pipeline_matches_the_definitions_with_missing_points_and_padding():
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(3, 30, NUM_POINTS, 3, generator=g)
+    pm = torch.rand(3, 30, NUM_POINTS, generator=g) > 0.15  # ~4x the real data's missing rate
+    fm = torch.ones(3, 30, dtype=torch.bool)
+    fm[1, 21:] = False
+    x[0, 4, 501:522] = float("nan")
+    x[2, 9, 7, 1] = float("inf")
+    pm[2, :, LEFT_SHOULDER] = False  # no shoulders: sample 2 is left unnormalized
+    fp = FeaturePipeline(FeaturesConfig())
+    fp.fit([(x, pm, fm)])
+    expected = _reference(x, pm, fm, fp.mean.double().numpy(), fp.std.double().numpy())
+    got = fp(x, pm, fm).numpy()
+    assert np.abs(got - expected).max() < 1e-4
+    assert ((got == 0) == (expected == 0)).all()  # zero exactly where the definition says so

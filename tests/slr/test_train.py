@@ -32,7 +32,7 @@ def test_seed_bug_3_learning_rate_is_used_as_given(tiny_corpus):
 @pytest.mark.slow
 def test_tiny_training_loss_falls_and_wer_is_well_under_100(tiny_corpus, tmp_path):
     seen = []
-    t = Trainer(_cfg(**{"train.epochs": 30}), tiny_corpus, tmp_path, on_epoch=lambda m, d: seen.append((m, d)))
+    t = Trainer(_cfg(**{"train.epochs": 45}), tiny_corpus, tmp_path, on_epoch=lambda m, d: seen.append((m, d)))
     summary = t.fit()
     losses = [m["train_loss"] for m, _ in seen]
     assert all(math.isfinite(x) for x in losses)
@@ -43,7 +43,7 @@ def test_tiny_training_loss_falls_and_wer_is_well_under_100(tiny_corpus, tmp_pat
     assert seen[-1][0]["finished"] == 1 and seen[0][0]["finished"] == 0
     assert all(d == tmp_path for _, d in seen)
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(x)["epoch"] for x in lines] == list(range(1, 31))
+    assert [json.loads(x)["epoch"] for x in lines] == list(range(1, 46))
     assert (tmp_path / "best.pt").exists() and (tmp_path / "last.pt").exists()
 
 
