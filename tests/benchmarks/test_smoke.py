@@ -27,6 +27,9 @@ def test_throughput(tiny_corpus, tmp_path):
     r = json.loads((tmp_path / "throughput.json").read_text())
     assert r["train_fps"] > 0 and r["inference_fps"] > 0 and r["loader_fps"] > 0 and 0 < r["rtf_1core"]
     assert "frames/s" in _section(doc, "throughput") and "benchmarks/throughput.py" in r["command"]
+    assert r["times_real_time"] == pytest.approx(1 / r["rtf_1core"]) and r["vocab_size"] == 1232
+    assert 0 <= r["int8_frame_agreement"] <= 1 and r["model_bytes"] >= 4 * r["parameters"]
+    assert "x real time" in _section(doc, "throughput")
 
 
 def test_corpus_memory(tiny_corpus, tmp_path):
