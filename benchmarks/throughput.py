@@ -74,12 +74,13 @@ def measure_loader(corpus: str, batch_size: int, epochs: int = 2) -> dict:
 
 
 def measure_rtf(corpus: str, seconds: float = 10.0, fps: float = 25.0, repeats: int = 10,
-                vocab_size: int = 0) -> dict:
+                vocab_size: int = 0, compiled: bool = False) -> dict:
     """Recognizing one 10 s recording (250 frames) on 1 CPU thread: features + model + greedy decoding.
 
     Also split by stage, and the same with the model's Linear layers dynamically quantized to int8
     (``torch.ao.quantization.quantize_dynamic``: what a CPU deployment would try first), with how often its
     greedy output agrees with fp32's frame by frame. ``vocab_size``: the head's size (default: the corpus's).
+    ``compiled``: also features + model under ``torch.compile`` (inductor, static shapes), with its compile time.
     """
     from slr.config import Config
     from slr.corpus import Corpus
@@ -114,12 +115,21 @@ def measure_rtf(corpus: str, seconds: float = 10.0, fps: float = 25.0, repeats: 
             total = best_of(lambda: greedy(model(features(x, mask, frame_mask), lengths)[:, 0]))
             total_int8 = best_of(lambda: greedy(int8(features(x, mask, frame_mask), lengths)[:, 0]))
             agree = float((model(feats, lengths).argmax(-1) == int8(feats, lengths).argmax(-1)).float().mean())
+            extra = {}
+            if compiled:
+                fn = torch.compile(lambda x, m, f, n: model(features(x, m, f), n), dynamic=False)
+                t0 = time.perf_counter()
+                reference, out = model(feats, lengths), fn(x, mask, frame_mask, lengths)
+                extra = dict(compile_s=time.perf_counter() - t0, compiled_max_abs_diff=float((out - reference).abs().max()),
+                             compiled_latency_s=best_of(lambda: greedy(fn(x, mask, frame_mask, lengths)[:, 0])))
+                extra["compiled_times_real_time"] = seconds / extra["compiled_latency_s"]
         size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     finally:
         torch.set_num_threads(threads)
     return dict(rtf_1core=total / seconds, latency_s=total, times_real_time=seconds / total, frames=T,
                 features_s=feature_s, model_decode_s=model_s, vocab_size=vocab, model_bytes=size,
-                int8_latency_s=total_int8, int8_times_real_time=seconds / total_int8, int8_frame_agreement=agree)
+                int8_latency_s=total_int8, int8_times_real_time=seconds / total_int8, int8_frame_agreement=agree,
+                **extra)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,16 +139,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=4, help="the seed's batch size")
     p.add_argument("--vocab-size", type=int, default=1232,
                    help="output vocabulary for the real-time factor (default: PHOENIX-2014's 1,232 glosses)")
+    p.add_argument("--compile", action="store_true",
+                   help="also time the 10 s sentence under torch.compile (about a minute of compiling)")
     p.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks.md"))
     p.add_argument("--results", default=None)
     args = p.parse_args(argv)
     set_command(__file__, argv)
     train = measure_training(args.corpus, args.steps, args.batch_size)
     loader = measure_loader(args.corpus, args.batch_size)
-    rtf = measure_rtf(args.corpus, vocab_size=args.vocab_size)
+    rtf = measure_rtf(args.corpus, vocab_size=args.vocab_size, compiled=args.compile)
     ratio = loader["loader_fps"] / train["train_fps"]
     results = dict(**train, **loader, **rtf, loader_over_train=ratio, threads=torch.get_num_threads())
     save("throughput", results, Path(args.results) if args.results else None)
+    compiled_row = (f"| the same under `torch.compile` (inductor, static shapes) | {rtf['compiled_latency_s'] * 1000:.1f} ms = "
+                    f"{rtf['compiled_times_real_time']:.0f}x real time; compiling took {rtf['compile_s']:.0f} s; "
+                    f"largest log-prob difference from eager {rtf['compiled_max_abs_diff']:.1e} |\n"
+                    if "compile_s" in rtf else "")
     body = f"""## Trainer throughput (seed baseline, CPU)
 
 | measure | value |
@@ -151,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
 | of which: features (543 x 3 landmarks -> 6516 per frame) | {rtf['features_s'] * 1000:.1f} ms |
 | of which: model + greedy decoding | {rtf['model_decode_s'] * 1000:.1f} ms |
 | the same with the model's Linear layers int8 (dynamic quantization) | {rtf['int8_latency_s'] * 1000:.1f} ms = {rtf['int8_times_real_time']:.0f}x real time; greedy labels agree with fp32 on {rtf['int8_frame_agreement']:.1%} of frames (untrained weights) |
-| model size | {train['parameters']:,} parameters, {rtf['model_bytes'] / 2**20:.1f} MiB fp32 |
+{compiled_row}| model size | {train['parameters']:,} parameters, {rtf['model_bytes'] / 2**20:.1f} MiB fp32 |
 
 {torch.get_num_threads()} torch threads for training and loading; the real-time factor uses 1 thread."""
     write_section(Path(args.doc), "throughput", body)

@@ -83,11 +83,12 @@ class FeaturePipeline(nn.Module):
         values, valid = self._blocks(x, point_mask, frame_mask)
         if valid.dim() == 5:  # per point [B, T, 1 + k, 543, 1] -> per value [B, T, D]
             valid = valid.expand(-1, -1, -1, -1, 3).reshape(values.shape)
-        return values * valid, valid
+        return values * valid, valid.bool()
 
     def _blocks(self, x: torch.Tensor, point_mask: torch.Tensor | None,
                 frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``[B, T, D]`` values, finite but not yet masked, and a validity mask that broadcasts onto them.
+        """``[B, T, D]`` values, finite but not yet masked, and a validity mask (1.0 / 0.0, float: cheaper to
+        multiply, and bool slices trip torch.compile's CPU code generation) that broadcasts onto them.
 
         The hot path of both training and inference: each block is written once into one buffer, and
         values where a block is invalid are left for the caller's single masking pass to zero.
@@ -95,7 +96,7 @@ class FeaturePipeline(nn.Module):
         x = x.float()
         if self.cfg.layout == "precomputed":
             valid = torch.isfinite(x) & frame_mask[..., None]
-            return torch.where(valid, x, torch.zeros((), device=x.device)), valid
+            return torch.where(valid, x, torch.zeros((), device=x.device)), valid.to(x.dtype)
         B, T = x.shape[:2]
         present = frame_mask[..., None] & torch.isfinite(x).all(-1)  # [B, T, 543]
         if point_mask is not None:
@@ -105,9 +106,10 @@ class FeaturePipeline(nn.Module):
             x = normalize(x, present)
         out = x.new_empty(B, T, 1 + len(self.cfg.temporal), NUM_POINTS, 3)
         out[:, :, 0] = x
-        masks = [present]
+        seen = present.to(x.dtype)  # [B, T, 543] 1.0 / 0.0
+        masks = [seen]
         for i, name in enumerate(self.cfg.temporal, 1):
-            masks.append(_TEMPORAL[name](x, present, out[:, :, i]))
+            masks.append(_TEMPORAL[name](x, seen, out[:, :, i]))
         valid = torch.stack(masks, 2)[..., None]  # [B, T, 1 + k, 543, 1]
         return out.view(B, T, -1), valid
 
@@ -150,11 +152,12 @@ def normalize(x: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
 
 def velocity(x: torch.Tensor, present: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """Writes ``x[t] - x[t-1]`` into ``out`` (frame 0: 0); returns where it is valid: the point is seen in
-    both frames. ``out`` is left unmasked (finite, since ``x`` is 0 where missing) for the caller to mask."""
+    both frames. ``out`` is left unmasked (finite, since ``x`` is 0 where missing) for the caller to mask.
+    ``present`` and the returned validity are float masks (1.0 seen, 0.0 not), ``[B, T, 543]``."""
     out[:, :1] = 0
     torch.sub(x[:, 1:], x[:, :-1], out=out[:, 1:])
     ok = torch.zeros_like(present)
-    ok[:, 1:] = present[:, 1:] & present[:, :-1]
+    ok[:, 1:] = present[:, 1:] * present[:, :-1]
     return ok
 
 
@@ -163,14 +166,14 @@ def acceleration(x: torch.Tensor, present: torch.Tensor, out: torch.Tensor) -> t
     out[:, :2] = 0
     torch.add(x[:, 2:], x[:, :-2], out=out[:, 2:]).add_(x[:, 1:-1], alpha=-2.0)
     ok = torch.zeros_like(present)
-    ok[:, 2:] = present[:, 2:] & present[:, 1:-1] & present[:, :-2]
+    ok[:, 2:] = present[:, 2:] * present[:, 1:-1] * present[:, :-2]
     return ok
 
 
 def centered(x: torch.Tensor, present: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """Writes position minus the point's mean over the frames of the sample where it is seen (``x`` is 0
     elsewhere, so a plain sum is the sum over seen frames); valid where the point is seen."""
-    count = present.sum(1, keepdim=True, dtype=x.dtype).clamp(min=1.0)[..., None]  # [B, 1, 543, 1]
+    count = present.sum(1, keepdim=True).clamp(min=1.0)[..., None]  # [B, 1, 543, 1]
     torch.sub(x, x.sum(1, keepdim=True) / count, out=out)
     return present
 

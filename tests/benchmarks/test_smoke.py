@@ -22,7 +22,7 @@ def _section(doc: Path, name: str) -> str:
 def test_throughput(tiny_corpus, tmp_path):
     import throughput
     doc = tmp_path / "b.md"
-    assert throughput.main(["--corpus", str(tiny_corpus), "--steps", "3", "--doc", str(doc),
+    assert throughput.main(["--corpus", str(tiny_corpus), "--steps", "3", "--compile", "--doc", str(doc),
                             "--results", str(tmp_path)]) == 0
     r = json.loads((tmp_path / "throughput.json").read_text())
     assert r["train_fps"] > 0 and r["inference_fps"] > 0 and r["loader_fps"] > 0 and 0 < r["rtf_1core"]
@@ -30,6 +30,7 @@ def test_throughput(tiny_corpus, tmp_path):
     assert r["times_real_time"] == pytest.approx(1 / r["rtf_1core"]) and r["vocab_size"] == 1232
     assert 0 <= r["int8_frame_agreement"] <= 1 and r["model_bytes"] >= 4 * r["parameters"]
     assert "x real time" in _section(doc, "throughput")
+    assert r["compiled_max_abs_diff"] < 1e-3 and r["compiled_times_real_time"] > 0  # compiled = eager's numbers
 
 
 def test_corpus_memory(tiny_corpus, tmp_path):
