@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -46,7 +47,7 @@ def set_command(script: str, argv: list[str] | None) -> None:
 
 
 def command() -> str:
-    return "python " + " ".join(_COMMAND or [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
+    return "python " + shlex.join(_COMMAND or [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
 
 
 def save(name: str, results: dict[str, Any], out_dir: Path | None = None) -> Path:

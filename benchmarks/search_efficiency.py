@@ -21,6 +21,7 @@ import itertools
 import json
 import math
 import os
+import shlex
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -333,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
 def _setup_of(saved: dict[str, Any], table: str) -> dict[str, Any]:
     """The replay settings of a result saved before they were stored with it: from its command line."""
     import pandas as pd
-    argv = saved["command"].split()
+    argv = shlex.split(saved["command"])
     flag = lambda name, default: int(argv[argv.index(name) + 1]) if name in argv else default  # noqa: E731
     epochs = int(pd.read_parquet(table)["epoch"].max())
     trials = flag("--trials", 24)
