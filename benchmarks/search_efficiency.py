@@ -21,7 +21,6 @@ import itertools
 import json
 import math
 import os
-import shlex
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -322,24 +321,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.action == "render":
         saved = json.loads(Path(args.saved).read_text())
-        result = dict(runs=saved["runs"], **(saved.get("setup") or _setup_of(saved, args.table)))
+        result = dict(runs=saved["runs"], **saved["setup"])
         return render(result, args, measured=saved)
     import shutil
     shutil.rmtree(args.storage, ignore_errors=True)
     result = replay(Path(args.table), args.seeds, args.trials, Path(args.storage), args.grace, args.only,
                     args.asha_trial_factor)
     return render(result, args)
-
-
-def _setup_of(saved: dict[str, Any], table: str) -> dict[str, Any]:
-    """The replay settings of a result saved before they were stored with it: from its command line."""
-    import pandas as pd
-    argv = shlex.split(saved["command"])
-    flag = lambda name, default: int(argv[argv.index(name) + 1]) if name in argv else default  # noqa: E731
-    epochs = int(pd.read_parquet(table)["epoch"].max())
-    trials = flag("--trials", 24)
-    return dict(epochs=epochs, trials=trials, seeds=len(saved["runs"]["TPE + ASHA"]), grace=flag("--grace", 1),
-                asha_trials=trials * flag("--asha-trial-factor", 3))
 
 
 def render(result: dict[str, Any], args: argparse.Namespace, measured: dict[str, Any] | None = None) -> int:
