@@ -73,7 +73,10 @@ class MobileNetV3Block(nn.Module):
         h = self.expand(x) * mask
         h = self.depthwise(h)
         if self.stride > 1:
-            mask = F.max_pool1d(mask, self.stride, self.stride, ceil_mode=True)[..., : h.shape[-1]]
+            # A frame at T/s is real if any of its s inputs is; T is a multiple of 4 here, so a reshape does it
+            # (max_pool1d's ceil_mode would make torch.compile specialize on every length).
+            B, _, L = mask.shape
+            mask = mask.view(B, 1, L // self.stride, self.stride).amax(-1)
         h = self.se(h * mask, mask)
         h = self.drop(self.project(h))
         if self.residual:
@@ -146,7 +149,7 @@ class Student(nn.Module):
         if self.cross is not None:
             parts = self.cross(parts)
         h = torch.cat(parts, dim=-1).transpose(1, 2)  # [B, 384, T]
-        pad = (-T) % DOWNSAMPLE  # so that T/4 * 4 covers every frame
+        pad = (T + DOWNSAMPLE - 1) // DOWNSAMPLE * DOWNSAMPLE - T  # so that T/4 * 4 covers every frame (no %: torch.compile's dynamic shapes trip on Mod)
         mask = F.pad(frame_mask, (0, pad)).to(h.dtype)[:, None]  # [B, 1, T+pad]
         h = self.stem(F.pad(h, (0, pad))) * mask  # [B, C, T+pad]
         down = mask

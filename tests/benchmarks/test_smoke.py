@@ -118,6 +118,14 @@ def test_gpu_renders_a_saved_result_and_says_when_there_is_no_cuda(tmp_path, cap
     measured = json.loads(saved.read_text())
     assert measured["machine"]["gpu"] in section  # the machine that measured, not this one
     assert "Packing" in section and "CUDA CTC" in section
+    # A focused compile run and earlier full runs are quoted beside the main one, with their own figures.
+    results = ROOT / "benchmarks" / "results"
+    assert gpu.main(["--render", str(saved), str(results / "gpu_run1.json"), str(results / "gpu_modes.json"),
+                     "--doc", str(doc)]) == 0
+    section = _section(doc, "gpu")
+    later = json.loads((results / "gpu_modes.json").read_text())
+    assert later["command"] in section and "torch.compile (dynamic shapes)" in section
+    assert "of 2 runs" in section  # the packing verdict counts this run and the quoted earlier one
     if not torch.cuda.is_available():
         assert gpu.main(["--doc", str(doc)]) == 2
         assert "needs a CUDA device" in capsys.readouterr().err
