@@ -45,8 +45,8 @@ def test_padding_frames_are_zero():
 
 def test_normalization_centres_shoulders_and_scales_by_width():
     x, pm, fm = _batch()
-    present = pm & fm[..., None]
-    y = normalize(x, present)
+    seen = (pm & fm[..., None]).float()[..., None].expand(x.shape).contiguous()  # per value, as the pipeline's
+    y = normalize(x * seen, seen)
     mid = (y[..., LEFT_SHOULDER, :2] + y[..., RIGHT_SHOULDER, :2]) / 2
     width = (y[..., LEFT_SHOULDER, :2] - y[..., RIGHT_SHOULDER, :2]).norm(dim=-1)
     assert mid.mean(1).abs().max() < 1e-5
