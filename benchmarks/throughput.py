@@ -124,13 +124,38 @@ def measure_rtf(corpus: str, seconds: float = 10.0, fps: float = 25.0, repeats: 
                 extra = dict(compile_s=time.perf_counter() - t0, compiled_max_abs_diff=float((out - reference).abs().max()),
                              compiled_latency_s=best_of(lambda: greedy(fn(x, mask, frame_mask, lengths)[:, 0])))
                 extra["compiled_times_real_time"] = seconds / extra["compiled_latency_s"]
+            flops = sentence_flops(model, feats, lengths)
+            peak = matmul_peak(best_of)
         size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     finally:
         torch.set_num_threads(threads)
     return dict(rtf_1core=total / seconds, latency_s=total, times_real_time=seconds / total, frames=T,
                 features_s=feature_s, model_decode_s=model_s, vocab_size=vocab, model_bytes=size,
                 int8_latency_s=total_int8, int8_times_real_time=seconds / total_int8, int8_frame_agreement=agree,
-                **extra)
+                model_flops=flops, core_peak_flops=peak, model_floor_s=flops / peak, seconds=seconds, **extra)
+
+
+def sentence_flops(model, feats: torch.Tensor, lengths: torch.Tensor) -> float:  # noqa: ANN001 -- a Student
+    """The model's FLOPs for one sentence: torch.utils.flop_counter, plus the LSTM's (opaque to the counter on
+    CPU: per step and direction 2 x 4H x (input + H))."""
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as counter:
+        model(feats, lengths)
+    lstm, T = model.lstm, feats.shape[1]
+    per_step = sum(2 * 4 * lstm.hidden_size * ((lstm.input_size if layer == 0 else 2 * lstm.hidden_size) + lstm.hidden_size)
+                   for layer in range(lstm.num_layers))
+    return counter.get_total_flops() + 2 * T * per_step
+
+
+def matmul_peak(best_of, n: int = 2048) -> float:  # noqa: ANN001 -- the caller's best-of timer
+    """FLOP/s of one n^3 fp32 matmul on the current thread count: what one core sustains at best."""
+    a = torch.randn(n, n)
+    return 2 * n**3 / best_of(lambda: a @ a)
+
+
+def seconds_floor(rtf: dict) -> float:
+    """x real time if the model ran at the core's matmul peak throughout and the features cost nothing."""
+    return rtf["seconds"] / rtf["model_floor_s"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
 | of which: features (543 x 3 landmarks -> 6516 per frame) | {rtf['features_s'] * 1000:.1f} ms |
 | of which: model + greedy decoding | {rtf['model_decode_s'] * 1000:.1f} ms |
 | the same with the model's Linear layers int8 (dynamic quantization) | {rtf['int8_latency_s'] * 1000:.1f} ms = {rtf['int8_times_real_time']:.0f}x real time; greedy labels agree with fp32 on {rtf['int8_frame_agreement']:.1%} of frames (untrained weights) |
-{compiled_row}| model size | {train['parameters']:,} parameters, {rtf['model_bytes'] / 2**20:.1f} MiB fp32 |
+{compiled_row}| model FLOPs for the sentence (flop counter + LSTM) / this core's fp32 matmul peak | {rtf['model_flops'] / 1e9:.2f} GFLOP / {rtf['core_peak_flops'] / 1e9:.0f} GFLOP/s = at least {rtf['model_floor_s'] * 1000:.1f} ms for the model alone, {seconds_floor(rtf):.0f}x real time at best |
+| model size | {train['parameters']:,} parameters, {rtf['model_bytes'] / 2**20:.1f} MiB fp32 |
 
 {torch.get_num_threads()} torch threads for training and loading; the real-time factor uses 1 thread."""
     write_section(Path(args.doc), "throughput", body)

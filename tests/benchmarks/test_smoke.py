@@ -31,6 +31,9 @@ def test_throughput(tiny_corpus, tmp_path):
     assert 0 <= r["int8_frame_agreement"] <= 1 and r["model_bytes"] >= 4 * r["parameters"]
     assert "x real time" in _section(doc, "throughput")
     assert r["compiled_max_abs_diff"] < 1e-3 and r["compiled_times_real_time"] > 0  # compiled = eager's numbers
+    # The seed model's FLOPs for 250 frames: ~0.78 GFLOP counted + 0.13 GFLOP of BiLSTM added by hand.
+    assert 0.8e9 < r["model_flops"] < 1.0e9 and r["core_peak_flops"] > 1e9
+    assert r["model_floor_s"] == pytest.approx(r["model_flops"] / r["core_peak_flops"])
 
 
 def test_corpus_memory(tiny_corpus, tmp_path):
