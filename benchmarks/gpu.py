@@ -340,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.render:
         result, *repeats = (json.loads(Path(f).read_text()) for f in args.render)
-        body = render(result, repeats)
+        body = render(result, repeats) + ("\n\nThis section was written from saved results with `python benchmarks/gpu.py "
+                                          f"--render {' '.join(os.path.relpath(Path(f).resolve(), ROOT) for f in args.render)}`.")
         write_section(Path(args.doc), "gpu", body, measured=result)
         print(body)
         return 0
