@@ -283,7 +283,7 @@ def render(r: dict[str, Any], repeats: list[dict[str, Any]] | None = None) -> st
         again.append(", ".join(f"{d} {p['4']['speedup_vs_1']:.2f}x" for d, p in rp.items() if "4" in p))
         runs_met.append(any(p["4"]["speedup_vs_1"] >= 3.5 for p in rp.values() if "4" in p))
     met = any(v >= 3.5 for v in k4.values())
-    repeat_note = (f" Earlier runs of this script the same day, on other machines of the same kind, measured k = 4 at "
+    repeat_note = (f" Other runs of this script the same day, on other machines of the same kind, measured k = 4 at "
                    f"{'; '.join(again)}: the target was met in {sum(runs_met) + met} of {len(runs_met) + 1} runs, so "
                    "packing gains vary by several tenths between runs and sit around the target." if again else "")
     tf32_gap = ctc.get("cudnn", {}).get("grad_rel_norm_diff", 0) > 10 * ctc.get("cudnn, TF32 off", {}).get("grad_rel_norm_diff", 1)

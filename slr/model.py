@@ -149,7 +149,8 @@ class Student(nn.Module):
         if self.cross is not None:
             parts = self.cross(parts)
         h = torch.cat(parts, dim=-1).transpose(1, 2)  # [B, 384, T]
-        pad = (T + DOWNSAMPLE - 1) // DOWNSAMPLE * DOWNSAMPLE - T  # so that T/4 * 4 covers every frame (no %: torch.compile's dynamic shapes trip on Mod)
+        # so that T/4 * 4 covers every frame; no %: torch.compile's dynamic shapes trip on a Mod of the length
+        pad = (T + DOWNSAMPLE - 1) // DOWNSAMPLE * DOWNSAMPLE - T
         mask = F.pad(frame_mask, (0, pad)).to(h.dtype)[:, None]  # [B, 1, T+pad]
         h = self.stem(F.pad(h, (0, pad))) * mask  # [B, C, T+pad]
         down = mask
