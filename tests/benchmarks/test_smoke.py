@@ -29,6 +29,7 @@ def test_throughput(tiny_corpus, tmp_path):
     assert "frames/s" in _section(doc, "throughput") and "benchmarks/throughput.py" in r["command"]
     assert r["times_real_time"] == pytest.approx(1 / r["rtf_1core"]) and r["vocab_size"] == 1232
     assert 0 <= r["int8_frame_agreement"] <= 1 and r["model_bytes"] >= 4 * r["parameters"]
+    assert 0 <= r["bf16_frame_agreement"] <= 1 and r["bf16_latency_s"] > 0
     assert "x real time" in _section(doc, "throughput")
     assert r["compiled_max_abs_diff"] < 1e-3 and r["compiled_times_real_time"] > 0  # compiled = eager's numbers
     # The seed model's FLOPs for 250 frames: ~0.78 GFLOP counted + 0.13 GFLOP of BiLSTM added by hand.
