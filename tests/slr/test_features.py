@@ -136,3 +136,22 @@ def test_pipeline_matches_the_definitions_with_missing_points_and_padding():
     got = fp(x, pm, fm).numpy()
     assert np.abs(got - expected).max() < 1e-4
     assert ((got == 0) == (expected == 0)).all()  # zero exactly where the definition says so
+
+
+def test_a_reused_pipeline_equals_a_fresh_one_whatever_came_before():
+    # On CPU the validity buffer is kept between calls: a later, smaller or differently masked batch must
+    # not see anything of an earlier one.
+    fp = FeaturePipeline(FeaturesConfig())
+    x, pm, fm = _batch(T=12, B=3, seed=1)
+    pm[:, :, 501:522] = False  # a first batch with a hand never seen ...
+    fp(x, pm, fm)
+    x2, pm2, fm2 = _batch(T=7, B=2, seed=2)
+    pm2[0, 2, :33] = False  # ... then a smaller one with other gaps and padding
+    fm2[1, 5:] = False
+    for pipeline in (fp, FeaturePipeline(FeaturesConfig())):
+        out = pipeline(x2, pm2, fm2)
+        values, valid = pipeline.raw(x2, pm2, fm2)
+        if pipeline is fp:
+            reused = (out, values, valid)
+    assert all(torch.equal(a, b) for a, b in zip(reused, (out, values, valid)))
+    assert valid[0, :, 1629 * 2: 1629 * 2 + 33 * 3].any() and not valid[1, 5:].any()
