@@ -119,11 +119,12 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False, address: str | None = 
                                    param_space=None)
     else:
         # The scheduler and the searcher carry their own metrics (ASHA may rank by dev loss), so none here.
-        # reuse_actors: a slot's next trial runs in the same worker process, skipping ~4 s of process start and
-        # torch import per trial (measured on the quickstart; most of its trials are short, stopped by ASHA).
+        # reuse_actors stays off: reusing a slot's worker saves ~4 s per trial (quickstart span 1.12x -> 1.04x
+        # ideal) but starts the next trial so soon that a driver killed right after it leaves an Optuna trial
+        # RUNNING that Ray's last state save never saw, which --resume does not yet re-link (docs/benchmarks.md).
         tuner = tune.Tuner(trainable, run_config=run_config, tune_config=tune.TuneConfig(
             search_alg=OptunaSearcher(spec), scheduler=make_scheduler(spec),
-            num_samples=-1, max_concurrent_trials=spec.max_concurrent, reuse_actors=True))
+            num_samples=-1, max_concurrent_trials=spec.max_concurrent, reuse_actors=False))
     t0 = time.time()
     grid = tuner.fit()
     tracker = _tracker(spec)
