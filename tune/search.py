@@ -95,6 +95,8 @@ class OptunaSearcher(Searcher):
         self.dists = {k: distribution(p) for k, p in spec.space.items()}
         self._study: optuna.Study | None = None
         self._live: dict[str, int] = {}  # Ray trial id -> Optuna storage trial id
+        self._restored = False  # _live came from Ray's checkpoint of this searcher
+        self._orphans: list[int] = []  # RUNNING Optuna trials no restored Ray trial will finish
 
     @property
     def study(self) -> optuna.Study:
@@ -107,15 +109,24 @@ class OptunaSearcher(Searcher):
         return {**self.__dict__, "_study": None}
 
     def _adopt_running(self) -> None:
-        """After a driver restart, re-link Ray trials to their still-RUNNING Optuna trials."""
+        """After a driver restart, re-link Ray trials to their still-RUNNING Optuna trials. A RUNNING trial
+        asked after Ray's last experiment-state save (which holds this searcher's map) has no Ray trial to
+        come back: it is an orphan, handed to the next new Ray trial instead of being left RUNNING forever."""
         for t in self._study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             rid = t.user_attrs.get("ray_trial_id")
-            if rid:
+            if rid and self._restored and rid not in self._live:
+                self._orphans.append(t._trial_id)
+            elif rid:
                 self._live[rid] = t._trial_id
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if trial_id in self._live:  # a restored trial asks again: give it the same parameters
             return dict(optuna.trial.Trial(self.study, self._live[trial_id]).params)
+        if self.study and self._orphans:  # (self.study finds the orphans) an orphan's configuration runs first
+            tid = self._orphans.pop(0)
+            self.study._storage.set_trial_user_attr(tid, "ray_trial_id", trial_id)
+            self._live[trial_id] = tid
+            return dict(optuna.trial.Trial(self.study, tid).params)
         finished = len([t for t in self.study.get_trials(deepcopy=False)
                         if t.state != optuna.trial.TrialState.WAITING])
         if finished >= self.spec.num_trials:
@@ -163,6 +174,7 @@ class OptunaSearcher(Searcher):
         import json
         with open(checkpoint_path) as f:
             self._live = {k: int(v) for k, v in json.load(f)["live"].items()}
+        self._restored = True
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:  # noqa: ANN001
         return True

@@ -121,7 +121,8 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False, address: str | None = 
         # The scheduler and the searcher carry their own metrics (ASHA may rank by dev loss), so none here.
         # reuse_actors stays off: reusing a slot's worker saves ~4 s per trial (quickstart span 1.12x -> 1.04x
         # ideal) but starts the next trial so soon that a driver killed right after it leaves an Optuna trial
-        # RUNNING that Ray's last state save never saw, which --resume does not yet re-link (docs/benchmarks.md).
+        # RUNNING that Ray's last state save never saw: the searcher re-runs it, but its MLflow run would be left
+        # open beside the new one (docs/benchmarks.md).
         tuner = tune.Tuner(trainable, run_config=run_config, tune_config=tune.TuneConfig(
             search_alg=OptunaSearcher(spec), scheduler=make_scheduler(spec),
             num_samples=-1, max_concurrent_trials=spec.max_concurrent, reuse_actors=False))

@@ -94,3 +94,35 @@ def test_a_study_on_another_machine_is_named_not_created(tmp_path):
     (tmp_path / "elsewhere" / "far").mkdir(parents=True)
     OptunaSearcher(spec).study  # the driver creates it
     assert study_not_here(spec) is None
+
+
+def test_a_trial_asked_after_the_last_state_save_is_rerun_after_resume(tmp_path):
+    # The driver saved its state with trial "a" live, then asked Optuna for "b" and died: Ray restores only
+    # "a". "b" must not stay RUNNING forever nor use up the budget: the next new Ray trial runs its config.
+    spec = _spec(tmp_path)
+    first = OptunaSearcher(spec)
+    first.suggest("a")
+    first.save(str(tmp_path / "searcher.json"))  # Ray's last experiment-state save
+    lost = first.suggest("b")
+    restored = OptunaSearcher(spec)
+    restored.restore(str(tmp_path / "searcher.json"))
+    assert restored.suggest("a") == first.study.trials[0].params  # the restored trial keeps its parameters
+    assert restored.suggest("c") == lost  # the orphan's configuration, same Optuna trial
+    assert len(restored.study.trials) == 2
+    assert restored.study.trials[1].user_attrs["ray_trial_id"] == "c"
+    for tid in "ac":
+        restored.on_trial_complete(tid, dict(epoch=6, dev_loss=3.0, dev_wer=0.5, best_dev_wer=0.5, finished=1))
+    restored.suggest("d")
+    assert [t.state for t in restored.study.trials] == [optuna.trial.TrialState.COMPLETE] * 2 + [
+        optuna.trial.TrialState.RUNNING]
+    assert restored.suggest("e") is OptunaSearcher.FINISHED  # num_trials = 3: a, b-as-c, d
+
+
+def test_without_a_checkpoint_every_running_trial_is_adopted(tmp_path):
+    spec = _spec(tmp_path)
+    first = OptunaSearcher(spec)
+    first.suggest("a")
+    again = OptunaSearcher(spec)  # no Ray checkpoint to compare with: every RUNNING trial keeps its Ray trial
+    assert len(again.study.trials) == 1
+    assert again.suggest("a") == first.study.trials[0].params
+    assert again.suggest("b") != first.study.trials[0].params and len(again.study.trials) == 2
