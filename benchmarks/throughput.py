@@ -114,15 +114,15 @@ def measure_rtf(corpus: str, seconds: float = 10.0, fps: float = 25.0, repeats: 
             model_s = best_of(lambda: greedy(model(feats, lengths)[:, 0]))
             total = best_of(lambda: greedy(model(features(x, mask, frame_mask), lengths)[:, 0]))
             total_int8 = best_of(lambda: greedy(int8(features(x, mask, frame_mask), lengths)[:, 0]))
-            agree = float((model(feats, lengths).argmax(-1) == int8(feats, lengths).argmax(-1)).float().mean())
-            labels = model(feats, lengths).argmax(-1)
+            reference = model(feats, lengths)  # fp32 log-probs [T, 1, V]: what every variant is compared with
+            labels = reference.argmax(-1)
+            agree = float((int8(feats, lengths).argmax(-1) == labels).float().mean())
             with torch.autocast("cpu", dtype=torch.bfloat16):  # oneDNN bf16 matmuls where the CPU has them
                 total_bf16 = best_of(lambda: greedy(model(features(x, mask, frame_mask), lengths)[:, 0]))
                 agree_bf16 = float((model(feats, lengths).argmax(-1) == labels).float().mean())
             extra = {}
             if compiled:
                 fn = torch.compile(lambda x, m, f, n: model(features(x, m, f), n), dynamic=False)
-                reference = model(feats, lengths)
                 t0 = time.perf_counter()
                 out = fn(x, mask, frame_mask, lengths)
                 extra = dict(compile_s=time.perf_counter() - t0, compiled_max_abs_diff=float((out - reference).abs().max()),
@@ -164,12 +164,8 @@ def matmul_peak(best_of, n: int = 2048) -> float:  # noqa: ANN001 -- the caller'
 
 
 def seconds_real(rtf: dict, key: str) -> float:
+    """x real time for a latency in ``rtf`` (``model_floor_s``: the model at the core's matmul peak, features free)."""
     return rtf["seconds"] / rtf[key]
-
-
-def seconds_floor(rtf: dict) -> float:
-    """x real time if the model ran at the core's matmul peak throughout and the features cost nothing."""
-    return rtf["seconds"] / rtf["model_floor_s"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -210,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
 | of which: model + greedy decoding | {rtf['model_decode_s'] * 1000:.1f} ms |
 | the same with the model's Linear layers int8 (dynamic quantization) | {rtf['int8_latency_s'] * 1000:.1f} ms = {rtf['int8_times_real_time']:.0f}x real time; greedy labels agree with fp32 on {rtf['int8_frame_agreement']:.1%} of frames (untrained weights) |
 | the same with the model under bf16 autocast (oneDNN; this CPU has AVX-512 BF16) | {rtf['bf16_latency_s'] * 1000:.1f} ms = {seconds_real(rtf, 'bf16_latency_s'):.0f}x real time; greedy labels agree with fp32 on {rtf['bf16_frame_agreement']:.1%} of frames (untrained weights) |
-{compiled_row}| model FLOPs for the sentence (flop counter + LSTM) / this core's fp32 matmul peak | {rtf['model_flops'] / 1e9:.2f} GFLOP / {rtf['core_peak_flops'] / 1e9:.0f} GFLOP/s = at least {rtf['model_floor_s'] * 1000:.1f} ms for the model alone, {seconds_floor(rtf):.0f}x real time at best |
+{compiled_row}| model FLOPs for the sentence (flop counter + LSTM) / this core's fp32 matmul peak | {rtf['model_flops'] / 1e9:.2f} GFLOP / {rtf['core_peak_flops'] / 1e9:.0f} GFLOP/s = at least {rtf['model_floor_s'] * 1000:.1f} ms for the model alone, {seconds_real(rtf, 'model_floor_s'):.0f}x real time at best |
 | model size | {train['parameters']:,} parameters, {rtf['model_bytes'] / 2**20:.1f} MiB fp32 |
 
 {torch.get_num_threads()} torch threads for training and loading; the real-time factor uses 1 thread."""

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
 import pytest
 
+# Ray reads RAY_AUTH_MODE once, at import; `import tune` sets it, but a test module may import ray first
+os.environ.setdefault("RAY_AUTH_MODE", "token")
 warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

@@ -122,12 +122,13 @@ class OptunaSearcher(Searcher):
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if trial_id in self._live:  # a restored trial asks again: give it the same parameters
             return dict(optuna.trial.Trial(self.study, self._live[trial_id]).params)
-        if self.study and self._orphans:  # (self.study finds the orphans) an orphan's configuration runs first
+        study = self.study  # first use opens the study and finds the orphans
+        if self._orphans:  # an orphan's configuration runs before anything new is asked
             tid = self._orphans.pop(0)
-            self.study._storage.set_trial_user_attr(tid, "ray_trial_id", trial_id)
+            study._storage.set_trial_user_attr(tid, "ray_trial_id", trial_id)
             self._live[trial_id] = tid
-            return dict(optuna.trial.Trial(self.study, tid).params)
-        finished = len([t for t in self.study.get_trials(deepcopy=False)
+            return dict(optuna.trial.Trial(study, tid).params)
+        finished = len([t for t in study.get_trials(deepcopy=False)
                         if t.state != optuna.trial.TrialState.WAITING])
         if finished >= self.spec.num_trials:
             return Searcher.FINISHED
