@@ -63,6 +63,7 @@ class SweepTracker:
         self.experiment_id: str | None = None
         self.parent_id: str | None = None
         self.children: dict[str, str] = {}  # trial id -> run id
+        self.open_before: set[str] = set()  # trials whose run an earlier driver left RUNNING (see close_orphans)
         self.logged_epoch: dict[str, int] = {}  # trial id -> last epoch logged (a restarted trial re-reports)
         self.pending: list[tuple[str, dict[str, Any]]] = []  # (operation, kwargs) waiting for the server
         self.retry_seconds, self.retry_at = retry_seconds, 0.0
@@ -96,6 +97,8 @@ class SweepTracker:
                                            max_results=10_000):
             trial_id = run.data.tags.get("slr.trial_id", "")
             self.children[trial_id] = run.info.run_id
+            if run.info.status == "RUNNING":
+                self.open_before.add(trial_id)
             history = self.client.get_metric_history(run.info.run_id, "train_loss")
             self.logged_epoch[trial_id] = max((m.step for m in history), default=0)
         return self.parent_id
@@ -128,6 +131,22 @@ class SweepTracker:
             tags.append(RunTag("slr.error", error[:5000]))
         self._do("log_batch", trial=trial_id, tags=tags)
         self._do("set_terminated", trial=trial_id, status="FAILED" if status == "failed" else "FINISHED")
+
+    def close_orphans(self, ray_trials: set[str]) -> list[str]:
+        """Close, as KILLED, the runs an earlier (killed) driver left RUNNING for trials Ray never restored.
+
+        A driver killed between asking Optuna for a trial and Ray's next state save leaves that trial's run
+        open; after ``--resume`` the searcher re-runs its configuration as a new Ray trial (a new run), so
+        nothing would ever close the old one."""
+        orphans = sorted(self.open_before - ray_trials)
+        for trial_id in orphans:
+            self._do("log_batch", trial=trial_id, tags=[
+                RunTag("slr.status", "orphaned"),
+                RunTag("slr.error", "the sweep driver was killed before Ray saved this trial; after the resume its "
+                                    "configuration ran again as a new trial")])
+            self._do("set_terminated", trial=trial_id, status="KILLED")
+        self.open_before -= set(orphans)
+        return orphans
 
     def finish(self, summary: dict[str, Any], files: dict[str, Path]) -> None:
         if self.parent_id is None:
@@ -325,6 +344,7 @@ class MlflowCallback(Callback):
         self.tracker.flush()
 
     def on_experiment_end(self, trials, **info):  # noqa: ANN001 -- last chance: log or save for replay
+        self.tracker.close_orphans({t.trial_id for t in trials})
         self.tracker.flush(final=True)
 
 

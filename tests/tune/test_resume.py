@@ -74,10 +74,34 @@ def test_resume_after_the_driver_is_killed(tiny_corpus, tmp_path, mlflow_server)
     exp_id = client.get_experiment_by_name("resume").experiment_id
     runs = client.search_runs([exp_id], max_results=100)
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    assert len(parents) == 1
-    assert len(children) == NUM_TRIALS
+    # A trial Optuna handed out after Ray's last state save is re-run as a new Ray trial; its old run is closed
+    orphans = [r for r in runs if r.data.tags.get("slr.status") == "orphaned"]
+    assert all(r.info.status == "KILLED" for r in orphans)
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags and r not in orphans]
+    assert len(parents) == 1 and len(orphans) <= 1
+    assert len(children) == NUM_TRIALS and all(r.info.status == "FINISHED" for r in children)
     assert len({r.data.tags["slr.trial_id"] for r in children}) == NUM_TRIALS
     for run in children:  # the interrupted trial resumed from its checkpoint: every epoch once
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "dev_wer")]
         assert sorted(steps) == [1, 2, 3, 4], (run.data.tags["slr.trial_id"], steps)
+
+
+def test_runs_left_open_by_a_killed_driver_are_closed_unless_ray_restored_them(tmp_path, mlflow_server):
+    from tune.tracking import SweepTracker
+    first = SweepTracker(mlflow_server, "orphans", "orphans", tmp_path)
+    first.start({"num_trials": 4})
+    for trial in ("done", "restored", "lost"):
+        first.child(trial, {"train.learning_rate": 0.01}, "train: {}\n")
+    first.finish_trial("done", "completed", rung=0)
+    # the driver dies here: "restored" is in Ray's saved state, "lost" was started after the last save
+    second = SweepTracker(mlflow_server, "orphans", "orphans", tmp_path)
+    second.start({"num_trials": 4})
+    second.child("new", {"train.learning_rate": 0.01}, "train: {}\n")
+    assert second.close_orphans({"restored", "new"}) == ["lost"]
+    assert second.close_orphans({"restored", "new"}) == []  # closed once
+
+    client = MlflowClient(mlflow_server)
+    status = {trial: client.get_run(run_id).info.status for trial, run_id in second.children.items()}
+    assert status == {"done": "FINISHED", "restored": "RUNNING", "lost": "KILLED", "new": "RUNNING"}
+    lost = client.get_run(second.children["lost"]).data.tags
+    assert lost["slr.status"] == "orphaned" and "ran again as a new trial" in lost["slr.error"]
