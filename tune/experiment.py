@@ -157,6 +157,7 @@ class ExperimentSpec:
     mlflow: MlflowSpec = field(default_factory=MlflowSpec)
     baseline_first: bool = True
     max_failures: int = 2  # per trial: restarts from its last checkpoint after a worker dies
+    reuse_workers: bool = True  # a slot's worker process runs its next trial (Ray's reuse_actors)
     source: str = ""
 
     # -- derived --------------------------------------------------------------------------------------
@@ -240,7 +241,7 @@ def from_dict(raw: dict[str, Any], source: str = "") -> ExperimentSpec:
     _check(isinstance(config, dict), "config", config, "must be a mapping of config sections")
     spec = ExperimentSpec(name=raw["name"], config=config, space=space, source=source,
                           **{k: raw[k] for k in ("num_trials", "max_concurrent", "storage_path", "local_path", "baseline_first",
-                                                 "max_failures") if k in raw}, **built)
+                                                 "max_failures", "reuse_workers") if k in raw}, **built)
     validate(spec)
     return spec
 
@@ -253,6 +254,7 @@ def validate(spec: ExperimentSpec) -> None:
            "must be >= 1")
     _check(isinstance(spec.max_failures, int) and spec.max_failures >= 0, "max_failures", spec.max_failures,
            "must be >= 0")
+    _check(isinstance(spec.reuse_workers, bool), "reuse_workers", spec.reuse_workers, "must be true or false")
     for part in (spec.searcher, spec.scheduler, spec.resources):
         part.validate()
     flat = base.flat()

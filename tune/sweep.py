@@ -119,13 +119,13 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False, address: str | None = 
                                    param_space=None)
     else:
         # The scheduler and the searcher carry their own metrics (ASHA may rank by dev loss), so none here.
-        # reuse_actors: a slot's worker process runs its next trial (no process start, imports or corpus
-        # mapping per trial: the quickstart's span over ideal went from 1.12x to 1.04x). A driver killed just
+        # reuse_workers (Ray's reuse_actors): a slot's worker process runs its next trial, with no process start,
+        # imports or corpus mapping per trial (docs/benchmarks.md, goodput). A driver killed just
         # after a trial starts can leave an Optuna trial that Ray's last state save never saw: the searcher
         # re-runs it as a new trial on resume and the tracker closes its old MLflow run as KILLED (orphaned).
         tuner = tune.Tuner(trainable, run_config=run_config, tune_config=tune.TuneConfig(
             search_alg=OptunaSearcher(spec), scheduler=make_scheduler(spec),
-            num_samples=-1, max_concurrent_trials=spec.max_concurrent, reuse_actors=True))
+            num_samples=-1, max_concurrent_trials=spec.max_concurrent, reuse_actors=spec.reuse_workers))
     t0 = time.time()
     grid = tuner.fit()
     tracker = _tracker(spec)

@@ -73,9 +73,20 @@ def test_goodput_arithmetic(tmp_path):
         trials.append(dict(trial_id=f"t{i}", path=str(path)))
     (sweep / "summary.json").write_text(json.dumps(dict(sweep="s", wall_seconds=20.0, trials=trials)))
     r = goodput.analyze(sweep)
-    assert r["goodput"] == pytest.approx(0.9)
+    assert r["goodput"] == pytest.approx(0.9) and r["reuse_workers"]
     ideal = (5 + 10 + 5) / 2
     assert r["ideal_seconds"] == pytest.approx(ideal) and r["span_over_ideal"] == pytest.approx(15 / ideal)
+    # a second sweep (no worker reuse, twice the wall time) is shown beside the first, with the ratio
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "experiment.yaml").write_text("max_concurrent: 2\nreuse_workers: false\n")
+    (other / "summary.json").write_text(json.dumps(dict(sweep="o", wall_seconds=40.0, trials=trials)))
+    doc = tmp_path / "b.md"
+    assert goodput.main([str(sweep), str(other), "--doc", str(doc), "--results", str(tmp_path)]) == 0
+    section = _section(doc, "goodput")
+    assert "`s` (workers reused)" in section and "`o` (a fresh process per trial)" in section
+    assert "**0.50x**" in section and "| 20 s | 40 s |" in section
+    assert json.loads((tmp_path / "goodput.json").read_text())["compared"][0]["sweep"] == "o"
 
 
 def test_search_efficiency_build_and_replay(tiny_corpus, tmp_path):

@@ -36,6 +36,7 @@ def test_every_shipped_experiment_validates_and_opens_with_its_command(path):
     (dict(space={"model.num_blocks": {"type": "normal", "low": 1, "high": 3}}), "space.model.num_blocks.type"),
     (dict(space={"model.num_blocks": {"type": "int", "low": "one", "high": 3}}), "space.model.num_blocks.low"),
     (dict(num_trials=0), "num_trials"),
+    (dict(reuse_workers="yes"), "reuse_workers"),
     (dict(resources={"cpu": 1, "gpu": 0.3}), "resources.gpu"),
     (dict(scheduler={"type": "hyperband"}), "scheduler.type"),
     (dict(scheduler={"max_epochs": 10}), "scheduler.max_epochs"),
