@@ -98,7 +98,7 @@ def measure(corpus: str, batch_size: int, amp: bool, cudnn: bool = True, compile
 
 
 def flops_per_frame(corpus: str, batch_size: int) -> dict[str, float]:
-    """Counted by torch.utils.flop_counter on CPU in fp32 (cuDNN's fused LSTM is opaque to the counter)."""
+    """Counted by torch.utils.flop_counter on CPU in fp32 (there the packed LSTM runs as addmm steps, which it counts)."""
     from torch.utils.flop_counter import FlopCounterMode
     trainer = _trainer(corpus, batch_size, amp=False, device="cpu")
     b = next(iter(trainer.train_loader))

@@ -77,14 +77,14 @@ def measure_rtf(corpus: str, seconds: float = 10.0, fps: float = 25.0, repeats: 
                 vocab_size: int = 0, compiled: bool = False) -> dict:
     """Recognizing one 10 s recording (250 frames) on 1 CPU thread: features + model + greedy decoding.
 
-    Also split by stage, and the same with the model's Linear layers dynamically quantized to int8
-    (``torch.ao.quantization.quantize_dynamic``: what a CPU deployment would try first), with how often its
-    greedy output agrees with fp32's frame by frame. ``vocab_size``: the head's size (default: the corpus's).
+    Also split by stage, and the same with the model in bf16 and int8 (``slr.evaluate.for_inference``, what
+    ``slr decode --precision`` runs), with how often their greedy output agrees with fp32's frame by frame. ``vocab_size``: the head's size (default: the corpus's).
     ``compiled``: also features + model under ``torch.compile`` (inductor, static shapes), with its compile time.
     """
     from slr.config import Config
     from slr.corpus import Corpus
     from slr.decode import greedy
+    from slr.evaluate import for_inference
     from slr.features import FeaturePipeline
     from slr.model import Student
     threads = torch.get_num_threads()
@@ -94,7 +94,7 @@ def measure_rtf(corpus: str, seconds: float = 10.0, fps: float = 25.0, repeats: 
         vocab = vocab_size or len(Corpus(corpus).vocab)
         features = FeaturePipeline(cfg.features).eval()
         model = Student(cfg.model, features.spans, vocab).eval()
-        int8 = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        variants = {p: for_inference(model, p) for p in ("bf16", "int8")}  # what `slr decode --precision` runs
         T = int(seconds * fps)
         x = torch.as_tensor(np.random.default_rng(0).normal(0, 0.3, (1, T, 543, 3)).astype(np.float32))
         mask = torch.ones(1, T, 543, dtype=torch.bool)
@@ -113,13 +113,13 @@ def measure_rtf(corpus: str, seconds: float = 10.0, fps: float = 25.0, repeats: 
             feature_s = best_of(lambda: features(x, mask, frame_mask))
             model_s = best_of(lambda: greedy(model(feats, lengths)[:, 0]))
             total = best_of(lambda: greedy(model(features(x, mask, frame_mask), lengths)[:, 0]))
-            total_int8 = best_of(lambda: greedy(int8(features(x, mask, frame_mask), lengths)[:, 0]))
             reference = model(feats, lengths)  # fp32 log-probs [T, 1, V]: what every variant is compared with
             labels = reference.argmax(-1)
-            agree = float((int8(feats, lengths).argmax(-1) == labels).float().mean())
-            with torch.autocast("cpu", dtype=torch.bfloat16):  # oneDNN bf16 matmuls where the CPU has them
-                total_bf16 = best_of(lambda: greedy(model(features(x, mask, frame_mask), lengths)[:, 0]))
-                agree_bf16 = float((model(feats, lengths).argmax(-1) == labels).float().mean())
+            low = {}
+            for name, fast in variants.items():
+                low[f"{name}_latency_s"] = best_of(lambda: greedy(fast(features(x, mask, frame_mask), lengths)[:, 0]))
+                low[f"{name}_times_real_time"] = seconds / low[f"{name}_latency_s"]
+                low[f"{name}_frame_agreement"] = float((fast(feats, lengths).argmax(-1) == labels).float().mean())
             extra = {}
             if compiled:
                 fn = torch.compile(lambda x, m, f, n: model(features(x, m, f), n), dynamic=False)
@@ -140,18 +140,38 @@ def measure_rtf(corpus: str, seconds: float = 10.0, fps: float = 25.0, repeats: 
         torch.set_num_threads(threads)
     return dict(rtf_1core=total / seconds, latency_s=total, times_real_time=seconds / total, frames=T,
                 features_s=feature_s, model_decode_s=model_s, vocab_size=vocab, model_bytes=size,
-                int8_latency_s=total_int8, int8_times_real_time=seconds / total_int8, int8_frame_agreement=agree,
-                bf16_latency_s=total_bf16, bf16_frame_agreement=agree_bf16,
+                **low,
                 model_flops=flops, core_peak_flops=peak, model_floor_s=flops / peak, seconds=seconds, **extra)
 
 
+def default_checkpoint() -> str:
+    """The quickstart sweep's best checkpoint, when that sweep has run here ("" otherwise)."""
+    import json
+    summary = ROOT / "sweeps" / "quickstart" / "summary.json"
+    if not summary.exists():
+        return ""
+    folder = Path(json.loads(summary.read_text()).get("best_checkpoint") or "")
+    found = [folder / name for name in ("best.pt", "last.pt") if (folder / name).exists()]
+    return str(found[0]) if found else ""
+
+
+def measure_precision_wer(checkpoint: str) -> dict:
+    """Dev WER of a trained checkpoint with its model in each precision (on its own corpus)."""
+    from slr.config import PRECISIONS
+    from slr.evaluate import evaluate_checkpoint
+    return {f"{p}_dev_wer": evaluate_checkpoint(checkpoint, None, "dev", precision=p)["wer"] for p in PRECISIONS}
+
+
 def sentence_flops(model, feats: torch.Tensor, lengths: torch.Tensor) -> float:  # noqa: ANN001 -- a Student
-    """The model's FLOPs for one sentence: torch.utils.flop_counter, plus the LSTM's (opaque to the counter on
-    CPU: per step and direction 2 x 4H x (input + H))."""
+    """The model's FLOPs for one sentence: torch.utils.flop_counter, plus the LSTM's where the counter cannot
+    see into its fused kernel (per step and direction 2 x 4H x (input + H)); a packed sequence runs it as
+    addmm steps, which the counter does count."""
     from torch.utils.flop_counter import FlopCounterMode
     with FlopCounterMode(display=False) as counter:
         model(feats, lengths)
     lstm, T = model.lstm, feats.shape[1]
+    if sum(counter.get_flop_counts().get(f"{type(model).__name__}.lstm", {}).values()):
+        return counter.get_total_flops()
     per_step = sum(2 * 4 * lstm.hidden_size * ((lstm.input_size if layer == 0 else 2 * lstm.hidden_size) + lstm.hidden_size)
                    for layer in range(lstm.num_layers))
     return counter.get_total_flops() + 2 * T * per_step
@@ -175,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=4, help="the seed's batch size")
     p.add_argument("--vocab-size", type=int, default=1232,
                    help="output vocabulary for the real-time factor (default: PHOENIX-2014's 1,232 glosses)")
+    p.add_argument("--checkpoint", default=None,
+                   help="a trained checkpoint whose dev WER is measured in each precision (default: the quickstart "
+                        "sweep's best, when sweeps/quickstart has run; '' to skip)")
     p.add_argument("--compile", action="store_true",
                    help="also time the 10 s sentence under torch.compile (about a minute of compiling)")
     p.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks.md"))
@@ -184,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     train = measure_training(args.corpus, args.steps, args.batch_size)
     loader = measure_loader(args.corpus, args.batch_size)
     rtf = measure_rtf(args.corpus, vocab_size=args.vocab_size, compiled=args.compile)
+    checkpoint = default_checkpoint() if args.checkpoint is None else args.checkpoint
+    if checkpoint:
+        rtf.update(measure_precision_wer(checkpoint), wer_checkpoint=checkpoint)
     ratio = loader["loader_fps"] / train["train_fps"]
     results = dict(**train, **loader, **rtf, loader_over_train=ratio, threads=torch.get_num_threads())
     save("throughput", results, Path(args.results) if args.results else None)
@@ -193,6 +219,12 @@ def main(argv: list[str] | None = None) -> int:
                     f"| the model alone under `torch.compile`, features eager | {rtf['compiled_model_latency_s'] * 1000:.1f} ms = "
                     f"{seconds_real(rtf, 'compiled_model_latency_s'):.0f}x real time |\n"
                     if "compile_s" in rtf else "")
+    wer_row = ("| dev WER of a trained model in each precision (" + Path(rtf["wer_checkpoint"]).parent.parent.name[:19]
+               + f"..., the quickstart sweep's best) | fp32 {rtf['fp32_dev_wer']:.2%}, bf16 {rtf['bf16_dev_wer']:.2%}, "
+               f"int8 {rtf['int8_dev_wer']:.2%} |\n" if "wer_checkpoint" in rtf else "")
+    verdict = "; ".join(f"{name} {rtf[key]:.0f}x: " + ("met" if rtf[key] >= 1000 else f"{1000 / rtf[key]:.2f}x short")
+                        for name, key in (("fp32", "times_real_time"), ("bf16", "bf16_times_real_time"),
+                                          ("int8", "int8_times_real_time")))
     body = f"""## Trainer throughput (seed baseline, CPU)
 
 | measure | value |
@@ -201,14 +233,15 @@ def main(argv: list[str] | None = None) -> int:
 | training (forward + CTC + backward + AdamW), batch {args.batch_size} | {train['train_fps']:,.0f} frames/s |
 | inference (features + model), batch {args.batch_size} | {train['inference_fps']:,.0f} frames/s |
 | data loader (memory-mapped corpus -> padded batches) | {loader['loader_fps']:,.0f} frames/s = **{ratio:.0f}x** what training consumes (target >= 5x) |
-| recognizing a 10 s sentence (250 frames, 1 core, {rtf['vocab_size']:,} glosses) | {rtf['latency_s'] * 1000:.1f} ms = **{rtf['times_real_time']:.0f}x real time** (real-time factor {rtf['rtf_1core']:.4f}; target >= 1000x: {'met' if rtf['times_real_time'] >= 1000 else f"not met, {1000 / rtf['times_real_time']:.1f}x short"}) |
+| recognizing a 10 s sentence (250 frames, 1 core, {rtf['vocab_size']:,} glosses) | {rtf['latency_s'] * 1000:.1f} ms = **{rtf['times_real_time']:.0f}x real time** (real-time factor {rtf['rtf_1core']:.4f}) |
 | of which: features (543 x 3 landmarks -> 6516 per frame) | {rtf['features_s'] * 1000:.1f} ms |
 | of which: model + greedy decoding | {rtf['model_decode_s'] * 1000:.1f} ms |
-| the same with the model's Linear layers int8 (dynamic quantization) | {rtf['int8_latency_s'] * 1000:.1f} ms = {rtf['int8_times_real_time']:.0f}x real time; greedy labels agree with fp32 on {rtf['int8_frame_agreement']:.1%} of frames (untrained weights) |
-| the same with the model under bf16 autocast (oneDNN; this CPU has AVX-512 BF16) | {rtf['bf16_latency_s'] * 1000:.1f} ms = {seconds_real(rtf, 'bf16_latency_s'):.0f}x real time; greedy labels agree with fp32 on {rtf['bf16_frame_agreement']:.1%} of frames (untrained weights) |
-{compiled_row}| model FLOPs for the sentence (flop counter + LSTM) / this core's fp32 matmul peak | {rtf['model_flops'] / 1e9:.2f} GFLOP / {rtf['core_peak_flops'] / 1e9:.0f} GFLOP/s = at least {rtf['model_floor_s'] * 1000:.1f} ms for the model alone, {seconds_real(rtf, 'model_floor_s'):.0f}x real time at best |
+| the same with the model in bf16 (`slr decode --precision bf16`: weights and activations; this CPU has AVX-512 BF16) | {rtf['bf16_latency_s'] * 1000:.1f} ms = **{rtf['bf16_times_real_time']:.0f}x real time**; greedy labels agree with fp32 on {rtf['bf16_frame_agreement']:.1%} of frames (untrained weights) |
+| the same with the model int8 (`--precision int8`: Linear layers dynamically quantized, LSTM fp32) | {rtf['int8_latency_s'] * 1000:.1f} ms = **{rtf['int8_times_real_time']:.0f}x real time**; greedy labels agree with fp32 on {rtf['int8_frame_agreement']:.1%} of frames (untrained weights) |
+{wer_row}{compiled_row}| model FLOPs for the sentence (flop counter + LSTM) / this core's fp32 matmul peak | {rtf['model_flops'] / 1e9:.2f} GFLOP / {rtf['core_peak_flops'] / 1e9:.0f} GFLOP/s = at least {rtf['model_floor_s'] * 1000:.1f} ms for the model alone, {seconds_real(rtf, 'model_floor_s'):.0f}x real time at best |
 | model size | {train['parameters']:,} parameters, {rtf['model_bytes'] / 2**20:.1f} MiB fp32 |
 
+Inference target >= 1000x real time on 1 core: {verdict}.
 {torch.get_num_threads()} torch threads for training and loading; the real-time factor uses 1 thread."""
     write_section(Path(args.doc), "throughput", body)
     print(body)

@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+PRECISIONS = ("fp32", "bf16", "int8")  # inference precisions (slr.evaluate.for_inference)
+
 
 class ConfigError(ValueError):
     """A config value is invalid. ``key`` is the dotted path (``train.learning_rate``)."""

@@ -2,19 +2,54 @@
 
 from __future__ import annotations
 
+import copy
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from slr import checkpoint
-from slr.config import Config
+from slr.config import PRECISIONS, Config
 from slr.corpus.store import Corpus
 from slr.decode import align, beam_search, greedy
 from slr.features import FeaturePipeline
 from slr.model import Student
 from slr.vocab import Vocabulary
+
+
+class _Cast(nn.Module):
+    """The model with its weights in ``dtype``; features are cast on the way in (log-probs stay float32)."""
+
+    def __init__(self, model: Student, dtype: torch.dtype):
+        super().__init__()
+        self.model, self.dtype = copy.deepcopy(model).to(dtype), dtype
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.model(x.to(self.dtype), lengths)
+
+
+def for_inference(model: Student, precision: str = "fp32") -> nn.Module:
+    """The model for inference in ``precision``; the model given is left as it is.
+
+    ``bf16``: weights and activations in bfloat16 (fast on CPUs with bf16 matmuls, e.g. AVX-512 BF16 or AMX,
+    and on GPUs). ``int8``: CPU only; the Linear layers (the modality encoders, which hold most of the FLOPs,
+    and the head) dynamically quantized, int8 weights and per-batch int8 activations; the LSTM stays fp32 (its
+    quantized kernel is slower here: docs/benchmarks.md, throughput). Both change the output slightly: check the
+    WER (``slr eval --precision``) before deploying one."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: must be one of {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return model
+    if precision == "bf16":
+        return _Cast(model, torch.bfloat16).eval()
+    if next(model.parameters()).device.type != "cpu":
+        raise ValueError("precision int8: dynamic quantization runs on CPU only (use bf16 on a GPU)")
+    with warnings.catch_warnings():  # torch's notice that eager-mode quantization will move to torchao
+        warnings.filterwarnings("ignore", message=r"(?s).*(torchao|quantize_per_tensor)")
+        return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8).eval()
 
 
 def load_model(path: str | Path, device: str = "cpu") -> tuple[Config, Vocabulary, FeaturePipeline, Student]:
@@ -30,8 +65,9 @@ def load_model(path: str | Path, device: str = "cpu") -> tuple[Config, Vocabular
 
 
 def evaluate_checkpoint(path: str | Path, corpus: str | Path | None, split: str, scorer: str | None = None,
-                        beam: int = 0) -> dict[str, Any]:
-    """WER, S/D/I and hypotheses of a checkpoint on a corpus split (greedy unless ``beam`` > 0)."""
+                        beam: int = 0, precision: str = "fp32") -> dict[str, Any]:
+    """WER, S/D/I and hypotheses of a checkpoint on a corpus split (greedy unless ``beam`` > 0), on CPU, with
+    the model in ``precision`` (:func:`for_inference`)."""
     from slr.train import Trainer  # the trainer owns batching and the forward pass; reuse it as is
 
     state = checkpoint.load(path)
@@ -41,6 +77,8 @@ def evaluate_checkpoint(path: str | Path, corpus: str | Path | None, split: str,
     if beam:
         updates.update({"decode.method": "beam", "decode.beam_width": beam})
     cfg = Config.from_dict(state["config"], source=str(path)).override(updates)
+    if not (corpus or cfg.data.corpus):
+        raise ValueError(f"{path}: the checkpoint names no corpus (data.corpus); give one with --corpus DIR")
     data = Corpus(corpus or cfg.data.corpus)
     if data.vocab.to_list() != state["vocab"]:
         raise ValueError(f"{path}: the model's vocabulary differs from {data.root}'s; evaluate on the corpus "
@@ -48,8 +86,9 @@ def evaluate_checkpoint(path: str | Path, corpus: str | Path | None, split: str,
     trainer = Trainer(cfg, data)
     trainer.model.load_state_dict(state["model"])
     trainer.features.load_state_dict(state["features"])
+    trainer.model = for_inference(trainer.model, precision)
     result = trainer.evaluate(split)
-    result.update(scorer=cfg.decode.scorer, fps=data.fps)
+    result.update(scorer=cfg.decode.scorer, fps=data.fps, precision=precision)
     return result
 
 
@@ -65,7 +104,7 @@ def write_ctm(path: str | Path, ids: list[str], hyps: list[list[str]], fps: floa
     return path
 
 
-def recognize(features: FeaturePipeline, model: Student, vocab: Vocabulary, xyz: np.ndarray,
+def recognize(features: FeaturePipeline, model: nn.Module, vocab: Vocabulary, xyz: np.ndarray,
               mask: np.ndarray | None, beam: int = 0) -> list[dict[str, Any]]:
     """One recording ``[T, 543, 3]`` (or ``[T, D]``) -> glosses with frame spans ``[start, end)``."""
     x = torch.as_tensor(np.asarray(xyz, dtype=np.float32))[None]
