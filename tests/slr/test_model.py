@@ -90,7 +90,7 @@ def test_pointwise_is_a_1x1_conv_with_the_same_parameters(bias):
     conv, pw = torch.nn.Conv1d(24, 40, 1, bias=bias), Pointwise(24, 40, bias=bias)
     pw.load_state_dict(conv.state_dict())  # same names and shapes: checkpoints of either load into the other
     x = torch.randn(3, 24, 17)
-    assert torch.allclose(pw(x), conv(x), atol=1e-5) and pw(x).shape == (3, 40, 17)
+    assert torch.equal(pw(x), conv(x)) and pw(x).shape == (3, 40, 17)  # fp32: exactly a Conv1d
     xb, pb = x.bfloat16(), Pointwise(24, 40, bias=bias).to(torch.bfloat16)
     pb.load_state_dict(conv.state_dict())
     assert pb(xb).dtype == torch.bfloat16 and torch.allclose(pb(xb).float(), conv(x), atol=0.1, rtol=0.05)
