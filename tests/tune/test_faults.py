@@ -115,9 +115,10 @@ def test_killed_trial_worker_resumes_from_its_checkpoint_in_the_same_run(tiny_co
 
 
 def test_tracking_server_down_for_30_s_loses_nothing(tiny_corpus, tmp_path, services):
-    root, port, server, uri, exp = _tracked_sweep(  # long enough to outlast a 30 s outage
+    epochs = 60  # the sweep must outlast a 30 s outage plus the server's restart (~12 s), on a fast machine too
+    root, port, server, uri, exp = _tracked_sweep(
         services, tmp_path, tiny_corpus, "outage", num_trials=3,
-        config={"model": {"num_blocks": 1}, "train": {"epochs": 30, "early_stopping_patience": 0}})
+        config={"model": {"num_blocks": 1}, "train": {"epochs": epochs, "early_stopping_patience": 0}})
     sweep_dir, log = tmp_path / "sweeps" / "outage", tmp_path / "driver.log"
     proc = _start_sweep(exp, log)
     try:
@@ -127,6 +128,7 @@ def test_tracking_server_down_for_30_s_loses_nothing(tiny_corpus, tmp_path, serv
         assert proc.poll() is None, "the sweep must still be running when the server comes back"
         epochs_during_outage = sum(len(r) for r in _reports(sweep_dir).values())
         server = services.start_mlflow(root, port)  # ... and comes back on the same address and store
+        assert proc.poll() is None, "the sweep ended before the server was back: make it longer"
         text = _finish(proc, log)
 
         assert epochs_during_outage >= 3, "training should have gone on while the server was down"
@@ -135,7 +137,7 @@ def test_tracking_server_down_for_30_s_loses_nothing(tiny_corpus, tmp_path, serv
         children = _children(uri, "outage")
         assert len(children) == 3
         for run in children:
-            assert _epochs_logged(uri, run) == list(range(1, 31)), run.data.tags["slr.trial_id"]
+            assert _epochs_logged(uri, run) == list(range(1, epochs + 1)), run.data.tags["slr.trial_id"]
             assert run.data.tags["slr.status"] == "completed"
     finally:
         if proc.poll() is None:
