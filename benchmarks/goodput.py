@@ -43,8 +43,8 @@ def analyze(sweep_dir: Path) -> dict:
     compute = sum(t["wall"] for t in trials)
     ideal = compute / slots
     first, last = min(t["start"] for t in trials), max(t["end"] for t in trials)
-    return dict(sweep=summary["sweep"], reuse_workers=bool(spec.get("reuse_workers", True)), trials=trials, slots=slots, goodput=sum(t["busy"] for t in trials) / compute,
-                ideal_seconds=ideal, trials_span_seconds=last - first, sweep_wall_seconds=summary["wall_seconds"],
+    return dict(sweep=summary["sweep"], reuse_workers=bool(spec.get("reuse_workers", True)), trials=trials,
+                slots=slots, goodput=sum(t["busy"] for t in trials) / compute, ideal_seconds=ideal, trials_span_seconds=last - first, sweep_wall_seconds=summary["wall_seconds"],
                 span_over_ideal=(last - first) / ideal, wall_over_ideal=summary["wall_seconds"] / ideal)
 
 

@@ -240,8 +240,9 @@ def from_dict(raw: dict[str, Any], source: str = "") -> ExperimentSpec:
     config = raw.get("config", {}) or {}
     _check(isinstance(config, dict), "config", config, "must be a mapping of config sections")
     spec = ExperimentSpec(name=raw["name"], config=config, space=space, source=source,
-                          **{k: raw[k] for k in ("num_trials", "max_concurrent", "storage_path", "local_path", "baseline_first",
-                                                 "max_failures", "reuse_workers") if k in raw}, **built)
+                          **{k: raw[k] for k in ("num_trials", "max_concurrent", "storage_path", "local_path",
+                                                 "baseline_first", "max_failures", "reuse_workers") if k in raw},
+                          **built)
     validate(spec)
     return spec
 
