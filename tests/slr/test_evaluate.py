@@ -15,15 +15,16 @@ from slr.train import Trainer
 def trained(tiny_corpus, tmp_path_factory):
     """A tiny model trained until it recognizes something (dev WER well under 100 %)."""
     out = tmp_path_factory.mktemp("trained")
-    cfg = Config().override({"data.corpus": str(tiny_corpus), "data.batch_size": 4, "train.learning_rate": 3e-3, "train.warmup_epochs": 1.0,
-                             "model.dropout": 0.0, "train.early_stopping_patience": 0, "train.epochs": 30})
+    cfg = Config().override({"data.corpus": str(tiny_corpus), "data.batch_size": 4, "train.learning_rate": 3e-3,
+                             "train.warmup_epochs": 1.0, "model.dropout": 0.0, "train.early_stopping_patience": 0,
+                             "train.epochs": 30})
     summary = Trainer(cfg, tiny_corpus, out).fit()
     assert summary["best_dev_wer"] < 0.9
     return out / "best.pt"
 
 
 @pytest.mark.parametrize("precision", ["bf16", "int8"])
-def test_lower_precision_keeps_the_model_and_its_greedy_output(trained, precision, tiny_corpus):
+def test_lower_precision_keeps_the_model_and_its_greedy_output(trained, precision):
     _, _, features, model = load_model(trained)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     fast = for_inference(model, precision)
