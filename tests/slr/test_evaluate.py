@@ -12,12 +12,10 @@ from slr.train import Trainer
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_corpus, tmp_path_factory):
+def trained(fast_config, tiny_corpus, tmp_path_factory):
     """A tiny model trained until it recognizes something (dev WER well under 100 %)."""
     out = tmp_path_factory.mktemp("trained")
-    cfg = Config().override({"data.corpus": str(tiny_corpus), "data.batch_size": 4, "train.learning_rate": 3e-3,
-                             "train.warmup_epochs": 1.0, "model.dropout": 0.0, "train.early_stopping_patience": 0,
-                             "train.epochs": 30})
+    cfg = fast_config(**{"data.corpus": str(tiny_corpus), "train.epochs": 30})
     summary = Trainer(cfg, tiny_corpus, out).fit()
     assert summary["best_dev_wer"] < 0.9
     return out / "best.pt"

@@ -7,19 +7,10 @@ import pytest
 import torch
 
 from slr import checkpoint
-from slr.config import Config
 from slr.train import NonFiniteLossError, Trainer, lr_at
 
-FAST = {"data.batch_size": 4, "train.learning_rate": 3e-3, "train.warmup_epochs": 1.0, "model.dropout": 0.0,
-        "train.early_stopping_patience": 0}
-
-
-def _cfg(**changes):
-    return Config().override({**FAST, **changes})
-
-
-def test_seed_bug_3_learning_rate_is_used_as_given(tiny_corpus):
-    cfg = _cfg(**{"train.learning_rate": 7.5e-4, "train.epochs": 20, "train.warmup_epochs": 5.0})
+def test_seed_bug_3_learning_rate_is_used_as_given(fast_config, tiny_corpus):
+    cfg = fast_config(**{"train.learning_rate": 7.5e-4, "train.epochs": 20, "train.warmup_epochs": 5.0})
     t = Trainer(cfg, tiny_corpus)
     n = t.steps_per_epoch
     assert lr_at(0, n, cfg.train) == pytest.approx(0.1 * 7.5e-4)  # warmup starts at 10 %
@@ -30,9 +21,9 @@ def test_seed_bug_3_learning_rate_is_used_as_given(tiny_corpus):
 
 
 @pytest.mark.slow
-def test_tiny_training_loss_falls_and_wer_is_well_under_100(tiny_corpus, tmp_path):
+def test_tiny_training_loss_falls_and_wer_is_well_under_100(fast_config, tiny_corpus, tmp_path):
     seen = []
-    t = Trainer(_cfg(**{"train.epochs": 45}), tiny_corpus, tmp_path, on_epoch=lambda m, d: seen.append((m, d)))
+    t = Trainer(fast_config(**{"train.epochs": 45}), tiny_corpus, tmp_path, on_epoch=lambda m, d: seen.append((m, d)))
     summary = t.fit()
     losses = [m["train_loss"] for m, _ in seen]
     assert all(math.isfinite(x) for x in losses)
@@ -51,22 +42,22 @@ class Killed(Exception):
     pass
 
 
-def _run(corpus, out, stop_after=None, resume=None):
-    """Train 4 epochs of a 4-epoch schedule; ``stop_after`` kills the run after that epoch."""
+def _run(cfg, corpus, out, stop_after=None, resume=None):
+    """Train ``cfg`` (4 epochs in the tests); ``stop_after`` kills the run after that epoch."""
     def on_epoch(metrics, _):
         if metrics["epoch"] == stop_after:
             raise Killed
-    t = Trainer(_cfg(**{"train.epochs": 4}), corpus, out, on_epoch=on_epoch)
+    t = Trainer(cfg, corpus, out, on_epoch=on_epoch)
     try:
         return t, t.fit(resume=resume)
     except Killed:
         return t, None
 
 
-def test_resume_is_exact(tiny_corpus, tmp_path):
-    full, _ = _run(tiny_corpus, tmp_path / "full")
-    _run(tiny_corpus, tmp_path / "part", stop_after=2)
-    resumed, _ = _run(tiny_corpus, tmp_path / "part", resume=tmp_path / "part" / "last.pt")
+def test_resume_is_exact(fast_config, tiny_corpus, tmp_path):
+    full, _ = _run(fast_config(**{"train.epochs": 4}), tiny_corpus, tmp_path / "full")
+    _run(fast_config(**{"train.epochs": 4}), tiny_corpus, tmp_path / "part", stop_after=2)
+    resumed, _ = _run(fast_config(**{"train.epochs": 4}), tiny_corpus, tmp_path / "part", resume=tmp_path / "part" / "last.pt")
     for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(a, b)
     assert [m["train_loss"] for m in full.state["history"]] == [m["train_loss"] for m in resumed.state["history"]]
@@ -74,14 +65,14 @@ def test_resume_is_exact(tiny_corpus, tmp_path):
     assert [json.loads(x)["epoch"] for x in lines] == [1, 2, 3, 4]  # no epoch logged twice
 
 
-def test_seeded_runs_are_identical_on_cpu(tiny_corpus, tmp_path):
-    a, _ = _run(tiny_corpus, None, stop_after=1)
-    b, _ = _run(tiny_corpus, None, stop_after=1)
+def test_seeded_runs_are_identical_on_cpu(fast_config, tiny_corpus, tmp_path):
+    a, _ = _run(fast_config(**{"train.epochs": 4}), tiny_corpus, None, stop_after=1)
+    b, _ = _run(fast_config(**{"train.epochs": 4}), tiny_corpus, None, stop_after=1)
     assert a.state["history"][0]["train_loss"] == b.state["history"][0]["train_loss"]
 
 
-def test_nonfinite_batches_are_skipped_and_counted(tiny_corpus, monkeypatch):
-    t = Trainer(_cfg(**{"train.epochs": 1}), tiny_corpus)
+def test_nonfinite_batches_are_skipped_and_counted(fast_config, tiny_corpus, monkeypatch):
+    t = Trainer(fast_config(**{"train.epochs": 1}), tiny_corpus)
     real = t._loss
     calls = {"n": 0}
 
@@ -98,23 +89,23 @@ def test_nonfinite_batches_are_skipped_and_counted(tiny_corpus, monkeypatch):
     assert any(not torch.equal(before[k], v) for k, v in t.model.state_dict().items())
 
 
-def test_a_run_whose_loss_stays_nonfinite_fails(tiny_corpus, monkeypatch):
-    t = Trainer(_cfg(**{"train.epochs": 2}), tiny_corpus)
+def test_a_run_whose_loss_stays_nonfinite_fails(fast_config, tiny_corpus, monkeypatch):
+    t = Trainer(fast_config(**{"train.epochs": 2}), tiny_corpus)
     monkeypatch.setattr(t, "_loss", lambda batch: torch.tensor(float("inf"), requires_grad=True))
     with pytest.raises(NonFiniteLossError, match="non-finite"):
         t.fit()
 
 
-def test_ctc_infeasible_samples_are_excluded_with_a_count(tiny_corpus):
-    t = Trainer(_cfg(**{"data.max_frames": 3}), tiny_corpus)  # clip every sample to 3 frames
+def test_ctc_infeasible_samples_are_excluded_with_a_count(fast_config, tiny_corpus):
+    t = Trainer(fast_config(**{"data.max_frames": 3}), tiny_corpus)  # clip every sample to 3 frames
     assert t.train_set.excluded and all("needed by CTC" in why for why in t.train_set.excluded.values())
     assert len(t.train_set) + len(t.train_set.excluded) == 64
     for labels in t.train_set.labels:
         assert len(labels) <= 3
 
 
-def test_checkpoints_are_ours_and_loaded_safely(tiny_corpus, tmp_path):
-    _run(tiny_corpus, tmp_path, stop_after=1)
+def test_checkpoints_are_ours_and_loaded_safely(fast_config, tiny_corpus, tmp_path):
+    _run(fast_config(**{"train.epochs": 4}), tiny_corpus, tmp_path, stop_after=1)
     state = checkpoint.load(tmp_path / "last.pt")
     assert state["format"] == "slr-checkpoint" and state["epoch"] == 1 and "config" in state
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
