@@ -171,9 +171,10 @@ def cmd_decode(args: argparse.Namespace) -> int:
     from slr import checkpoint
     from slr.corpus.readers import RecordingError, read_recording
     from slr.evaluate import for_inference, load_model, recognize
-    cfg, vocab, features, model = load_model(args.checkpoint)
+    state = checkpoint.load(args.checkpoint)
+    cfg, vocab, features, model = load_model(args.checkpoint, state=state)
     model = for_inference(model, args.precision)
-    fps = float(checkpoint.load(args.checkpoint).get("fps", 25.0))
+    fps = float(state.get("fps", 25.0))
     dim = cfg.features.input_dim if cfg.features.layout == "precomputed" else None
     failed = 0
     for path in args.inputs:

@@ -52,9 +52,11 @@ def for_inference(model: Student, precision: str = "fp32") -> nn.Module:
         return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8).eval()
 
 
-def load_model(path: str | Path, device: str = "cpu") -> tuple[Config, Vocabulary, FeaturePipeline, Student]:
-    """Rebuild features and model from a checkpoint (safe load) in eval mode."""
-    state = checkpoint.load(path, map_location=device)
+def load_model(path: str | Path, device: str = "cpu", state: dict[str, Any] | None = None
+               ) -> tuple[Config, Vocabulary, FeaturePipeline, Student]:
+    """Rebuild features and model from a checkpoint (safe load) in eval mode; ``state``: the checkpoint at
+    ``path`` already loaded (``checkpoint.load``), so a caller that needs more of it reads it once."""
+    state = state if state is not None else checkpoint.load(path, map_location=device)
     cfg = Config.from_dict(state["config"], source=str(path))
     vocab = Vocabulary.from_list(state["vocab"], source=str(path))
     features = FeaturePipeline(cfg.features)
