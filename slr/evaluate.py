@@ -16,16 +16,17 @@ from slr.config import PRECISIONS, Config
 from slr.corpus.store import Corpus
 from slr.decode import align, beam_search, greedy
 from slr.features import FeaturePipeline
-from slr.model import Student
+from slr.model import Student, fold_batch_norm
 from slr.vocab import Vocabulary
 
 
 class _Cast(nn.Module):
-    """The model with its weights in ``dtype``; features are cast on the way in (log-probs stay float32)."""
+    """``model`` (moved, not copied) with its weights in ``dtype``; features are cast on the way in (log-probs
+    stay float32)."""
 
-    def __init__(self, model: Student, dtype: torch.dtype):
+    def __init__(self, model: nn.Module, dtype: torch.dtype):
         super().__init__()
-        self.model, self.dtype = copy.deepcopy(model).to(dtype), dtype
+        self.model, self.dtype = model.to(dtype), dtype
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.model(x.to(self.dtype), lengths)
@@ -37,19 +38,22 @@ def for_inference(model: Student, precision: str = "fp32") -> nn.Module:
     ``bf16``: weights and activations in bfloat16 (fast on CPUs with bf16 matmuls, e.g. AVX-512 BF16 or AMX,
     and on GPUs). ``int8``: CPU only; the Linear layers (the modality encoders, which hold most of the FLOPs,
     and the head) dynamically quantized, int8 weights and per-batch int8 activations; the LSTM stays fp32 (its
-    quantized kernel is slower here: docs/benchmarks.md, throughput). Both change the output slightly: check the
-    WER (``slr eval --precision``) before deploying one."""
+    quantized kernel is slower here: docs/benchmarks.md, throughput). Both also fold BatchNorm into the
+    convolutions (:func:`slr.model.fold_batch_norm`). Both change the output slightly: check the WER
+    (``slr eval --precision``) before deploying one. ``fp32`` is the model itself, bit for bit as trained."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: must be one of {', '.join(PRECISIONS)}")
     if precision == "fp32":
         return model
-    if precision == "bf16":
-        return _Cast(model, torch.bfloat16).eval()
-    if next(model.parameters()).device.type != "cpu":
+    if precision == "int8" and next(model.parameters()).device.type != "cpu":
         raise ValueError("precision int8: dynamic quantization runs on CPU only (use bf16 on a GPU)")
+    # folding needs eval mode; a model given in training mode keeps its mode (a copy is switched)
+    folded = fold_batch_norm(copy.deepcopy(model).eval() if model.training else model)
+    if precision == "bf16":
+        return _Cast(folded, torch.bfloat16).eval()
     with warnings.catch_warnings():  # torch's notice that eager-mode quantization will move to torchao
         warnings.filterwarnings("ignore", message=r"(?s).*(torchao|quantize_per_tensor)")
-        return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8).eval()
+        return torch.ao.quantization.quantize_dynamic(folded, {nn.Linear}, dtype=torch.qint8, inplace=True).eval()
 
 
 def load_model(path: str | Path, device: str = "cpu", state: dict[str, Any] | None = None

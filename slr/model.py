@@ -13,9 +13,12 @@ squeeze-excitation averages over real frames only, and the BiLSTM runs on packed
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from slr.config import ConfigError, ModelConfig
@@ -181,3 +184,23 @@ class Student(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def fold_batch_norm(model: nn.Module) -> nn.Module:
+    """An inference copy of ``model`` with every BatchNorm that directly follows a convolution in a Sequential
+    folded into that convolution's weights and bias (``y = bn(conv(x))`` becomes one conv): 21 fewer passes
+    over the activations for the seed student. Same outputs up to float rounding; ``model`` is left as it is.
+    The statistics are frozen, so this is for eval mode only."""
+    if model.training:
+        raise ValueError("fold_batch_norm: the model is in training mode; folding freezes BatchNorm statistics, "
+                         "so call model.eval() first")
+    folded = copy.deepcopy(model)
+    for seq in folded.modules():
+        if not isinstance(seq, nn.Sequential):
+            continue
+        for i in range(len(seq) - 1):
+            conv, bn = seq[i], seq[i + 1]
+            if isinstance(conv, (nn.Conv1d, nn.ConvTranspose1d)) and isinstance(bn, nn.BatchNorm1d):
+                seq[i] = fuse_conv_bn_eval(conv, bn, transpose=isinstance(conv, nn.ConvTranspose1d))
+                seq[i + 1] = nn.Identity()
+    return folded

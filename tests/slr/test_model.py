@@ -3,7 +3,7 @@ import torch
 
 from slr.config import ConfigError, FeaturesConfig, ModelConfig
 from slr.features import FeaturePipeline
-from slr.model import MobileNetV3Block, Student, block_strides
+from slr.model import MobileNetV3Block, Student, block_strides, fold_batch_norm
 
 
 def _model(**changes):
@@ -94,3 +94,24 @@ def test_pointwise_is_a_1x1_conv_with_the_same_parameters(bias):
     xb, pb = x.bfloat16(), Pointwise(24, 40, bias=bias).to(torch.bfloat16)
     pb.load_state_dict(conv.state_dict())
     assert pb(xb).dtype == torch.bfloat16 and torch.allclose(pb(xb).float(), conv(x), atol=0.1, rtol=0.05)
+
+
+def test_folding_batch_norm_keeps_the_output_and_the_model():
+    torch.manual_seed(0)
+    m = _model(num_blocks=3)
+    for bn in (mod for mod in m.modules() if isinstance(mod, torch.nn.BatchNorm1d)):  # trained-like statistics
+        bn.running_mean.normal_(0, 0.5)
+        bn.running_var.uniform_(0.2, 3.0)
+        bn.weight.data.uniform_(0.5, 1.5)
+        bn.bias.data.normal_(0, 0.3)
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    folded = fold_batch_norm(m)
+    assert not any(isinstance(mod, torch.nn.BatchNorm1d) for mod in folded.modules())
+    assert sum(isinstance(mod, torch.nn.BatchNorm1d) for mod in m.modules()) == 3 * 3 + 3  # blocks, stem, up, proj
+    x, lengths = torch.randn(2, 37, 6516), torch.tensor([37, 22])
+    with torch.no_grad():
+        ref, out = m(x, lengths), folded(x, lengths)
+    assert ref.std() > 0.01 and torch.allclose(out, ref, atol=1e-4), (out - ref).abs().max()
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+    with pytest.raises(ValueError, match="training mode.*model.eval"):
+        fold_batch_norm(m.train())
