@@ -1,6 +1,6 @@
 """GPU figures for the seed student (needs CUDA): training throughput fp32 vs bf16 autocast, cuDNN LSTM on and
 off, torch.compile; FLOPs per frame and the fraction of the device's measured peak; k trials packed on one GPU
-(as Ray's fractional slices run them: k processes on one device, each capping its memory to 1/k); CUDA CTC
+(as Ray's fractional slices: k tasks holding num_gpus=1/k each, or k plain processes capped to 1/k); CUDA CTC
 against CPU CTC; the per-process memory cap a trial sets.
 
     python benchmarks/gpu.py                       # on a CUDA machine; writes benchmarks/results/gpu.json
@@ -176,29 +176,37 @@ def memory_cap(fraction: float = 0.25) -> dict[str, Any]:
     return dict(fraction=fraction, total_gib=total / 2**30, within_share_allocated=True, over_share_refused=refused)
 
 
-def _pack_worker(rank: int, k: int, corpus: str, seconds: float, amp: bool, barrier, queue) -> None:  # noqa: ANN001
-    torch.set_num_threads(1)
-    torch.cuda.set_per_process_memory_fraction(1.0 / k, 0)  # as tune.trainable.pick_device does
-    trainer = _trainer(corpus, PACK_BATCH, amp=amp)
-    batches = _staged(trainer, 24)
+def _timed_training(trainer, batches: list, seconds: float, wait_for_all) -> dict[str, Any]:  # noqa: ANN001
+    """Warm up, wait until every packed trial is ready (``wait_for_all()``), then train for ``seconds``."""
+    cuda = trainer.device.type == "cuda"
     trainer.model.train()
     for b in batches[:6]:
         train_step(trainer, b)
-    torch.cuda.synchronize()
-    barrier.wait()
+    if cuda:
+        torch.cuda.synchronize()
+    wait_for_all()
     t0, frames, i = time.perf_counter(), 0, 0
     while time.perf_counter() - t0 < seconds:
         b = batches[i % len(batches)]
         train_step(trainer, b)
         frames += int(b.lengths.sum())
         i += 1
-    torch.cuda.synchronize()
-    queue.put(dict(rank=rank, fps=frames / (time.perf_counter() - t0),
-                   peak_memory_mib=torch.cuda.max_memory_allocated() / 2**20,
-                   reserved_mib=torch.cuda.max_memory_reserved() / 2**20))
+    if cuda:
+        torch.cuda.synchronize()
+    return dict(fps=frames / (time.perf_counter() - t0), pid=os.getpid(), device=trainer.device.type,
+                peak_memory_mib=torch.cuda.max_memory_allocated() / 2**20 if cuda else 0.0,
+                reserved_mib=torch.cuda.max_memory_reserved() / 2**20 if cuda else 0.0)
+
+
+def _pack_worker(rank: int, k: int, corpus: str, seconds: float, amp: bool, barrier, queue) -> None:  # noqa: ANN001
+    torch.set_num_threads(1)
+    torch.cuda.set_per_process_memory_fraction(1.0 / k, 0)  # as tune.trainable.pick_device does
+    trainer = _trainer(corpus, PACK_BATCH, amp=amp)
+    queue.put(dict(rank=rank, **_timed_training(trainer, _staged(trainer, 24), seconds, barrier.wait)))
 
 
 def packing(corpus: str, ks: list[int], seconds: float, amp: bool = False) -> dict[str, Any]:
+    """k plain processes on the GPU, each capped to 1/k of its memory (``--pack-via process``)."""
     ctx = torch.multiprocessing.get_context("spawn")
     out = {}
     for k in ks:
@@ -209,12 +217,77 @@ def packing(corpus: str, ks: list[int], seconds: float, amp: bool = False) -> di
         rows = [queue.get(timeout=600) for _ in procs]
         for p in procs:
             p.join()
-        out[str(k)] = dict(aggregate_fps=sum(r["fps"] for r in rows), per_trial=rows,
-                           peak_memory_mib=max(r["peak_memory_mib"] for r in rows))
+        out[str(k)] = _pack_row(rows)
+    return _speedups(out, ks, via="process")
+
+
+def _pack_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return dict(aggregate_fps=sum(r["fps"] for r in rows), per_trial=rows,
+                peak_memory_mib=max(r["peak_memory_mib"] for r in rows))
+
+
+def _speedups(out: dict[str, Any], ks: list[int], via: str) -> dict[str, Any]:
     base = out[str(ks[0])]["aggregate_fps"]
     for k in ks:
         out[str(k)]["speedup_vs_1"] = out[str(k)]["aggregate_fps"] / base
+        out[str(k)]["via"] = via
     return out
+
+
+def _ray_pack_trial(k: int, corpus: str, seconds: float, amp: bool, barrier) -> dict[str, Any]:  # noqa: ANN001
+    """One packed trial as a Ray task holding ``gpu: 1/k``: the device and memory cap chosen as a sweep's trial
+    chooses them (``tune.trainable.pick_device``), then the same timed training as the process variant."""
+    import ray
+
+    from tune.trainable import pick_device
+    torch.set_num_threads(1)
+    trainer = _trainer(corpus, PACK_BATCH, amp=amp, device=pick_device(1.0 / k))
+
+    def wait_for_all() -> None:  # a barrier across Ray workers: a counter in an actor
+        ray.get(barrier.arrive.remote())
+        while ray.get(barrier.count.remote()) < k:
+            time.sleep(0.01)
+    row = _timed_training(trainer, _staged(trainer, 24), seconds, wait_for_all)
+    return dict(row, gpu_ids=[str(g) for g in ray.get_gpu_ids()],
+                cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"))
+
+
+def packing_ray(corpus: str, ks: list[int], seconds: float, amp: bool = False) -> dict[str, Any]:
+    """k trials on one GPU as Ray schedules them: k tasks each asking for ``num_gpus=1/k`` on a local Ray with one
+    GPU (``--pack-via ray``, the default). Without CUDA, Ray is told of one logical GPU and the trials train on
+    CPU: that checks the scheduling path, it measures nothing about GPUs."""
+    from tune.sweep import ensure_ray_token
+    ensure_ray_token()  # before ray is imported: Ray reads RAY_AUTH_MODE once, at import
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class Barrier:
+        def __init__(self) -> None:
+            self.n = 0
+
+        def arrive(self) -> int:
+            self.n += 1
+            return self.n
+
+        def count(self) -> int:
+            return self.n
+
+    here = str(Path(__file__).resolve().parent)
+    path = os.pathsep.join([here, str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False,
+             num_gpus=None if torch.cuda.is_available() else 1, runtime_env={"env_vars": {"PYTHONPATH": path}})
+    out = {}
+    try:
+        for k in ks:
+            barrier = Barrier.remote()
+            # max_calls=1: a fresh worker per trial, so no memory cap or CUDA context carries over between k
+            task = ray.remote(num_gpus=1.0 / k, num_cpus=1, max_calls=1)(_ray_pack_trial)
+            rows = ray.get([task.remote(k, corpus, seconds, amp, barrier) for _ in range(k)], timeout=900)
+            out[str(k)] = _pack_row(rows)
+            ray.kill(barrier)
+    finally:
+        ray.shutdown()
+    return _speedups(out, ks, via="ray")
 
 
 def _err(m: dict[str, Any]) -> str:
@@ -283,6 +356,11 @@ def render(r: dict[str, Any], repeats: list[dict[str, Any]] | None = None) -> st
         again.append(", ".join(f"{d} {p['4']['speedup_vs_1']:.2f}x" for d, p in rp.items() if "4" in p))
         runs_met.append(any(p["4"]["speedup_vs_1"] >= 3.5 for p in rp.values() if "4" in p))
     met = any(v >= 3.5 for v in k4.values())
+    via = next(iter(next(iter(packs.values())).values())).get("via", "process")
+    how = ("k Ray tasks on a local Ray with one GPU, each holding `num_gpus=1/k` and choosing its device and memory "
+           "cap as a sweep's trial does (`tune.trainable.pick_device`);" if via == "ray" else
+           "k processes on one GPU, each capping its CUDA memory to 1/k as a trial on a `gpu: 1/k` slice does, "
+           "not scheduled by Ray;")
     repeat_note = (f" Other runs of this script the same day, on other machines of the same kind, measured k = 4 at "
                    f"{'; '.join(again)}: the target was met in {sum(runs_met) + met} of {len(runs_met) + 1} runs, so "
                    "packing gains vary by several tenths between runs and sit around the target." if again else "")
@@ -308,7 +386,7 @@ fp32 with TF32 on CUDA (`bf16` and strict-fp32 `off` remain selectable). Fastest
 
 {compile_note}
 
-**Packing** (k processes on one GPU, each capping its CUDA memory to 1/k as a trial on a `gpu: 1/k` slice does;
+**Packing** ({how}
 batch {PACK_BATCH}, {r['pack_seconds']:.0f} s each after warm-up, batches staged on the GPU, 1 CPU thread each):
 
 {chr(10).join(prow)}
@@ -329,6 +407,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pack", default="1,2,4,8", help="k values for packing")
     p.add_argument("--pack-seconds", type=float, default=20.0)
     p.add_argument("--pack-dtypes", default="fp32,bf16", help="packing runs: fp32 and/or bf16 (autocast)")
+    p.add_argument("--pack-via", choices=("ray", "process"), default="ray",
+                   help="ray: k Ray tasks holding num_gpus=1/k each, as a sweep's trials (default); process: k plain "
+                   "processes capped to 1/k of the memory")
+    p.add_argument("--pack-only", action="store_true", help="measure packing and nothing else, saved as "
+                   "gpu_pack.json; runs without CUDA too (Ray is told of one logical GPU and the trials train on "
+                   "CPU: a check of the path, not a GPU figure)")
     p.add_argument("--modes", default="", help="only these trainer modes, ';'-separated exact names "
                    "(e.g. 'fp32;fp32 + torch.compile (dynamic shapes)'); default: all")
     p.add_argument("--modes-only", action="store_true", help="measure the modes and nothing else, saved as "
@@ -345,11 +429,20 @@ def main(argv: list[str] | None = None) -> int:
         write_section(Path(args.doc), "gpu", body, measured=result)
         print(body)
         return 0
-    if not torch.cuda.is_available():
-        print("benchmarks/gpu.py needs a CUDA device", file=sys.stderr)
+    if not torch.cuda.is_available() and not args.pack_only:
+        print("benchmarks/gpu.py needs a CUDA device (only --pack-only runs without one)", file=sys.stderr)
         return 2
     set_command(__file__, argv)
     corpus = make_corpus(Path(args.corpus))
+    pack = packing_ray if args.pack_via == "ray" else packing
+    if args.pack_only:
+        ks = [int(k) for k in args.pack.split(",")]
+        result = dict(cuda=torch.cuda.is_available(), pack_seconds=args.pack_seconds,
+                      packing={d: pack(corpus, ks, args.pack_seconds, amp=d == "bf16") for d in args.pack_dtypes.split(",")})
+        path = save("gpu_pack", result, Path(args.results) if args.results else None)
+        print(f"wrote {path}: " + "; ".join(f"{d} k={k}: {row['aggregate_fps']:,.0f} frames/s ({row['speedup_vs_1']:.2f}x)"
+                                           for d, rows in result["packing"].items() for k, row in rows.items()))
+        return 0
     t0 = time.time()
     modes = {}
     for name, kw in {"fp32": dict(amp=False), "fp32, TF32 matmuls": dict(amp=False, tf32=True),
@@ -375,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.results) if args.results else None
     save("gpu_partial", result, out)  # what a run cut short still leaves
     for dtype in args.pack_dtypes.split(","):
-        result["packing"][dtype] = packing(corpus, [int(k) for k in args.pack.split(",")], args.pack_seconds,
+        result["packing"][dtype] = pack(corpus, [int(k) for k in args.pack.split(",")], args.pack_seconds,
                                            amp=dtype == "bf16")
         print(f"packing {dtype}: {json.dumps(result['packing'][dtype])}", flush=True)
         save("gpu_partial", result, out)

@@ -154,6 +154,23 @@ def test_gpu_renders_a_saved_result_and_says_when_there_is_no_cuda(tmp_path, cap
         assert "needs a CUDA device" in capsys.readouterr().err
 
 
+def test_gpu_packing_goes_through_ray_fractional_slices(tiny_corpus, tmp_path):
+    """k trials as Ray tasks holding num_gpus=1/k each; without CUDA Ray is told of one logical GPU and the
+    trials train on CPU, which checks the scheduling path (the GPU figure itself needs a GPU)."""
+    import gpu
+    import torch
+    assert gpu.main(["--pack-only", "--pack", "1,2", "--pack-seconds", "1", "--pack-dtypes", "fp32",
+                     "--corpus", str(tiny_corpus), "--results", str(tmp_path)]) == 0
+    packs = json.loads((tmp_path / "gpu_pack.json").read_text())["packing"]["fp32"]
+    assert list(packs) == ["1", "2"] and packs["1"]["speedup_vs_1"] == 1.0
+    for k, row in packs.items():
+        trials = row["per_trial"]
+        assert len(trials) == int(k) and len({t["pid"] for t in trials}) == int(k)  # k concurrent workers
+        assert row["via"] == "ray" and all(t["fps"] > 0 and t["gpu_ids"] == ["0"] for t in trials)  # one GPU, shared
+        assert row["aggregate_fps"] == pytest.approx(sum(t["fps"] for t in trials))
+        assert all(t["device"] == ("cuda" if torch.cuda.is_available() else "cpu") for t in trials)
+
+
 def test_scale_model(tmp_path):
     import scale_model
     assert scale_model.asha_trial_epochs(100, 100, 10, 3) == pytest.approx(100 * 10 + 100 / 3 * 20 + 100 / 9 * 60
