@@ -232,8 +232,8 @@ def main(argv: list[str] | None = None) -> int:
 | recognizing a 10 s sentence (250 frames, 1 core, {rtf['vocab_size']:,} glosses) | {rtf['latency_s'] * 1000:.1f} ms = **{rtf['times_real_time']:.0f}x real time** (real-time factor {rtf['rtf_1core']:.4f}) |
 | of which: features (543 x 3 landmarks -> 6516 per frame) | {rtf['features_s'] * 1000:.1f} ms |
 | of which: model + greedy decoding | {rtf['model_decode_s'] * 1000:.1f} ms |
-| the same with the model in bf16 (`slr decode --precision bf16`: weights and activations; this CPU has AVX-512 BF16) | {rtf['bf16_latency_s'] * 1000:.1f} ms = **{rtf['bf16_times_real_time']:.0f}x real time**; greedy labels agree with fp32 on {rtf['bf16_frame_agreement']:.1%} of frames (untrained weights) |
-| the same with the model int8 (`--precision int8`: Linear layers dynamically quantized, LSTM fp32) | {rtf['int8_latency_s'] * 1000:.1f} ms = **{rtf['int8_times_real_time']:.0f}x real time**; greedy labels agree with fp32 on {rtf['int8_frame_agreement']:.1%} of frames (untrained weights) |
+| the same with the model in bf16 (`slr decode --precision bf16`: weights and activations, BatchNorm folded into the convolutions; this CPU has AVX-512 BF16) | {rtf['bf16_latency_s'] * 1000:.1f} ms = **{rtf['bf16_times_real_time']:.0f}x real time**; greedy labels agree with fp32 on {rtf['bf16_frame_agreement']:.1%} of frames (untrained weights) |
+| the same with the model int8 (`--precision int8`: Linear layers dynamically quantized, BatchNorm folded, LSTM fp32) | {rtf['int8_latency_s'] * 1000:.1f} ms = **{rtf['int8_times_real_time']:.0f}x real time**; greedy labels agree with fp32 on {rtf['int8_frame_agreement']:.1%} of frames (untrained weights) |
 {wer_row}{compiled_row}| model FLOPs for the sentence (flop counter, BiLSTM included) / this core's fp32 matmul peak | {rtf['model_flops'] / 1e9:.2f} GFLOP / {rtf['core_peak_flops'] / 1e9:.0f} GFLOP/s = at least {rtf['model_floor_s'] * 1000:.1f} ms for the model alone, {seconds_real(rtf, 'model_floor_s'):.0f}x real time at best |
 | model size | {train['parameters']:,} parameters, {rtf['model_bytes'] / 2**20:.1f} MiB fp32 |
 
