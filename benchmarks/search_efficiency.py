@@ -23,6 +23,7 @@ import math
 import os
 import sys
 import time
+import zlib
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -54,31 +55,32 @@ STRATEGIES = {  # name -> (searcher algorithm, scheduler, what ASHA ranks by, ot
 
 
 # -- build: train the grid once --------------------------------------------------------------------------
-def _train_point(args: tuple[str, int, dict[str, Any]]) -> list[dict[str, Any]]:
+def _train_point(args: tuple[str, int, dict[str, Any], int]) -> list[dict[str, Any]]:
     import torch
 
     from slr.config import Config
     from slr.train import Trainer
-    corpus, epochs, point = args
+    corpus, epochs, point, seed = args
     torch.set_num_threads(1)
     cfg = Config().override({**point, "train.epochs": epochs, "train.warmup_epochs": 1,
-                             "train.early_stopping_patience": 0, "data.batch_size": 4})
+                             "train.early_stopping_patience": 0, "data.batch_size": 4, "train.seed": seed})
     rows = []
     t0 = time.time()
     trainer = Trainer(cfg, corpus, on_epoch=lambda m, _: rows.append(
-        {**point, "epoch": m["epoch"], "dev_wer": m["dev_wer"], "dev_loss": m["dev_loss"],
+        {**point, "train_seed": seed, "epoch": m["epoch"], "dev_wer": m["dev_wer"], "dev_loss": m["dev_loss"],
          "seconds": time.time() - t0}))
     try:
         trainer.fit()
     except Exception as err:  # noqa: BLE001 -- a diverging point is a row too: it costs epochs and finds nothing
-        rows.append({**point, "epoch": trainer.state["epoch"] + 1, "dev_wer": math.nan, "dev_loss": math.nan,
+        rows.append({**point, "train_seed": seed, "epoch": trainer.state["epoch"] + 1, "dev_wer": math.nan, "dev_loss": math.nan,
                      "seconds": 0.0,
                      "error": type(err).__name__})
     return rows
 
 
-def build(corpus: str, epochs: int, out: Path, workers: int, limit: int = 0) -> Path:
-    """Train every grid point (``limit``: only points with the first ``limit`` learning rates, for smoke tests)."""
+def build(corpus: str, epochs: int, out: Path, workers: int, limit: int = 0, seed: int = 0) -> Path:
+    """Train every grid point with training seed ``seed`` (``limit``: only points with the first ``limit``
+    learning rates, for smoke tests)."""
     import pandas as pd
     grid = {**GRID, **({"train.learning_rate": GRID["train.learning_rate"][:limit]} if limit else {})}
     if limit:
@@ -87,15 +89,23 @@ def build(corpus: str, epochs: int, out: Path, workers: int, limit: int = 0) -> 
     rows: list[dict[str, Any]] = []
     t0 = time.time()
     with ProcessPoolExecutor(workers) as pool:
-        for i, result in enumerate(pool.map(_train_point, [(corpus, epochs, p) for p in points]), 1):
+        for i, result in enumerate(pool.map(_train_point, [(corpus, epochs, p, seed) for p in points]), 1):
             rows.extend(result)
             print(f"\r{i}/{len(points)} configurations trained ({time.time() - t0:.0f} s)", end="", flush=True)
     print()
     table = pd.DataFrame(rows)
+    if out.exists():  # a table with other training seeds: this seed's runs are added (or replace its old ones)
+        old = with_train_seed(pd.read_parquet(out))
+        table = pd.concat([old[old["train_seed"] != seed], table], ignore_index=True)
     table.attrs = {}
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_parquet(out)
     return out
+
+
+def with_train_seed(table):  # noqa: ANN001, ANN201 -- a pandas DataFrame
+    """Tables built before training seeds were recorded hold one run per configuration, with train.seed 0."""
+    return table if "train_seed" in table else table.assign(train_seed=0)
 
 
 # -- replay: the real searcher and scheduler on the table ----------------------------------------------
@@ -107,21 +117,27 @@ def _snap(key: str, value: float, grid: list[Any]) -> Any:
 
 
 class TableTrainable:
-    """Ray Tune function trainable that reports the table's per-epoch dev WER of the nearest grid point."""
+    """Ray Tune function trainable that reports the table's per-epoch dev WER of the nearest grid point. Where
+    the table holds several training runs of a configuration (training seeds), each trial gets one of them,
+    drawn from its suggested values and the replay's seed: as in a real sweep, a trial is one training run, with
+    that run's luck."""
 
-    def __init__(self, table_path: str):
-        self.table_path = table_path
+    def __init__(self, table_path: str, replay_seed: int = 0):
+        self.table_path, self.replay_seed = table_path, replay_seed
 
     def __call__(self, params: dict[str, Any]) -> None:
         import pandas as pd
         from ray import tune
 
         from tune.search import with_rank_metric
-        table = pd.read_parquet(self.table_path)
+        table = with_train_seed(pd.read_parquet(self.table_path))
         point = {k: _snap(k, params[k], sorted(table[k].unique().tolist())) for k in GRID}
         rows = table
         for k, v in point.items():
             rows = rows[np.isclose(rows[k], v)]
+        seeds = sorted(rows["train_seed"].unique().tolist())
+        draw = zlib.crc32(json.dumps([self.replay_seed, sorted(params.items())], default=str).encode())
+        rows = rows[rows["train_seed"] == seeds[draw % len(seeds)]]
         rows = rows.sort_values("epoch")
         best = math.inf
         epochs = int(table["epoch"].max())
@@ -160,7 +176,7 @@ def replay_one(table_path: Path, algorithm: str, scheduler: str, seed: int, tria
                           baseline_first=False, mlflow={"enabled": False}))
     spec.sweep_dir.mkdir(parents=True, exist_ok=True)
     tuner = tune.Tuner(  # the sweep's own searcher and scheduler construction (tune.search)
-        TableTrainable(str(table_path)),
+        TableTrainable(str(table_path), seed),
         tune_config=tune.TuneConfig(search_alg=OptunaSearcher(spec), scheduler=make_scheduler(spec),
                                     num_samples=trials, max_concurrent_trials=1, reuse_actors=True),
         run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0))
@@ -245,15 +261,31 @@ def efficiency(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def main_effects(table) -> dict[str, dict[str, Any]]:  # noqa: ANN001 -- a pandas DataFrame
-    """Full-factorial main effects: mean (over the rest of the grid) of each configuration's best dev WER,
-    per level of each hyperparameter; the spread between levels ranks what moves dev WER most."""
-    best = table.groupby(list(GRID))["dev_wer"].min().fillna(1.0).reset_index()
+    """Full-factorial main effects: mean (over the rest of the grid) of each configuration's best dev WER
+    (averaged over its training seeds), per level of each hyperparameter; the spread between levels ranks what moves dev WER most."""
+    runs = with_train_seed(table).groupby([*GRID, "train_seed"])["dev_wer"].min().fillna(1.0)
+    best = runs.groupby(list(GRID)).mean().reset_index()  # over training seeds
     out = {}
     for key in GRID:
         levels = best.groupby(key)["dev_wer"].mean()
         out[key] = dict(levels={str(k): float(v) for k, v in levels.items()},
                         spread=float(levels.max() - levels.min()))
     return dict(sorted(out.items(), key=lambda kv: -kv[1]["spread"]))
+
+
+def seed_noise(table, target: float) -> dict[str, Any] | None:  # noqa: ANN001 -- a pandas DataFrame
+    """How much of a configuration's result is the luck of one training run: per configuration, the best dev
+    WER of each training seed; their Spearman rank correlation, mean absolute difference, and how many
+    configurations reach ``target`` with each seed (None for a table with one seed)."""
+    best = with_train_seed(table).groupby([*GRID, "train_seed"])["dev_wer"].min().fillna(1.0).unstack("train_seed")
+    if best.shape[1] < 2:
+        return None
+    a, b = best.iloc[:, 0], best.iloc[:, 1]
+    return dict(seeds=[int(c) for c in best.columns], configurations=len(best),
+                spearman=float(np.corrcoef(a.rank(), b.rank())[0, 1]), mean_abs_diff=float((a - b).abs().mean()),
+                max_abs_diff=float((a - b).abs().max()),
+                within_target={str(int(c)): int((best[c] <= target).sum()) for c in best.columns},
+                within_target_mean=int((best.mean(axis=1) <= target).sum()))
 
 
 def plot(result: dict[str, Any], path: Path) -> Path:
@@ -294,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--table", default=str(RESULTS / "search_table.parquet"))
     b.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     b.add_argument("--limit", type=int, default=0, help="smoke test: first N learning rates, one value of the rest")
+    b.add_argument("--train-seed", type=int, default=0, help="train.seed of every run (a second table with another "
+                   "seed measures how much one training run's result is luck)")
     r = sub.add_parser("replay", help="replay the strategies on the table; write the figure and docs section")
     r.add_argument("--table", default=str(RESULTS / "search_table.parquet"))
     r.add_argument("--seeds", type=int, default=5)
@@ -317,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
             from slr.corpus.synthetic import generate, with_overrides
             generate(with_overrides("quickstart", types=12, train=192, dev=48, test=48, length_mean=3.0,
                                     length_max=5), args.corpus, seed=0)
-        print(f"wrote {build(args.corpus, args.epochs, Path(args.table), args.workers, args.limit)}")
+        table = build(args.corpus, args.epochs, Path(args.table), args.workers, args.limit, args.train_seed)
+        print(f"wrote {table}")
         return 0
     if args.action == "render":
         saved = json.loads(Path(args.saved).read_text())
@@ -341,9 +376,22 @@ def render(result: dict[str, Any], args: argparse.Namespace, measured: dict[str,
     png = plot(result, out_dir / f"search_efficiency{tag}.png")
     table = pd.read_parquet(args.table)
     effects = main_effects(table)
+    noise = seed_noise(table, eff["target"])
     setup = {k: result[k] for k in ("epochs", "trials", "seeds", "grace", "asha_trials")}
     if measured is None:
-        save(f"search_efficiency{tag}", dict(**eff, setup=setup, main_effects=effects, runs=result["runs"]), out_dir)
+        save(f"search_efficiency{tag}", dict(**eff, setup=setup, main_effects=effects, seed_noise=noise,
+                                              runs=result["runs"]), out_dir)
+    train_seeds = sorted(with_train_seed(table)["train_seed"].unique().tolist())
+    trained = ("trained once with the real trainer" if len(train_seeds) == 1 else
+               f"trained with the real trainer under {len(train_seeds)} training seeds each (`train.seed` "
+               f"{', '.join(map(str, train_seeds))}; a trial gets one of the runs, drawn from its suggested values)")
+    noise_note = "" if noise is None else (
+        f"\n\nOne training run's luck: between training seeds {noise['seeds'][0]} and {noise['seeds'][1]}, a "
+        f"configuration's best dev WER differs by {100 * noise['mean_abs_diff']:.1f} points on average (at most "
+        f"{100 * noise['max_abs_diff']:.1f}); Spearman rank correlation of the {noise['configurations']} configurations "
+        f"{noise['spearman']:.2f}. Configurations within the target: "
+        + ", ".join(f"{n} with seed {k}" for k, n in noise["within_target"].items())
+        + f", {noise['within_target_mean']} on the mean of the seeds.")
     rows = ["| strategy | reached target (seeds) | median trial-epochs to target | ratio to full-budget random "
             "| final best (mean) | trial-epochs spent (mean) |", "|---|---|---|---|---|---|"]
     for name, s in eff["strategies"].items():
@@ -357,7 +405,7 @@ def render(result: dict[str, Any], args: argparse.Namespace, measured: dict[str,
                f"{ours['reached']}/{seeds} seeds, full-budget random search itself in {ref['reached']}/{seeds}.** "
                "The median counts a seed that never reached the target as infinitely late.")
     body = (f"## Search efficiency (tabular benchmark, ASHA grace period {grace})\n\nTable: {len(table.groupby(list(GRID)))} "
-            f"configurations x {result['epochs']} epochs trained once with the real trainer "
+            f"configurations x {result['epochs']} epochs {trained} "
             f"(`{os.path.relpath(args.table, ROOT)}`); grid: "
             + "; ".join(f"`{k}` {sorted(table[k].unique().tolist())}" for k in GRID)
             + f". Each strategy: the same budget of {result['trials'] * result['epochs']} trial-epochs (full-budget random: "
@@ -369,7 +417,7 @@ def render(result: dict[str, Any], args: argparse.Namespace, measured: dict[str,
             "suggested values snap to the nearest grid point. Target: within 1 WER point of full-budget random "
             f"search's final best, averaged over seeds ({100 * eff['target']:.1f} % dev WER); full-budget random "
             f"spends {eff['full_random_trial_epochs']:.0f} trial-epochs.\n\n" + "\n".join(rows)
-            + "\n\n" + verdict
+            + "\n\n" + verdict + noise_note
             + f"\n\n![anytime curves]({os.path.relpath(png, Path(args.doc).parent)})"
             + "\n\nMain effects on the same table (mean best dev WER over the rest of the grid, per level): "
             + "; ".join(f"`{k}` spread {100 * e['spread']:.1f} points ("

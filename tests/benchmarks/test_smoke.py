@@ -105,6 +105,12 @@ def test_search_efficiency_build_and_replay(tiny_corpus, tmp_path):
                     "--table", str(table)]) == 0
     rows = pd.read_parquet(table)
     assert len(rows) == 2 * 2 and set(rows["epoch"]) == {1, 2}  # 2 configurations x 2 epochs, real training
+    # a second training seed is added to the same table; the first seed's runs stay as they were
+    assert se.main(["build", "--corpus", str(tiny_corpus), "--epochs", "2", "--limit", "2", "--workers", "1",
+                    "--table", str(table), "--train-seed", "1"]) == 0
+    both = pd.read_parquet(table)
+    assert len(both) == 2 * 2 * 2 and sorted(both["train_seed"].unique()) == [0, 1]
+    assert both[both["train_seed"] == 0].reset_index(drop=True).equals(rows)
     doc = tmp_path / "b.md"
     assert se.main(["replay", "--table", str(table), "--seeds", "1", "--trials", "3", "--doc", str(doc),
                     "--results", str(tmp_path), "--storage", str(tmp_path / "sweeps")]) == 0
@@ -115,6 +121,9 @@ def test_search_efficiency_build_and_replay(tiny_corpus, tmp_path):
     assert (tmp_path / "search_efficiency_grace1.png").read_bytes()[:4] == b"\x89PNG"
     section = _section(doc, "search_efficiency_grace1")
     assert "it reached the target in" in section and "full-budget random search itself in" in section
+    noise = result["seed_noise"]
+    assert noise["seeds"] == [0, 1] and noise["configurations"] == 2 and noise["mean_abs_diff"] >= 0
+    assert "One training run's luck" in section and "2 training seeds each" in section
     # the section can be rebuilt from the saved JSON alone (no replay): same table, same verdict
     doc.write_text("")
     assert se.main(["render", str(tmp_path / "search_efficiency_grace1.json"), "--table", str(table),
