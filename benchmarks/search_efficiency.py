@@ -1,7 +1,8 @@
 """Search efficiency, the headline: how many trial-epochs does each strategy need to find a good model?
 
-A tabular benchmark, as HPO research does: ``build`` trains a fixed grid of configurations once with the
-real trainer and stores every per-epoch dev WER in a Parquet table; ``replay`` runs the strategies through
+A tabular benchmark, as HPO research does: ``build`` trains a fixed grid of configurations with the real
+trainer and stores every per-epoch dev WER in a Parquet table, once per training seed (one run of a 10-epoch
+configuration is partly luck: the table holds two); ``replay`` runs the strategies through
 the real searcher and scheduler code (``tune.search.OptunaSearcher``, Ray's ``ASHAScheduler``, Ray Tune
 itself) with a trainable that reads the table instead of training, for several seeds each:
 
@@ -10,8 +11,9 @@ itself) with a trainable that reads the table instead of training, for several s
 Reported: best dev WER so far against cumulative trial-epochs (anytime plot, PNG), and the ratio of
 trial-epochs TPE + ASHA needs to come within 1 WER point of full-budget random search's final best.
 
-    python benchmarks/search_efficiency.py build --epochs 10      # ~20 min on 2 CPU cores
-    python benchmarks/search_efficiency.py replay --seeds 5 --trials 24
+    python benchmarks/search_efficiency.py build --epochs 10                  # ~15 min on 2 CPU cores
+    python benchmarks/search_efficiency.py build --epochs 10 --train-seed 1   # the second run of each
+    python benchmarks/search_efficiency.py replay --seeds 20 --trials 24 --grace 2
 """
 
 from __future__ import annotations
@@ -404,7 +406,9 @@ def render(result: dict[str, Any], args: argparse.Namespace, measured: dict[str,
                f"over {seeds} seeds (target <= 25 %: {'met' if met else 'not met'}); it reached the target in "
                f"{ours['reached']}/{seeds} seeds, full-budget random search itself in {ref['reached']}/{seeds}.** "
                "The median counts a seed that never reached the target as infinitely late.")
-    body = (f"## Search efficiency (tabular benchmark, ASHA grace period {grace})\n\nTable: {len(table.groupby(list(GRID)))} "
+    title = f"ASHA grace period {grace}" + (f", {len(train_seeds)} training seeds per configuration"
+                                                if len(train_seeds) > 1 else "")
+    body = (f"## Search efficiency (tabular benchmark, {title})\n\nTable: {len(table.groupby(list(GRID)))} "
             f"configurations x {result['epochs']} epochs {trained} "
             f"(`{os.path.relpath(args.table, ROOT)}`); grid: "
             + "; ".join(f"`{k}` {sorted(table[k].unique().tolist())}" for k in GRID)
