@@ -257,7 +257,7 @@ def packing_ray(corpus: str, ks: list[int], seconds: float, amp: bool = False) -
     GPU (``--pack-via ray``, the default). Without CUDA, Ray is told of one logical GPU and the trials train on
     CPU: that checks the scheduling path, it measures nothing about GPUs."""
     from tune.sweep import ensure_ray_token
-    ensure_ray_token()  # before ray is imported: Ray reads RAY_AUTH_MODE once, at import
+    ensure_ray_token()  # token auth on, as for a sweep (importing tune set RAY_AUTH_MODE before ray loaded)
     import ray
 
     @ray.remote(num_cpus=0)
@@ -438,7 +438,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.pack_only:
         ks = [int(k) for k in args.pack.split(",")]
         result = dict(cuda=torch.cuda.is_available(), pack_seconds=args.pack_seconds,
-                      packing={d: pack(corpus, ks, args.pack_seconds, amp=d == "bf16") for d in args.pack_dtypes.split(",")})
+                      packing={d: pack(corpus, ks, args.pack_seconds, amp=d == "bf16")
+                               for d in args.pack_dtypes.split(",")})
         path = save("gpu_pack", result, Path(args.results) if args.results else None)
         print(f"wrote {path}: " + "; ".join(f"{d} k={k}: {row['aggregate_fps']:,.0f} frames/s ({row['speedup_vs_1']:.2f}x)"
                                            for d, rows in result["packing"].items() for k, row in rows.items()))

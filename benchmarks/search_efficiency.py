@@ -74,9 +74,8 @@ def _train_point(args: tuple[str, int, dict[str, Any], int]) -> list[dict[str, A
     try:
         trainer.fit()
     except Exception as err:  # noqa: BLE001 -- a diverging point is a row too: it costs epochs and finds nothing
-        rows.append({**point, "train_seed": seed, "epoch": trainer.state["epoch"] + 1, "dev_wer": math.nan, "dev_loss": math.nan,
-                     "seconds": 0.0,
-                     "error": type(err).__name__})
+        rows.append({**point, "train_seed": seed, "epoch": trainer.state["epoch"] + 1, "dev_wer": math.nan,
+                     "dev_loss": math.nan, "seconds": 0.0, "error": type(err).__name__})
     return rows
 
 
@@ -264,7 +263,8 @@ def efficiency(result: dict[str, Any]) -> dict[str, Any]:
 
 def main_effects(table) -> dict[str, dict[str, Any]]:  # noqa: ANN001 -- a pandas DataFrame
     """Full-factorial main effects: mean (over the rest of the grid) of each configuration's best dev WER
-    (averaged over its training seeds), per level of each hyperparameter; the spread between levels ranks what moves dev WER most."""
+    (averaged over its training seeds), per level of each hyperparameter; the spread between levels ranks what
+    moves dev WER most."""
     runs = with_train_seed(table).groupby([*GRID, "train_seed"])["dev_wer"].min().fillna(1.0)
     best = runs.groupby(list(GRID)).mean().reset_index()  # over training seeds
     out = {}
@@ -390,8 +390,8 @@ def render(result: dict[str, Any], args: argparse.Namespace, measured: dict[str,
     noise_note = "" if noise is None else (
         f"\n\nOne training run's luck: between training seeds {noise['seeds'][0]} and {noise['seeds'][1]}, a "
         f"configuration's best dev WER differs by {100 * noise['mean_abs_diff']:.1f} points on average (at most "
-        f"{100 * noise['max_abs_diff']:.1f}); Spearman rank correlation of the {noise['configurations']} configurations "
-        f"{noise['spearman']:.2f}. Configurations within the target: "
+        f"{100 * noise['max_abs_diff']:.1f}); Spearman rank correlation of the {noise['configurations']} "
+        f"configurations {noise['spearman']:.2f}. Configurations within the target: "
         + ", ".join(f"{n} with seed {k}" for k, n in noise["within_target"].items())
         + f", {noise['within_target_mean']} on the mean of the seeds.")
     rows = ["| strategy | reached target (seeds) | median trial-epochs to target | ratio to full-budget random "
