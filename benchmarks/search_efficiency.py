@@ -26,7 +26,7 @@ import os
 import sys
 import time
 import zlib
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,13 @@ def build(corpus: str, epochs: int, out: Path, workers: int, limit: int = 0, see
     """Train every grid point with training seed ``seed`` (``limit``: only points with the first ``limit``
     learning rates, for smoke tests)."""
     import pandas as pd
+    # Runs of another length would make one table two benchmarks: under a cosine schedule a 10-epoch run is
+    # not the first half of a 20-epoch one.
+    if out.exists():
+        old_epochs = int(pd.read_parquet(out, columns=["epoch"])["epoch"].max())
+        if old_epochs != epochs:
+            raise SystemExit(f"{out} holds {old_epochs}-epoch runs; adding {epochs}-epoch runs would mix two "
+                             "benchmarks: give another --table")
     grid = {**GRID, **({"train.learning_rate": GRID["train.learning_rate"][:limit]} if limit else {})}
     if limit:
         grid = {k: (v if k == "train.learning_rate" else v[:1]) for k, v in grid.items()}
@@ -202,39 +209,53 @@ def anytime(events: list[tuple[int, float]]) -> tuple[np.ndarray, np.ndarray]:
     return spent, best
 
 
-def replay(table_path: Path, seeds: int, trials: int, storage: Path, grace: int = 1,
-           only: list[str] | None = None, asha_trial_factor: int = 3) -> dict[str, Any]:
-    import pandas as pd
-
+def _start_ray() -> None:
+    """A local Ray for this process (each replay worker has its own: a replay is latency-bound, not CPU-bound)."""
     import tune  # noqa: F401 -- sets RAY_AUTH_MODE=token: must come before ray is imported
     import ray
+    import ray.cloudpickle
     from tune.sweep import ensure_ray_token
-    epochs = int(pd.read_parquet(table_path)["epoch"].max())
-    if __name__ != "__main__":  # imported (tests): Ray workers cannot import benchmarks/, so ship the code by value
-        import ray.cloudpickle
-        ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    module = sys.modules[TableTrainable.__module__]
+    if module.__name__ != "__main__":  # imported (tests, pool workers): Ray workers cannot import benchmarks/
+        ray.cloudpickle.register_pickle_by_value(module)
     ensure_ray_token()
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    runs: dict[str, list[list[tuple[int, float]]]] = {}
-    try:
-        for name, (algorithm, scheduler, metric, extra) in STRATEGIES.items():
-            if only and name not in {*only, "random, full budget"}:  # the reference is always replayed
-                continue
-            runs[name] = []
-            for seed in range(seeds):
-                t0 = time.time()
-                # Equal budgets: every strategy may spend what full-budget random spends (trials x epochs);
-                # early stopping buys more trials inside it.
-                n = trials if scheduler == "none" else trials * asha_trial_factor
-                runs[name].append(replay_one(table_path, algorithm, scheduler, seed, n, epochs,
-                                             storage / name.replace(" ", "_").replace(",", ""), grace, metric, extra,
-                                             budget=trials * epochs))
-                if not runs[name][-1]:
-                    raise RuntimeError(f"{name}, seed {seed}: no trial reported (see the Ray errors above)")
-                print(f"{name:22s} seed {seed}: best {min(anytime(runs[name][-1])[1]):.3f} after "
-                      f"{runs[name][-1][-1][0]} trial-epochs ({time.time() - t0:.0f} s)", flush=True)
-    finally:
-        ray.shutdown()
+
+
+def _replay_task(args: tuple[Any, ...]) -> tuple[str, int, list[tuple[int, float]]]:
+    name, seed, *rest = args
+    return name, seed, replay_one(*rest)
+
+
+def replay(table_path: Path, seeds: int, trials: int, storage: Path, grace: int = 1,
+           only: list[str] | None = None, asha_trial_factor: int = 3, workers: int = 1) -> dict[str, Any]:
+    """Every strategy x seed, ``workers`` at a time, each worker process with its own local Ray."""
+    import multiprocessing
+
+    import pandas as pd
+    epochs = int(pd.read_parquet(table_path)["epoch"].max())
+    tasks = []
+    for name, (algorithm, scheduler, metric, extra) in STRATEGIES.items():
+        if only and name not in {*only, "random, full budget"}:  # the reference is always replayed
+            continue
+        # Equal budgets: every strategy may spend what full-budget random spends (trials x epochs); early
+        # stopping buys more trials inside it.
+        n = trials if scheduler == "none" else trials * asha_trial_factor
+        tasks += [(name, seed, table_path, algorithm, scheduler, seed, n, epochs,
+                   storage / name.replace(" ", "_").replace(",", ""), grace, metric, extra, trials * epochs)
+                  for seed in range(seeds)]
+    done: dict[tuple[str, int], list[tuple[int, float]]] = {}
+    t0 = time.time()
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_start_ray) as pool:
+        for future in as_completed([pool.submit(_replay_task, task) for task in tasks]):
+            name, seed, events = future.result()
+            if not events:
+                raise RuntimeError(f"{name}, seed {seed}: no trial reported (see the Ray errors above)")
+            done[name, seed] = events
+            print(f"[{len(done)}/{len(tasks)} {time.time() - t0:.0f} s] {name:24s} seed {seed}: best "
+                  f"{min(anytime(events)[1]):.3f} after {events[-1][0]} trial-epochs", flush=True)
+    runs = {name: [done[name, seed] for seed in range(seeds)] for name in dict.fromkeys(t[0] for t in tasks)}
     return dict(epochs=epochs, trials=trials, seeds=seeds, grace=grace, asha_trials=trials * asha_trial_factor,
                 runs=runs)
 
@@ -295,7 +316,8 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4))
-    for (name, runs), color in zip(result["runs"].items(), ["tab:blue", "tab:purple", "tab:brown", "tab:red", "tab:orange", "tab:green", "tab:gray"]):
+    colors = ["tab:blue", "tab:purple", "tab:brown", "tab:red", "tab:orange", "tab:green", "tab:gray"]
+    for (name, runs), color in zip(result["runs"].items(), colors):
         horizon = max(r[-1][0] for r in runs)
         xs = np.arange(1, horizon + 1)
         curves = []
@@ -339,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--storage", default="/tmp/slr-search-efficiency")
     r.add_argument("--grace", type=int, default=1, help="ASHA grace period (epochs before the first rung)")
     r.add_argument("--only", nargs="*", choices=list(STRATEGIES), help="replay only these strategies")
+    r.add_argument("--workers", type=int, default=4, help="replays at a time, each with its own local Ray (a "
+                   "replay mostly waits on Ray's trial loop: 4 fit on 2 cores)")
     r.add_argument("--asha-trial-factor", type=int, default=3,
                    help="early-stopping strategies may start this many times more trials (same trial-epoch budget)")
     d = sub.add_parser("render", help="rewrite the figure and docs section from a saved replay JSON")
@@ -363,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     import shutil
     shutil.rmtree(args.storage, ignore_errors=True)
     result = replay(Path(args.table), args.seeds, args.trials, Path(args.storage), args.grace, args.only,
-                    args.asha_trial_factor)
+                    args.asha_trial_factor, args.workers)
     return render(result, args)
 
 
@@ -412,7 +436,8 @@ def render(result: dict[str, Any], args: argparse.Namespace, measured: dict[str,
             f"configurations x {result['epochs']} epochs {trained} "
             f"(`{os.path.relpath(args.table, ROOT)}`); grid: "
             + "; ".join(f"`{k}` {sorted(table[k].unique().tolist())}" for k in GRID)
-            + f". Each strategy: the same budget of {result['trials'] * result['epochs']} trial-epochs (full-budget random: "
+            + f". Each strategy: the same budget of {result['trials'] * result['epochs']} trial-epochs "
+            "(full-budget random: "
             f"{result['trials']} trials; with ASHA up to {result['asha_trials']} trials, since early stopping frees "
             f"epochs for more), one trial at a time, {result['seeds']} seeds, through the real "
             f"`OptunaSearcher` and Ray's `ASHAScheduler` as the sweep builds them (`tune.search.make_scheduler`: grace "

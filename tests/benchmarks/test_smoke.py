@@ -111,9 +111,13 @@ def test_search_efficiency_build_and_replay(tiny_corpus, tmp_path):
     both = pd.read_parquet(table)
     assert len(both) == 2 * 2 * 2 and sorted(both["train_seed"].unique()) == [0, 1]
     assert both[both["train_seed"] == 0].reset_index(drop=True).equals(rows)
+    with pytest.raises(SystemExit, match=r"table.parquet holds 2-epoch runs; adding 3-epoch runs"):
+        se.main(["build", "--corpus", str(tiny_corpus), "--epochs", "3", "--limit", "2", "--workers", "1",
+                 "--table", str(table), "--train-seed", "2"])
+    assert pd.read_parquet(table).equals(both)  # refused before training: the table is untouched
     doc = tmp_path / "b.md"
     assert se.main(["replay", "--table", str(table), "--seeds", "1", "--trials", "3", "--doc", str(doc),
-                    "--results", str(tmp_path), "--storage", str(tmp_path / "sweeps")]) == 0
+                    "--results", str(tmp_path), "--storage", str(tmp_path / "sweeps"), "--workers", "2"]) == 0
     result = json.loads((tmp_path / "search_efficiency_grace1.json").read_text())
     assert set(result["strategies"]) == set(se.STRATEGIES)
     full = result["runs"]["random, full budget"][0]
