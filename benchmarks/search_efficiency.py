@@ -11,9 +11,12 @@ itself) with a trainable that reads the table instead of training, for several s
 Reported: best dev WER so far against cumulative trial-epochs (anytime plot, PNG), and the ratio of
 trial-epochs TPE + ASHA needs to come within 1 WER point of full-budget random search's final best.
 
-    python benchmarks/search_efficiency.py build --epochs 10                  # ~15 min on 2 CPU cores
-    python benchmarks/search_efficiency.py build --epochs 10 --train-seed 1   # the second run of each
+    python benchmarks/search_efficiency.py build --epochs 20                  # ~28 min on 2 CPU cores
+    python benchmarks/search_efficiency.py build --epochs 20 --train-seed 1   # the second run of each
     python benchmarks/search_efficiency.py replay --seeds 20 --trials 24 --grace 2
+
+The first table (``search_table_10ep.parquet``: 10 epochs, where most configurations never left the CTC blank
+plateau) stays for comparison: ``replay --table benchmarks/results/search_table_10ep.parquet``.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, save, set_command, write_section  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
+DEFAULT_TABLE = RESULTS / "search_table_20ep.parquet"  # the headline; search_table_10ep.parquet: the first table
 GRID = {
     "train.learning_rate": [3e-4, 1e-3, 3e-3, 1e-2],
     "model.dropout": [0.0, 0.3],
@@ -347,13 +351,13 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--corpus", default=str(ROOT / "corpora" / "search-table"),
                    help="made if absent: the quickstart preset cut to 12 glosses, 192 train sentences of mean 3")
     b.add_argument("--epochs", type=int, default=10)
-    b.add_argument("--table", default=str(RESULTS / "search_table.parquet"))
+    b.add_argument("--table", default=None, help="default: benchmarks/results/search_table_<epochs>ep.parquet")
     b.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     b.add_argument("--limit", type=int, default=0, help="smoke test: first N learning rates, one value of the rest")
     b.add_argument("--train-seed", type=int, default=0, help="train.seed of every run (a second table with another "
                    "seed measures how much one training run's result is luck)")
     r = sub.add_parser("replay", help="replay the strategies on the table; write the figure and docs section")
-    r.add_argument("--table", default=str(RESULTS / "search_table.parquet"))
+    r.add_argument("--table", default=str(DEFAULT_TABLE))
     r.add_argument("--seeds", type=int, default=5)
     r.add_argument("--trials", type=int, default=24)
     r.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks.md"))
@@ -366,8 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--asha-trial-factor", type=int, default=3,
                    help="early-stopping strategies may start this many times more trials (same trial-epoch budget)")
     d = sub.add_parser("render", help="rewrite the figure and docs section from a saved replay JSON")
-    d.add_argument("saved", help="a search_efficiency_grace*.json written by replay")
-    d.add_argument("--table", default=str(RESULTS / "search_table.parquet"))
+    d.add_argument("saved", help="a search_efficiency_*.json written by replay")
+    d.add_argument("--table", default=None, help="default: the table the saved replay read")
     d.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks.md"))
     d.add_argument("--results", default=None)
     args = p.parse_args(argv)
@@ -377,11 +381,13 @@ def main(argv: list[str] | None = None) -> int:
             from slr.corpus.synthetic import generate, with_overrides
             generate(with_overrides("quickstart", types=12, train=192, dev=48, test=48, length_mean=3.0,
                                     length_max=5), args.corpus, seed=0)
-        table = build(args.corpus, args.epochs, Path(args.table), args.workers, args.limit, args.train_seed)
+        out = Path(args.table or RESULTS / f"search_table_{args.epochs}ep.parquet")
+        table = build(args.corpus, args.epochs, out, args.workers, args.limit, args.train_seed)
         print(f"wrote {table}")
         return 0
     if args.action == "render":
         saved = json.loads(Path(args.saved).read_text())
+        args.table = args.table or str(ROOT / saved["table"])
         result = dict(runs=saved["runs"], **saved["setup"])
         return render(result, args, measured=saved)
     import shutil
@@ -395,7 +401,7 @@ def render(result: dict[str, Any], args: argparse.Namespace, measured: dict[str,
     """Write the JSON (fresh runs only), the anytime plot and the docs section for one replay result."""
     import pandas as pd
     grace = result["grace"]
-    tag = f"_grace{grace}"
+    tag = f"_{result['epochs']}ep_grace{grace}"
     eff = efficiency(result)
     out_dir = Path(args.results) if args.results else RESULTS
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -405,8 +411,8 @@ def render(result: dict[str, Any], args: argparse.Namespace, measured: dict[str,
     noise = seed_noise(table, eff["target"])
     setup = {k: result[k] for k in ("epochs", "trials", "seeds", "grace", "asha_trials")}
     if measured is None:
-        save(f"search_efficiency{tag}", dict(**eff, setup=setup, main_effects=effects, seed_noise=noise,
-                                              runs=result["runs"]), out_dir)
+        save(f"search_efficiency{tag}", dict(**eff, setup=setup, table=os.path.relpath(args.table, ROOT),
+                                              main_effects=effects, seed_noise=noise, runs=result["runs"]), out_dir)
     train_seeds = sorted(with_train_seed(table)["train_seed"].unique().tolist())
     trained = ("trained once with the real trainer" if len(train_seeds) == 1 else
                f"trained with the real trainer under {len(train_seeds)} training seeds each (`train.seed` "
@@ -430,8 +436,8 @@ def render(result: dict[str, Any], args: argparse.Namespace, measured: dict[str,
                f"over {seeds} seeds (target <= 25 %: {'met' if met else 'not met'}); it reached the target in "
                f"{ours['reached']}/{seeds} seeds, full-budget random search itself in {ref['reached']}/{seeds}.** "
                "The median counts a seed that never reached the target as infinitely late.")
-    title = f"ASHA grace period {grace}" + (f", {len(train_seeds)} training seeds per configuration"
-                                                if len(train_seeds) > 1 else "")
+    title = f"{result['epochs']}-epoch table, ASHA grace period {grace}"
+    title += f", {len(train_seeds)} training seeds per configuration" if len(train_seeds) > 1 else ""
     body = (f"## Search efficiency (tabular benchmark, {title})\n\nTable: {len(table.groupby(list(GRID)))} "
             f"configurations x {result['epochs']} epochs {trained} "
             f"(`{os.path.relpath(args.table, ROOT)}`); grid: "

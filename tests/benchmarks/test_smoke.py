@@ -118,21 +118,22 @@ def test_search_efficiency_build_and_replay(tiny_corpus, tmp_path):
     doc = tmp_path / "b.md"
     assert se.main(["replay", "--table", str(table), "--seeds", "1", "--trials", "3", "--doc", str(doc),
                     "--results", str(tmp_path), "--storage", str(tmp_path / "sweeps"), "--workers", "2"]) == 0
-    result = json.loads((tmp_path / "search_efficiency_grace1.json").read_text())
+    result = json.loads((tmp_path / "search_efficiency_2ep_grace1.json").read_text())
     assert set(result["strategies"]) == set(se.STRATEGIES)
     full = result["runs"]["random, full budget"][0]
     assert full[-1][0] == 3 * 2  # 3 trials x 2 epochs, each reported once
-    assert (tmp_path / "search_efficiency_grace1.png").read_bytes()[:4] == b"\x89PNG"
-    section = _section(doc, "search_efficiency_grace1")
+    assert (tmp_path / "search_efficiency_2ep_grace1.png").read_bytes()[:4] == b"\x89PNG"
+    section = _section(doc, "search_efficiency_2ep_grace1")
     assert "it reached the target in" in section and "full-budget random search itself in" in section
     noise = result["seed_noise"]
     assert noise["seeds"] == [0, 1] and noise["configurations"] == 2 and noise["mean_abs_diff"] >= 0
     assert "One training run's luck" in section and "2 training seeds each" in section
-    # the section can be rebuilt from the saved JSON alone (no replay): same table, same verdict
+    assert "## Search efficiency (tabular benchmark, 2-epoch table, ASHA grace period 1" in section
+    # the section can be rebuilt from the saved JSON alone (no replay): the table it names, the same verdict
     doc.write_text("")
-    assert se.main(["render", str(tmp_path / "search_efficiency_grace1.json"), "--table", str(table),
-                    "--doc", str(doc), "--results", str(tmp_path)]) == 0
-    assert _section(doc, "search_efficiency_grace1").split("*Measured")[0] == section.split("*Measured")[0]
+    assert se.main(["render", str(tmp_path / "search_efficiency_2ep_grace1.json"), "--doc", str(doc),
+                    "--results", str(tmp_path)]) == 0
+    assert _section(doc, "search_efficiency_2ep_grace1").split("*Measured")[0] == section.split("*Measured")[0]
 
 
 def test_import_scale(tmp_path):
