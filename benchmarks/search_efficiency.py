@@ -136,6 +136,7 @@ class TableTrainable:
 
     def __init__(self, table_path: str, replay_seed: int = 0):
         self.table_path, self.replay_seed = table_path, replay_seed
+        self.__name__ = "table"  # Ray names trials after it (and warns when a callable has no name)
 
     def __call__(self, params: dict[str, Any]) -> None:
         import pandas as pd
@@ -315,7 +316,7 @@ def seed_noise(table, target: float) -> dict[str, Any] | None:  # noqa: ANN001 -
                 within_target_mean=int((best.mean(axis=1) <= target).sum()))
 
 
-def plot(result: dict[str, Any], path: Path) -> Path:
+def plot(result: dict[str, Any], path: Path, target: float | None = None) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -335,6 +336,8 @@ def plot(result: dict[str, Any], path: Path) -> Path:
                         alpha=0.15)
     ax.set_xlabel("cumulative trial-epochs")
     ax.set_ylabel("best dev WER so far (median, IQR over seeds)")
+    if target is not None:
+        ax.axhline(target, color="black", linestyle=":", linewidth=1, label="target")
     ax.set_ylim(top=1.0)
     ax.grid(alpha=0.3)
     ax.legend()
@@ -405,7 +408,7 @@ def render(result: dict[str, Any], args: argparse.Namespace, measured: dict[str,
     eff = efficiency(result)
     out_dir = Path(args.results) if args.results else RESULTS
     out_dir.mkdir(parents=True, exist_ok=True)
-    png = plot(result, out_dir / f"search_efficiency{tag}.png")
+    png = plot(result, out_dir / f"search_efficiency{tag}.png", eff["target"])
     table = pd.read_parquet(args.table)
     effects = main_effects(table)
     noise = seed_noise(table, eff["target"])
@@ -453,7 +456,8 @@ def render(result: dict[str, Any], args: argparse.Namespace, measured: dict[str,
             f"search's final best, averaged over seeds ({100 * eff['target']:.1f} % dev WER); full-budget random "
             f"spends {eff['full_random_trial_epochs']:.0f} trial-epochs.\n\n" + "\n".join(rows)
             + "\n\n" + verdict + noise_note
-            + f"\n\n![anytime curves]({os.path.relpath(png, Path(args.doc).parent)})"
+            + "\n\n![anytime curves, median and interquartile range over seeds; dotted: the target]"
+            + f"({os.path.relpath(png, Path(args.doc).parent)})"
             + "\n\nMain effects on the same table (mean best dev WER over the rest of the grid, per level): "
             + "; ".join(f"`{k}` spread {100 * e['spread']:.1f} points ("
                         + ", ".join(f"{lv}: {100 * v:.1f} %" for lv, v in e["levels"].items()) + ")"
