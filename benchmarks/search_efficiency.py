@@ -13,7 +13,7 @@ trial-epochs TPE + ASHA needs to come within 1 WER point of full-budget random s
 
     python benchmarks/search_efficiency.py build --epochs 20                  # ~28 min on 2 CPU cores
     python benchmarks/search_efficiency.py build --epochs 20 --train-seed 1   # the second run of each
-    python benchmarks/search_efficiency.py replay --seeds 20 --trials 24 --grace 2
+    python benchmarks/search_efficiency.py replay --seeds 40 --trials 24 --grace 2 --workers 6   # 25 min
 
 The first table (``search_table_10ep.parquet``: 10 epochs, where most configurations never left the CTC blank
 plateau) stays for comparison: ``replay --table benchmarks/results/search_table_10ep.parquet``.
@@ -353,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("build", help="train the grid once; write the Parquet table")
     b.add_argument("--corpus", default=str(ROOT / "corpora" / "search-table"),
                    help="made if absent: the quickstart preset cut to 12 glosses, 192 train sentences of mean 3")
-    b.add_argument("--epochs", type=int, default=10)
+    b.add_argument("--epochs", type=int, default=20)
     b.add_argument("--table", default=None, help="default: benchmarks/results/search_table_<epochs>ep.parquet")
     b.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     b.add_argument("--limit", type=int, default=0, help="smoke test: first N learning rates, one value of the rest")
