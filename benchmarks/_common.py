@@ -50,12 +50,15 @@ def command() -> str:
     return "python " + shlex.join(_COMMAND or [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
 
 
-def save(name: str, results: dict[str, Any], out_dir: Path | None = None) -> Path:
+def save(name: str, results: dict[str, Any], out_dir: Path | None = None, compact: bool = False) -> Path:
+    """Write ``benchmarks/results/<name>.json``; ``compact``: no indentation (raw per-event data, which indented
+    takes several lines per number)."""
     out_dir = out_dir or ROOT / "benchmarks" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.json"
     payload = dict(name=name, command=command(), machine=machine(), date=time.strftime("%Y-%m-%d"), **results)
-    path.write_text(json.dumps(payload, indent=2, default=float))
+    layout = {"separators": (",", ":")} if compact else {"indent": 2}
+    path.write_text(json.dumps(payload, default=float, **layout))
     return path
 
 

@@ -415,7 +415,8 @@ def render(result: dict[str, Any], args: argparse.Namespace, measured: dict[str,
     setup = {k: result[k] for k in ("epochs", "trials", "seeds", "grace", "asha_trials")}
     if measured is None:
         save(f"search_efficiency{tag}", dict(**eff, setup=setup, table=os.path.relpath(args.table, ROOT),
-                                              main_effects=effects, seed_noise=noise, runs=result["runs"]), out_dir)
+                                              main_effects=effects, seed_noise=noise, runs=result["runs"]), out_dir,
+             compact=True)  # every report of every replay: 7.6 MB indented for the 40-seed table, 2.5 MB compact
     train_seeds = sorted(with_train_seed(table)["train_seed"].unique().tolist())
     trained = ("trained once with the real trainer" if len(train_seeds) == 1 else
                f"trained with the real trainer under {len(train_seeds)} training seeds each (`train.seed` "

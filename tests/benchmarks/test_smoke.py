@@ -118,7 +118,9 @@ def test_search_efficiency_build_and_replay(tiny_corpus, tmp_path):
     doc = tmp_path / "b.md"
     assert se.main(["replay", "--table", str(table), "--seeds", "1", "--trials", "3", "--doc", str(doc),
                     "--results", str(tmp_path), "--storage", str(tmp_path / "sweeps"), "--workers", "2"]) == 0
-    result = json.loads((tmp_path / "search_efficiency_2ep_grace1.json").read_text())
+    saved = (tmp_path / "search_efficiency_2ep_grace1.json").read_text()
+    assert "\n" not in saved  # compact: the per-report runs would take several lines per number indented
+    result = json.loads(saved)
     assert set(result["strategies"]) == set(se.STRATEGIES)
     full = result["runs"]["random, full budget"][0]
     assert full[-1][0] == 3 * 2  # 3 trials x 2 epochs, each reported once
