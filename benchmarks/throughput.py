@@ -78,7 +78,9 @@ def measure_rtf(corpus: str, seconds: float = 10.0, fps: float = 25.0, repeats: 
     """Recognizing one 10 s recording (250 frames) on 1 CPU thread: features + model + greedy decoding.
 
     Also split by stage, and the same with the model in bf16 and int8 (``slr.evaluate.for_inference``, what
-    ``slr decode --precision`` runs), with how often their greedy output agrees with fp32's frame by frame.
+    ``slr decode --precision`` runs) and on ONNX Runtime (``slr decode --runtime onnx``; also its own dynamic
+    int8 quantization, which the runtime does not offer), with how often their greedy output agrees with fp32's
+    frame by frame.
     ``vocab_size``: the head's size (default: the corpus's).
     ``compiled``: also features + model under ``torch.compile`` (inductor, static shapes), with its compile time.
     """
@@ -96,6 +98,7 @@ def measure_rtf(corpus: str, seconds: float = 10.0, fps: float = 25.0, repeats: 
         features = FeaturePipeline(cfg.features).eval()
         model = Student(cfg.model, features.spans, vocab).eval()
         variants = {p: for_inference(model, p) for p in ("bf16", "int8")}  # what `slr decode --precision` runs
+        variants.update(onnx_variants(model))  # what `slr decode --runtime onnx` runs, and ORT's own int8
         T = int(seconds * fps)
         x = torch.as_tensor(np.random.default_rng(0).normal(0, 0.3, (1, T, 543, 3)).astype(np.float32))
         mask = torch.ones(1, T, 543, dtype=torch.bool)
@@ -160,7 +163,8 @@ def measure_precision_wer(checkpoint: str) -> dict:
     """Dev WER of a trained checkpoint with its model in each precision (on its own corpus)."""
     from slr.config import PRECISIONS
     from slr.evaluate import evaluate_checkpoint
-    return {f"{p}_dev_wer": evaluate_checkpoint(checkpoint, None, "dev", precision=p)["wer"] for p in PRECISIONS}
+    wer = {f"{p}_dev_wer": evaluate_checkpoint(checkpoint, None, "dev", precision=p)["wer"] for p in PRECISIONS}
+    return {**wer, "onnx_dev_wer": evaluate_checkpoint(checkpoint, None, "dev", runtime="onnx")["wer"]}
 
 
 def sentence_flops(model, feats: torch.Tensor, lengths: torch.Tensor) -> float:  # noqa: ANN001 -- a Student
@@ -182,6 +186,24 @@ def matmul_peak(best_of, n: int = 2048) -> float:  # noqa: ANN001 -- the caller'
 def seconds_real(rtf: dict, key: str) -> float:
     """x real time for a latency in ``rtf`` (``model_floor_s``: the model at the core's matmul peak, features free)."""
     return rtf["seconds"] / rtf[key]
+
+
+def onnx_variants(model) -> dict:  # noqa: ANN001 -- a Student
+    """The model on ONNX Runtime, 1 thread: fp32 (``--runtime onnx``) and ORT's dynamic int8 quantization of it."""
+    import logging
+    import tempfile
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from slr.onnx_runtime import OnnxStudent, export
+    folder = Path(tempfile.mkdtemp(prefix="slr-onnx-bench-"))
+    fp32 = export(model, folder / "fp32.onnx")
+    logging.disable(logging.WARNING)  # the quantizer's advice on pre-processing, logged per tensor
+    try:
+        quantize_dynamic(str(fp32), str(folder / "int8.onnx"), weight_type=QuantType.QInt8)
+    finally:
+        logging.disable(logging.NOTSET)
+    return {"onnx": OnnxStudent(fp32, threads=1), "onnx_int8": OnnxStudent(folder / "int8.onnx", threads=1)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -217,10 +239,12 @@ def main(argv: list[str] | None = None) -> int:
                     if "compile_s" in rtf else "")
     wer_row = ("| dev WER of a trained model in each precision (" + Path(rtf["wer_checkpoint"]).parent.parent.name[:19]
                + f"..., the quickstart sweep's best) | fp32 {rtf['fp32_dev_wer']:.2%}, bf16 {rtf['bf16_dev_wer']:.2%}, "
-               f"int8 {rtf['int8_dev_wer']:.2%} |\n" if "wer_checkpoint" in rtf else "")
+               f"int8 {rtf['int8_dev_wer']:.2%}, ONNX Runtime fp32 {rtf['onnx_dev_wer']:.2%} |\n"
+               if "wer_checkpoint" in rtf else "")
     verdict = "; ".join(f"{name} {rtf[key]:.0f}x: " + ("met" if rtf[key] >= 1000 else f"{1000 / rtf[key]:.2f}x short")
                         for name, key in (("fp32", "times_real_time"), ("bf16", "bf16_times_real_time"),
-                                          ("int8", "int8_times_real_time")))
+                                          ("int8", "int8_times_real_time"),
+                                          ("fp32 on ONNX Runtime", "onnx_times_real_time")))
     body = f"""## Trainer throughput (seed baseline, CPU)
 
 | measure | value |
@@ -234,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
 | of which: model + greedy decoding | {rtf['model_decode_s'] * 1000:.1f} ms |
 | the same with the model in bf16 (`slr decode --precision bf16`: weights and activations, BatchNorm folded into the convolutions; this CPU has AVX-512 BF16) | {rtf['bf16_latency_s'] * 1000:.1f} ms = **{rtf['bf16_times_real_time']:.0f}x real time**; greedy labels agree with fp32 on {rtf['bf16_frame_agreement']:.1%} of frames (untrained weights) |
 | the same with the model int8 (`--precision int8`: Linear layers dynamically quantized, BatchNorm folded, LSTM fp32) | {rtf['int8_latency_s'] * 1000:.1f} ms = **{rtf['int8_times_real_time']:.0f}x real time**; greedy labels agree with fp32 on {rtf['int8_frame_agreement']:.1%} of frames (untrained weights) |
+| the same with the model on ONNX Runtime (`slr decode --runtime onnx`: fp32, 1 thread; features in torch) | {rtf['onnx_latency_s'] * 1000:.1f} ms = **{rtf['onnx_times_real_time']:.0f}x real time**; greedy labels agree with fp32 on {rtf['onnx_frame_agreement']:.1%} of frames |
+| ONNX Runtime's own dynamic int8 quantization of that model (not offered by `slr`: see the text) | {rtf['onnx_int8_latency_s'] * 1000:.1f} ms = {rtf['onnx_int8_times_real_time']:.0f}x real time; greedy labels agree with fp32 on {rtf['onnx_int8_frame_agreement']:.1%} of frames (untrained weights) |
 {wer_row}{compiled_row}| model FLOPs for the sentence (flop counter, BiLSTM included) / this core's fp32 matmul peak | {rtf['model_flops'] / 1e9:.2f} GFLOP / {rtf['core_peak_flops'] / 1e9:.0f} GFLOP/s = at least {rtf['model_floor_s'] * 1000:.1f} ms for the model alone, {seconds_real(rtf, 'model_floor_s'):.0f}x real time at best |
 | model size | {train['parameters']:,} parameters, {rtf['model_bytes'] / 2**20:.1f} MiB fp32 |
 

@@ -8,7 +8,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from slr.config import PRECISIONS, Config, ConfigError, parse_override
+from slr.config import PRECISIONS, RUNTIMES, Config, ConfigError, parse_override
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--precision", choices=PRECISIONS, default="fp32",
                     help="model precision on CPU: bf16 or int8 run faster where the CPU supports them; this "
                          "command shows what they cost in WER (default: fp32)")
+    ev.add_argument("--runtime", choices=RUNTIMES, default="torch", help=RUNTIME_HELP)
     ev.add_argument("--ctm", help="write hypotheses as CTM here (default: next to the checkpoint)")
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=cmd_eval)
@@ -95,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--beam", type=int, default=0, help="beam width (0 = greedy)")
     dec.add_argument("--precision", choices=PRECISIONS, default="fp32",
                      help="model precision (check its WER with `slr eval --precision` first; default: fp32)")
+    dec.add_argument("--runtime", choices=RUNTIMES, default="torch", help=RUNTIME_HELP)
     dec.add_argument("--json", action="store_true")
     dec.add_argument("inputs", nargs="+", metavar="INPUT")
     dec.set_defaults(func=cmd_decode)
@@ -122,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.set_defaults(func=cmd_report)
 
     return p
+
+
+RUNTIME_HELP = ("torch (default) or onnx: ONNX Runtime, fp32, about 2x faster on a CPU core; the checkpoint is "
+                "exported beside it (NAME.onnx) on first use (needs pip install 'slr-tune[onnx]')")
 
 
 # -- data ---------------------------------------------------------------------------------------------
@@ -170,10 +176,10 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_decode(args: argparse.Namespace) -> int:
     from slr import checkpoint
     from slr.corpus.readers import RecordingError, read_recording
-    from slr.evaluate import for_inference, load_model, recognize
+    from slr.evaluate import inference_model, load_model, recognize
     state = checkpoint.load(args.checkpoint)
     cfg, vocab, features, model = load_model(args.checkpoint, state=state)
-    model = for_inference(model, args.precision)
+    model = inference_model(args.checkpoint, model, args.precision, args.runtime)
     fps = float(state.get("fps", 25.0))
     dim = cfg.features.input_dim if cfg.features.layout == "precomputed" else None
     failed = 0
@@ -226,17 +232,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from slr.evaluate import evaluate_checkpoint, write_ctm
     result = evaluate_checkpoint(args.checkpoint, args.corpus, args.split, scorer=args.scorer, beam=args.beam,
-                                 precision=args.precision)
+                                 precision=args.precision, runtime=args.runtime)
     ctm = Path(args.ctm) if args.ctm else Path(args.checkpoint).with_suffix(f".{args.split}.ctm")
     write_ctm(ctm, result["ids"], result["hyps"], fps=result["fps"])
     keys = ("wer", "substitutions", "deletions", "insertions", "words", "sentences")
     if args.json:
         print(json.dumps({**{k: result[k] for k in keys}, "split": args.split, "scorer": result["scorer"],
-                          "precision": args.precision, "ctm": str(ctm)}, indent=2))
+                          "precision": args.precision, "runtime": args.runtime, "ctm": str(ctm)}, indent=2))
     else:
         print(f"{args.split} WER {100 * result['wer']:.2f}%  (S {result['substitutions']}  D {result['deletions']}  "
               f"I {result['insertions']}  N {result['words']}, {result['sentences']} sentences, "
-              f"scorer {result['scorer']}, {args.precision})\nhypotheses: {ctm}")
+              f"scorer {result['scorer']}, {args.precision} on {args.runtime})\nhypotheses: {ctm}")
     return 0
 
 

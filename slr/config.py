@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 PRECISIONS = ("fp32", "bf16", "int8")  # inference precisions (slr.evaluate.for_inference)
+RUNTIMES = ("torch", "onnx")  # inference runtimes (slr.evaluate.inference_model)
 
 
 class ConfigError(ValueError):

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from slr import checkpoint
-from slr.config import PRECISIONS, Config
+from slr.config import PRECISIONS, RUNTIMES, Config
 from slr.corpus.store import Corpus
 from slr.decode import align, beam_search, greedy
 from slr.features import FeaturePipeline
@@ -56,6 +56,22 @@ def for_inference(model: Student, precision: str = "fp32") -> nn.Module:
         return torch.ao.quantization.quantize_dynamic(folded, {nn.Linear}, dtype=torch.qint8, inplace=True).eval()
 
 
+def inference_model(checkpoint: str | Path, model: Student, precision: str = "fp32",
+                    runtime: str = "torch") -> nn.Module:
+    """``model`` (loaded from ``checkpoint``) ready for inference: :func:`for_inference` in ``precision`` on
+    torch, or the checkpoint's ONNX export on ONNX Runtime (fp32 only; exported beside the checkpoint on first
+    use: :func:`slr.onnx_runtime.cached_export`)."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime {runtime!r}: must be one of {', '.join(RUNTIMES)}")
+    if runtime == "torch":
+        return for_inference(model, precision)
+    if precision != "fp32":
+        raise ValueError(f"runtime onnx runs the model in fp32 only (precision {precision!r} is torch's; "
+                         "ONNX Runtime's own int8 was slower than its fp32 here: docs/benchmarks.md)")
+    from slr.onnx_runtime import OnnxStudent, cached_export
+    return OnnxStudent(cached_export(checkpoint, model))
+
+
 def load_model(path: str | Path, device: str = "cpu", state: dict[str, Any] | None = None
                ) -> tuple[Config, Vocabulary, FeaturePipeline, Student]:
     """Rebuild features and model from a checkpoint (safe load) in eval mode; ``state``: the checkpoint at
@@ -71,9 +87,9 @@ def load_model(path: str | Path, device: str = "cpu", state: dict[str, Any] | No
 
 
 def evaluate_checkpoint(path: str | Path, corpus: str | Path | None, split: str, scorer: str | None = None,
-                        beam: int = 0, precision: str = "fp32") -> dict[str, Any]:
+                        beam: int = 0, precision: str = "fp32", runtime: str = "torch") -> dict[str, Any]:
     """WER, S/D/I and hypotheses of a checkpoint on a corpus split (greedy unless ``beam`` > 0), on CPU, with
-    the model in ``precision`` (:func:`for_inference`)."""
+    the model in ``precision`` on ``runtime`` (:func:`inference_model`)."""
     from slr.train import Trainer  # the trainer owns batching and the forward pass; reuse it as is
 
     state = checkpoint.load(path)
@@ -92,9 +108,9 @@ def evaluate_checkpoint(path: str | Path, corpus: str | Path | None, split: str,
     trainer = Trainer(cfg, data)
     trainer.model.load_state_dict(state["model"])
     trainer.features.load_state_dict(state["features"])
-    trainer.model = for_inference(trainer.model, precision)
+    trainer.model = inference_model(path, trainer.model, precision, runtime)
     result = trainer.evaluate(split)
-    result.update(scorer=cfg.decode.scorer, fps=data.fps, precision=precision)
+    result.update(scorer=cfg.decode.scorer, fps=data.fps, precision=precision, runtime=runtime)
     return result
 
 

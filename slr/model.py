@@ -161,8 +161,16 @@ class Student(nn.Module):
         self.head = nn.Linear(2 * cfg.hidden_dim, vocab_size)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        B, T, _ = x.shape
+        T = x.shape[1]
         frame_mask = (torch.arange(T, device=x.device)[None] < lengths[:, None])  # [B, T]
+        h = self.encode(x, frame_mask)  # [B, T, H]
+        packed = pack_padded_sequence(h, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        h, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=T)  # [B, T, 2H]
+        return self.classify(h)
+
+    def encode(self, x: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        """Everything before the BiLSTM: features ``[B, T, D]``, frame_mask ``[B, T]`` bool -> ``[B, T, H]``."""
+        T = x.shape[1]
         parts = [self.encoders[n](x) for n in self.names]  # each [B, T, d_m]
         if self.cross is not None:
             parts = self.cross(parts)
@@ -176,9 +184,10 @@ class Student(nn.Module):
             h, down = block(h, down)  # -> [B, 48, (T+pad)/4] after the last block
         h = self.upsample(h)[..., :T]  # [B, H, T]
         h = self.projection(h * mask[..., :T])  # [B, H, T]
-        h = h.transpose(1, 2)  # [B, T, H]
-        packed = pack_padded_sequence(h, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        h, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=T)  # [B, T, 2H]
+        return h.transpose(1, 2)  # [B, T, H]
+
+    def classify(self, h: torch.Tensor) -> torch.Tensor:
+        """BiLSTM output ``[B, T, 2H]`` -> log-probs ``[T, B, V]`` float32."""
         logits = self.head(h).float()  # CTC wants float32, also under bf16 autocast
         return logits.log_softmax(-1).transpose(0, 1)  # [T, B, V]
 

@@ -39,7 +39,10 @@ def test_throughput(tiny_corpus, tmp_path):
     assert "x real time" in section
     assert r["compiled_max_abs_diff"] < 1e-3 and r["compiled_times_real_time"] > 0  # compiled = eager's numbers
     assert all(0 <= r[f"{p}_dev_wer"] for p in ("fp32", "bf16", "int8")) and "dev WER of a trained model" in section
-    assert "Inference target >= 1000x real time on 1 core: fp32" in section
+    assert "Inference target >= 1000x real time on 1 core: fp32" in section and "fp32 on ONNX Runtime" in section
+    # ONNX Runtime runs the same fp32 model: the same greedy labels and dev WER (up to float rounding)
+    assert r["onnx_frame_agreement"] > 0.98 and r["onnx_latency_s"] > 0 and 0 <= r["onnx_int8_frame_agreement"] <= 1
+    assert abs(r["onnx_dev_wer"] - r["fp32_dev_wer"]) <= 0.01
     # The seed model's FLOPs for 250 frames: ~0.78 GFLOP, of which the BiLSTM's 0.13 GFLOP (counted once)
     assert 0.75e9 < r["model_flops"] < 0.8e9 and r["core_peak_flops"] > 1e9
     assert r["model_floor_s"] == pytest.approx(r["model_flops"] / r["core_peak_flops"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -19,3 +20,14 @@ def fast_config() -> Callable[..., Config]:
     def make(**changes) -> Config:
         return Config().override({**FAST, **changes})
     return make
+
+
+@pytest.fixture(scope="session")
+def trained(fast_config, tiny_corpus, tmp_path_factory) -> Path:
+    """A tiny model trained until it recognizes something (dev WER well under 100 %): its best.pt."""
+    from slr.train import Trainer
+    out = tmp_path_factory.mktemp("trained")
+    cfg = fast_config(**{"data.corpus": str(tiny_corpus), "train.epochs": 30})
+    summary = Trainer(cfg, tiny_corpus, out).fit()
+    assert summary["best_dev_wer"] < 0.9
+    return out / "best.pt"

@@ -11,16 +11,6 @@ from slr.evaluate import evaluate_checkpoint, for_inference, load_model
 from slr.train import Trainer
 
 
-@pytest.fixture(scope="module")
-def trained(fast_config, tiny_corpus, tmp_path_factory):
-    """A tiny model trained until it recognizes something (dev WER well under 100 %)."""
-    out = tmp_path_factory.mktemp("trained")
-    cfg = fast_config(**{"data.corpus": str(tiny_corpus), "train.epochs": 30})
-    summary = Trainer(cfg, tiny_corpus, out).fit()
-    assert summary["best_dev_wer"] < 0.9
-    return out / "best.pt"
-
-
 @pytest.mark.parametrize("precision", ["bf16", "int8"])
 def test_lower_precision_keeps_the_model_and_its_greedy_output(trained, precision):
     _, _, features, model = load_model(trained)

@@ -1,0 +1,162 @@
+"""The student on ONNX Runtime: export to ONNX, and a drop-in inference module that runs the export.
+
+The export takes one sentence, every frame real: ``features [1, T, D]`` (T dynamic) -> ``log_probs [T, 1, V]``.
+With every frame real the BiLSTM needs no packing (which ``torch.export`` cannot trace), and single sentences
+are what latency is about. The feature pipeline stays in torch (its masks are cheap there). On one CPU core ONNX
+Runtime ran the seed student's fp32 model about twice as fast as eager PyTorch, with outputs equal to ~1e-6
+(docs/benchmarks.md, throughput).
+
+Needs the ``onnx`` extra (``pip install 'slr-tune[onnx]'``: onnxruntime, and onnx + onnxscript for exporting).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import logging
+import os
+import sys
+import tempfile
+import warnings
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from slr.model import Student
+
+INPUT, OUTPUT = "features", "log_probs"
+SOURCE_KEY = "slr.checkpoint_sha256"  # metadata: which checkpoint an export came from (see cached_export)
+
+
+def _require(module: str):  # noqa: ANN202 -- a module
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise RuntimeError(f"ONNX export and ONNX Runtime need the onnx extra: pip install 'slr-tune[onnx]' "
+                           f"({err})") from None
+
+
+class OneSentence(nn.Module):
+    """What is exported: the student on one sentence whose frames are all real. ``[1, T, D] -> [T, 1, V]``."""
+
+    def __init__(self, model: Student):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        frame_mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)  # [1, T]
+        h = self.model.encode(x, frame_mask)  # [1, T, H]
+        return self.model.classify(self.model.lstm(h)[0])  # no packing: no padding to skip
+
+
+def export(model: Student, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
+    """Write ``model`` as ONNX (in eval mode, on CPU; ``model`` itself is left as it is) to ``path``, with
+    ``metadata`` in the file's metadata properties. About half a minute on a CPU core (torch.export)."""
+    _require("onnxscript")
+    model = copy.deepcopy(model).cpu().eval()
+    example = torch.zeros(1, 64, _input_dim(model))
+    frames = torch.export.Dim("frames", min=2, max=1_000_000)
+    log = io.StringIO()  # the exporter's step-by-step lines and warnings: shown only if it fails
+    try:
+        with (torch.no_grad(), warnings.catch_warnings(), redirect_stdout(log), redirect_stderr(log),
+              _quiet("torch.onnx")):
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(OneSentence(model), (example,), dynamo=True, verbose=False,
+                                        dynamic_shapes=({1: frames},), input_names=[INPUT], output_names=[OUTPUT])
+    except Exception as err:
+        raise RuntimeError(f"ONNX export to {path} failed: {err}\n{log.getvalue()[-4000:]}") from err
+    program.model.metadata_props.update(metadata or {})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    program.save(str(tmp))  # then a rename: a reader never sees half a file
+    os.replace(tmp, path)
+    return path
+
+
+@contextmanager
+def _quiet(logger: str):  # noqa: ANN202 -- a context manager
+    """Only errors from ``logger`` (the exporter logs a warning per torchvision op it cannot register)."""
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def _input_dim(model: Student) -> int:
+    """The features the model reads: up to the largest index any modality encoder reads (the seed's 6516)."""
+    return max(int(enc.index.max()) for enc in model.encoders.values()) + 1
+
+
+class OnnxStudent(nn.Module):
+    """An ONNX Runtime session with the student's interface: ``(features [B, T, D], lengths [B]) -> log-probs
+    [T, B, V]`` float32, so evaluation and decoding use it unchanged. Each sentence runs at its own length
+    (the export takes one); log-probs on padding frames are 0 (nothing reads them: decoding and CTC stop at
+    ``lengths``). CPU only. ``threads``: ONNX Runtime's intra-op threads (default: torch's thread count)."""
+
+    def __init__(self, path: str | Path, threads: int = 0):
+        super().__init__()
+        ort = _require("onnxruntime")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        self.path = Path(path)
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own exception types for unreadable models
+            raise ValueError(f"{path}: not a usable ONNX model ({err})") from None
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        # The export takes the features up to the last one a modality encoder reads; any after it are unused.
+        self.dim = int(self.session.get_inputs()[0].shape[-1])
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        B, T, _ = x.shape
+        x = x.detach().float().cpu()[..., : self.dim]
+        out: torch.Tensor | None = None
+        for b, n in enumerate(lengths.tolist()):
+            lp = torch.from_numpy(self.session.run([OUTPUT], {INPUT: x[b: b + 1, :n].numpy()})[0])  # [n, 1, V]
+            if out is None:
+                out = lp.new_zeros(T, B, lp.shape[-1])
+            out[:n, b] = lp[:, 0]
+        return out
+
+
+def sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def cached_export(checkpoint: str | Path, model: Student) -> Path:
+    """The ONNX export of ``checkpoint`` (``model`` loaded from it) beside it (``best.pt`` -> ``best.onnx``), made
+    on first use and again whenever the checkpoint changes: the export records the checkpoint's SHA-256. Where
+    the checkpoint's folder is not writable, the export goes to the system's temporary folder."""
+    checkpoint = Path(checkpoint)
+    digest = sha256(checkpoint)
+    path = checkpoint.with_suffix(".onnx")
+    if not os.access(checkpoint.parent, os.W_OK):
+        path = Path(tempfile.gettempdir()) / f"slr-{digest[:16]}.onnx"
+    if recorded_source(path) == digest:
+        return path
+    print(f"exporting {checkpoint} to ONNX: {path} (once per checkpoint, about half a minute) ...",
+          file=sys.stderr, flush=True)
+    return export(model, path, {SOURCE_KEY: digest})
+
+
+def recorded_source(path: str | Path) -> str | None:
+    """The checkpoint digest an export at ``path`` records; None for a missing, damaged or foreign file."""
+    onnx = _require("onnx")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # missing, damaged, not ONNX: export again over it
+        return None
+    return next((p.value for p in model.metadata_props if p.key == SOURCE_KEY), None)
