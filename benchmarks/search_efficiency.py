@@ -434,8 +434,10 @@ def render(result: dict[str, Any], args: argparse.Namespace, measured: dict[str,
     rows = ["| strategy | reached target (seeds) | median trial-epochs to target | ratio to full-budget random "
             "| final best (mean) | trial-epochs spent (mean) |", "|---|---|---|---|---|---|"]
     for name, s in eff["strategies"].items():
-        rows.append(f"| {name} | {s['reached']}/{len(s['needed'])} | {s['median']:.0f} | "
-                    f"{s['ratio_to_full_random']:.0%} | {100 * s['final_best']:.1f} % | {s['budget']:.0f} |")
+        median, ratio = ((f"{s['median']:.0f}", f"{s['ratio_to_full_random']:.0%}") if math.isfinite(s["median"])
+                         else ("never (half the seeds or more missed)", "-"))
+        rows.append(f"| {name} | {s['reached']}/{len(s['needed'])} | {median} | {ratio} | "
+                    f"{100 * s['final_best']:.1f} % | {s['budget']:.0f} |")
     ours, ref = eff["strategies"]["TPE + ASHA"], eff["strategies"]["random, full budget"]
     seeds = len(ours["needed"])
     met = ours["ratio_to_full_random"] <= 0.25
