@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-RUNTIME_HELP = ("torch (default) or onnx: ONNX Runtime, fp32, about 2x faster on a CPU core; the checkpoint is "
+RUNTIME_HELP = ("torch (default) or onnx: ONNX Runtime, fp32, ~1.6x faster on a CPU core; the checkpoint is "
                 "exported beside it (NAME.onnx) on first use (needs pip install 'slr-tune[onnx]')")
 
 

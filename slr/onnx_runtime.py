@@ -3,7 +3,7 @@
 The export takes one sentence, every frame real: ``features [1, T, D]`` (T dynamic) -> ``log_probs [T, 1, V]``.
 With every frame real the BiLSTM needs no packing (which ``torch.export`` cannot trace), and single sentences
 are what latency is about. The feature pipeline stays in torch (its masks are cheap there). On one CPU core ONNX
-Runtime ran the seed student's fp32 model about twice as fast as eager PyTorch, with outputs equal to ~1e-6
+Runtime ran the seed student's fp32 model ~1.7x as fast as eager PyTorch, with outputs equal to ~1e-6
 (docs/benchmarks.md, throughput).
 
 Needs the ``onnx`` extra (``pip install 'slr-tune[onnx]'``: onnxruntime, and onnx + onnxscript for exporting).
@@ -55,7 +55,7 @@ class OneSentence(nn.Module):
 
 def export(model: Student, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
     """Write ``model`` as ONNX (in eval mode, on CPU; ``model`` itself is left as it is) to ``path``, with
-    ``metadata`` in the file's metadata properties. About half a minute on a CPU core (torch.export)."""
+    ``metadata`` in the file's metadata properties. Some seconds on a CPU core (torch.export)."""
     _require("onnxscript")
     model = copy.deepcopy(model).cpu().eval()
     example = torch.zeros(1, 64, _input_dim(model))
@@ -147,7 +147,7 @@ def cached_export(checkpoint: str | Path, model: Student) -> Path:
         path = Path(tempfile.gettempdir()) / f"slr-{digest[:16]}.onnx"
     if recorded_source(path) == digest:
         return path
-    print(f"exporting {checkpoint} to ONNX: {path} (once per checkpoint, about half a minute) ...",
+    print(f"exporting {checkpoint} to ONNX: {path} (once per checkpoint, some seconds) ...",
           file=sys.stderr, flush=True)
     return export(model, path, {SOURCE_KEY: digest})
 

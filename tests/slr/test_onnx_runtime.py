@@ -14,7 +14,7 @@ from slr.onnx_runtime import SOURCE_KEY, OnnxStudent, _require, cached_export, r
 
 @pytest.fixture(scope="module")
 def exported(trained):
-    """The trained checkpoint's export beside it (one export for the module: about half a minute)."""
+    """The trained checkpoint's export beside it (one export for the module)."""
     _, _, _, model = load_model(trained)
     path = cached_export(trained, model)
     assert path == trained.with_suffix(".onnx") and path.is_file()
