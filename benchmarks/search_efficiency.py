@@ -48,11 +48,11 @@ GRID = {
     "model.lstm_layers": [1, 2],
 }
 LOG_KEYS = {"train.learning_rate", "train.weight_decay"}
-RANK = "dev_wer_then_loss"
+RANK = "dev_loss"  # the sweep's default scheduler.metric (tune.experiment.SchedulerSpec)
 STRATEGIES = {  # name -> (searcher algorithm, scheduler, what ASHA ranks by, other searcher keys)
-    "TPE + ASHA": ("tpe", "asha", RANK, {}),  # the sweep defaults: independent TPE, ASHA on WER then loss
+    "TPE + ASHA": ("tpe", "asha", RANK, {}),  # the sweep defaults: independent TPE, ASHA on dev loss
+    "TPE + ASHA on dev WER then loss": ("tpe", "asha", "dev_wer_then_loss", {}),  # the default until 2026-11-25
     "TPE + ASHA on dev WER": ("tpe", "asha", "dev_wer", {}),
-    "TPE + ASHA on dev loss": ("tpe", "asha", "dev_loss", {}),
     "multivariate TPE + ASHA": ("tpe", "asha", RANK, {"multivariate": True}),
     "TPE + ASHA, 8 startup": ("tpe", "asha", RANK, {"n_startup_trials": 8}),
     "random + ASHA": ("random", "asha", RANK, {}),
@@ -456,8 +456,8 @@ def render(result: dict[str, Any], args: argparse.Namespace, measured: dict[str,
             f"{result['trials']} trials; with ASHA up to {result['asha_trials']} trials, since early stopping frees "
             f"epochs for more), one trial at a time, {result['seeds']} seeds, through the real "
             f"`OptunaSearcher` and Ray's `ASHAScheduler` as the sweep builds them (`tune.search.make_scheduler`: grace "
-            f"{grace}, reduction factor 3, ranking trials at a rung by dev WER with ties broken by dev CTC loss -- "
-            f"the default `scheduler.metric: dev_wer_then_loss` -- or by dev WER or dev loss alone where named); "
+            f"{grace}, reduction factor 3, ranking trials at a rung by dev CTC loss -- the default `scheduler.metric: "
+            f"dev_loss` -- or by dev WER, ties broken by dev loss, or dev WER alone where named); "
             "suggested values snap to the nearest grid point. Target: within 1 WER point of full-budget random "
             f"search's final best, averaged over seeds ({100 * eff['target']:.1f} % dev WER); full-budget random "
             f"spends {eff['full_random_trial_epochs']:.0f} trial-epochs.\n\n" + "\n".join(rows)

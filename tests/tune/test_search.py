@@ -59,9 +59,9 @@ def test_outcomes_complete_pruned_fail(tmp_path):
 def test_make_scheduler_ranks_by_the_configured_metric(tmp_path):
     asha = make_scheduler(_spec(tmp_path, grace_period=2, reduction_factor=2))
     assert isinstance(asha, ASHAScheduler)
-    assert asha.metric == "dev_wer_then_loss" and asha._max_t == 6
+    assert asha.metric == "dev_loss" and asha._max_t == 6  # the default
     assert [milestone for milestone, _ in asha._brackets[0]._rungs] == [4, 2]  # grace 2, then x2 below max 6
-    assert make_scheduler(_spec(tmp_path, metric="dev_loss")).metric == "dev_loss"
+    assert make_scheduler(_spec(tmp_path, metric="dev_wer_then_loss")).metric == "dev_wer_then_loss"
     assert isinstance(make_scheduler(_spec(tmp_path, type="none")), FIFOScheduler)
 
 
