@@ -398,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         return render(result, args, measured=saved)
     import shutil
     shutil.rmtree(args.storage, ignore_errors=True)
-    result = replay(Path(args.table), args.seeds, args.trials, Path(args.storage), args.grace, args.only,
+    result = replay(Path(args.table).resolve(), args.seeds, args.trials, Path(args.storage), args.grace, args.only,
                     args.asha_trial_factor, args.workers)
     return render(result, args)
 

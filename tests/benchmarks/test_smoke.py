@@ -100,7 +100,7 @@ def test_goodput_arithmetic(tmp_path):
     assert json.loads((tmp_path / "goodput.json").read_text())["compared"][0]["sweep"] == "o"
 
 
-def test_search_efficiency_build_and_replay(tiny_corpus, tmp_path):
+def test_search_efficiency_build_and_replay(tiny_corpus, tmp_path, monkeypatch):
     import pandas as pd
     import search_efficiency as se
     table = tmp_path / "table.parquet"
@@ -119,7 +119,8 @@ def test_search_efficiency_build_and_replay(tiny_corpus, tmp_path):
                  "--table", str(table), "--train-seed", "2"])
     assert pd.read_parquet(table).equals(both)  # refused before training: the table is untouched
     doc = tmp_path / "b.md"
-    assert se.main(["replay", "--table", str(table), "--seeds", "1", "--trials", "3", "--doc", str(doc),
+    monkeypatch.chdir(tmp_path)  # a relative --table: Ray trials run in other folders, so it must be resolved
+    assert se.main(["replay", "--table", table.name, "--seeds", "1", "--trials", "3", "--doc", str(doc),
                     "--results", str(tmp_path), "--storage", str(tmp_path / "sweeps"), "--workers", "2"]) == 0
     saved = (tmp_path / "search_efficiency_2ep_grace1.json").read_text()
     assert "\n" not in saved  # compact: the per-report runs would take several lines per number indented
