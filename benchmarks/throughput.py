@@ -129,14 +129,16 @@ def measure_rtf(corpus: str, seconds: float = 10.0, fps: float = 25.0, repeats: 
                 fn = torch.compile(lambda x, m, f, n: model(features(x, m, f), n), dynamic=False)
                 t0 = time.perf_counter()
                 out = fn(x, mask, frame_mask, lengths)
-                extra = dict(compile_s=time.perf_counter() - t0, compiled_max_abs_diff=float((out - reference).abs().max()),
+                extra = dict(compile_s=time.perf_counter() - t0,
+                             compiled_max_abs_diff=float((out - reference).abs().max()),
                              compiled_latency_s=best_of(lambda: greedy(fn(x, mask, frame_mask, lengths)[:, 0])))
                 extra["compiled_times_real_time"] = seconds / extra["compiled_latency_s"]
                 # The model alone compiled, the features eager: inductor's CPU code for the features' masks is slower
                 # than eager's, so this is what a deployment would pick.
                 cm = torch.compile(model, dynamic=False)
                 cm(feats, lengths)
-                extra["compiled_model_latency_s"] = best_of(lambda: greedy(cm(features(x, mask, frame_mask), lengths)[:, 0]))
+                extra["compiled_model_latency_s"] = best_of(
+                    lambda: greedy(cm(features(x, mask, frame_mask), lengths)[:, 0]))
             flops = sentence_flops(model, feats, lengths)
             peak = matmul_peak(best_of)
         size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
@@ -231,10 +233,12 @@ def main(argv: list[str] | None = None) -> int:
     ratio = loader["loader_fps"] / train["train_fps"]
     results = dict(**train, **loader, **rtf, loader_over_train=ratio, threads=torch.get_num_threads())
     save("throughput", results, Path(args.results) if args.results else None)
-    compiled_row = (f"| features + model under `torch.compile` (inductor, static shapes) | {rtf['compiled_latency_s'] * 1000:.1f} ms = "
-                    f"{rtf['compiled_times_real_time']:.0f}x real time; first call {rtf['compile_s']:.0f} s (compiling, or loading inductor's on-disk cache); "
+    compiled_row = (f"| features + model under `torch.compile` (inductor, static shapes) | "
+                    f"{rtf['compiled_latency_s'] * 1000:.1f} ms = {rtf['compiled_times_real_time']:.0f}x real time; "
+                    f"first call {rtf['compile_s']:.0f} s (compiling, or loading inductor's on-disk cache); "
                     f"largest log-prob difference from eager {rtf['compiled_max_abs_diff']:.1e} |\n"
-                    f"| the model alone under `torch.compile`, features eager | {rtf['compiled_model_latency_s'] * 1000:.1f} ms = "
+                    f"| the model alone under `torch.compile`, features eager | "
+                    f"{rtf['compiled_model_latency_s'] * 1000:.1f} ms = "
                     f"{seconds_real(rtf, 'compiled_model_latency_s'):.0f}x real time |\n"
                     if "compile_s" in rtf else "")
     wer_row = ("| dev WER of a trained model in each precision (" + Path(rtf["wer_checkpoint"]).parent.parent.name[:19]

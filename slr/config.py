@@ -136,7 +136,7 @@ class TrainConfig:
     max_nonfinite_fraction: float = 0.5  # an epoch with more skipped batches than this fails the run
     seed: int = 0  # seeds weights, batching and dropout (CPU runs are deterministic)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: str = "auto"  # CUDA precision: auto (fp32 + TF32 matmuls, fastest for the student) | bf16 (autocast) | off (strict fp32)
+    amp: str = "auto"  # CUDA: auto (fp32 + TF32 matmuls, fastest for the student) | bf16 (autocast) | off (strict fp32)
     eval_every: int = 1  # epochs between dev evaluations
     checkpoint: bool = True  # write last.pt / best.pt to the run directory
     inject_nonfinite_from_epoch: int = 0  # fault injection (tests): every loss from this epoch on is NaN; 0 = off
