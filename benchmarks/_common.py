@@ -24,8 +24,21 @@ def machine() -> dict[str, Any]:
     info = dict(python=platform.python_version(), torch=torch.__version__, platform=platform.platform(),
                 cpus=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
                 cpu_model=_cpu_model(), torch_threads=torch.get_num_threads(),
-                gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
+                gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, packages=_packages())
     return info
+
+
+def _packages() -> dict[str, str]:
+    """Versions of the libraries a result depends on: e.g. a newer numpy or Optuna moves TPE's suggestions, so a
+    replay reproduces bit for bit only under the same versions."""
+    from importlib.metadata import PackageNotFoundError, version
+    out = {}
+    for name in ("numpy", "scipy", "pandas", "optuna", "ray", "onnxruntime", "mlflow"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
 
 
 def _cpu_model() -> str:
@@ -68,8 +81,9 @@ def write_section(doc: Path, name: str, body: str, measured: dict[str, Any] | No
     m = measured["machine"] if measured else machine()
     date = measured["date"] if measured else time.strftime("%Y-%m-%d")
     where = f"{m['cpus']} CPU cores ({m['cpu_model']})" + (f", GPU {m['gpu']}" if m["gpu"] else ", no GPU")
+    versions = ", ".join([f"torch {m['torch']}", *(f"{k} {v}" for k, v in m.get("packages", {}).items())])
     block = (f"<!-- bench:{name} -->\n{body.rstrip()}\n\n*Measured {date} on {where}, "
-             f"torch {m['torch']}, with:* `{measured['command'] if measured else command()}`\n<!-- /bench:{name} -->")
+             f"{versions}, with:* `{measured['command'] if measured else command()}`\n<!-- /bench:{name} -->")
     text = doc.read_text() if doc.exists() else ""
     pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
