@@ -101,6 +101,7 @@ def test_goodput_arithmetic(tmp_path):
 
 
 def test_search_efficiency_build_and_replay(tiny_corpus, tmp_path, monkeypatch):
+    import optuna
     import pandas as pd
     import search_efficiency as se
     table = tmp_path / "table.parquet"
@@ -133,7 +134,7 @@ def test_search_efficiency_build_and_replay(tiny_corpus, tmp_path, monkeypatch):
     assert "it reached the target in" in section and "full-budget random search itself in" in section
     # TPE's suggestions move with numpy's and Optuna's versions: the result names the ones it ran under
     optuna_version = result["machine"]["packages"]["optuna"]
-    assert optuna_version == __import__("optuna").__version__ and f"optuna {optuna_version}" in section
+    assert optuna_version == optuna.__version__ and f"optuna {optuna_version}" in section
     noise = result["seed_noise"]
     assert noise["seeds"] == [0, 1] and noise["configurations"] == 2 and noise["mean_abs_diff"] >= 0
     assert "One training run's luck" in section and "2 training seeds each" in section
