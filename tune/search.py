@@ -145,6 +145,8 @@ class OptunaSearcher(Searcher):
             return
         step = int(result.get("epoch", result.get("training_iteration", 0)))
         stored = self.study._storage.get_trial(tid)
+        if stored.state.is_finished():  # told before a killed driver's last state save; Ray re-runs it on resume
+            return
         if step not in stored.intermediate_values:  # a resumed trial re-reports
             optuna.trial.Trial(self.study, tid).report(float(value), step)
         best = result.get("best_dev_wer")
@@ -156,6 +158,9 @@ class OptunaSearcher(Searcher):
             self.on_trial_result(trial_id, result)
         tid = self._live.pop(trial_id, None)
         if tid is None:
+            return
+        if self.study._storage.get_trial(tid).state.is_finished():  # as in on_trial_result: Optuna keeps its outcome
+            log.info("trial %s: Optuna already holds its outcome (told before the driver stopped); kept", trial_id)
             return
         state, value = outcome(result, error)
         if result and result.get("failed_reason"):

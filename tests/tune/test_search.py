@@ -56,6 +56,22 @@ def test_outcomes_complete_pruned_fail(tmp_path):
     assert searcher.suggest("d") is OptunaSearcher.FINISHED  # num_trials reached
 
 
+def test_a_trial_optuna_already_closed_keeps_its_outcome_when_ray_reruns_it(tmp_path):
+    # A driver killed after Optuna was told but before Ray saved its state: on resume Ray runs the trial again
+    # (and may fail to restore it); the searcher must neither crash nor overwrite the recorded outcome.
+    searcher = OptunaSearcher(_spec(tmp_path))
+    searcher.suggest("a")
+    _report(searcher, "a", 6, 3.0, 0.4, 0.35, finished=1)
+    searcher.on_trial_complete("a", dict(epoch=6, dev_loss=3.0, dev_wer=0.4, best_dev_wer=0.35, finished=1))
+    searcher._live["a"] = searcher.study.trials[0]._trial_id  # what the restored searcher state still holds
+    _report(searcher, "a", 7, 9.0, 1.0, 0.9)
+    searcher.on_trial_complete("a", dict(epoch=0, failed_reason="checkpoint gone"), error=True)
+    trial = searcher.study.trials[0]
+    assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value == 0.35
+    assert 7 not in trial.intermediate_values and "fail_reason" not in trial.user_attrs
+    assert trial.user_attrs["best_dev_wer"] == 0.35 and "a" not in searcher._live
+
+
 def test_make_scheduler_ranks_by_the_configured_metric(tmp_path):
     asha = make_scheduler(_spec(tmp_path, grace_period=2, reduction_factor=2))
     assert isinstance(asha, ASHAScheduler)
