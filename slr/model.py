@@ -159,22 +159,45 @@ class Student(nn.Module):
         self.lstm = nn.LSTM(cfg.hidden_dim, cfg.hidden_dim, num_layers=cfg.lstm_layers, batch_first=True,
                             bidirectional=True, dropout=cfg.dropout if cfg.lstm_layers > 1 else 0.0)
         self.head = nn.Linear(2 * cfg.hidden_dim, vocab_size)
+        # The frame-rate skip: the modality embeddings at T, projected to H and added to the upsampled path before
+        # the BiLSTM (U-Net style). Without it every bit of per-frame evidence has to pass the 48-channel T/4
+        # bottleneck and the ConvTranspose, and the student sits on the CTC blank plateau for hundreds of steps
+        # (docs/model_quality.md). Built after the seed's layers so model.frame_skip=false is the seed exactly.
+        self.frame_skip = nn.Linear(width, cfg.hidden_dim) if cfg.frame_skip else None
+        # VAC's auxiliary ("visual") CTC head on the T/4 block features; built last, and only when used, so a
+        # model without it has the same parameters, initialization and checkpoints as before it existed.
+        self.aux_head = nn.Linear(cfg.bottleneck_channels, vocab_size) if cfg.aux_ctc_weight > 0 else None
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.forward_train(x, lengths)[0]
+
+    def forward_train(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(log-probs [T, B, V], auxiliary log-probs [ceil(T/4), B, V] or None)``, both float32."""
         T = x.shape[1]
         frame_mask = (torch.arange(T, device=x.device)[None] < lengths[:, None])  # [B, T]
-        h = self.encode(x, frame_mask)  # [B, T, H]
+        down, mask, parts = self.encode_down(x, frame_mask)  # [B, 48, T'/4], [B, 1, T'] (T' = T rounded up to 4)
+        h = self.upsample_project(down, mask, parts)  # [B, T, H]
         packed = pack_padded_sequence(h, lengths.cpu(), batch_first=True, enforce_sorted=False)
         h, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=T)  # [B, T, 2H]
-        return self.classify(h)
+        aux = None
+        if self.aux_head is not None:
+            aux = self.aux_head(down.transpose(1, 2)).float().log_softmax(-1).transpose(0, 1)  # [T'/4, B, V]
+        return self.classify(h), aux
 
     def encode(self, x: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
         """Everything before the BiLSTM: features ``[B, T, D]``, frame_mask ``[B, T]`` bool -> ``[B, T, H]``."""
+        return self.upsample_project(*self.encode_down(x, frame_mask))
+
+    def encode_down(self, x: torch.Tensor,
+                    frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Encoders and blocks: ``[B, T, D]`` -> (``[B, 48, T'/4]``, frame mask ``[B, 1, T']``, the modality
+        embeddings ``[B, T, 384]``), T' = T rounded up to a multiple of 4; the block features are 0 on padding."""
         T = x.shape[1]
         parts = [self.encoders[n](x) for n in self.names]  # each [B, T, d_m]
         if self.cross is not None:
             parts = self.cross(parts)
-        h = torch.cat(parts, dim=-1).transpose(1, 2)  # [B, 384, T]
+        embedded = torch.cat(parts, dim=-1)  # [B, T, 384]
+        h = embedded.transpose(1, 2)  # [B, 384, T]
         # so that T/4 * 4 covers every frame; no %: torch.compile's dynamic shapes trip on a Mod of the length
         pad = (T + DOWNSAMPLE - 1) // DOWNSAMPLE * DOWNSAMPLE - T
         mask = F.pad(frame_mask, (0, pad)).to(h.dtype)[:, None]  # [B, 1, T+pad]
@@ -182,9 +205,16 @@ class Student(nn.Module):
         down = mask
         for block in self.blocks:
             h, down = block(h, down)  # -> [B, 48, (T+pad)/4] after the last block
+        return h, mask, embedded
+
+    def upsample_project(self, h: torch.Tensor, mask: torch.Tensor, embedded: torch.Tensor) -> torch.Tensor:
+        """ConvTranspose back to T, the temporal projection and the frame skip: ``[B, 48, T'/4]`` -> ``[B, T, H]``."""
+        T = embedded.shape[1]
         h = self.upsample(h)[..., :T]  # [B, H, T]
-        h = self.projection(h * mask[..., :T])  # [B, H, T]
-        return h.transpose(1, 2)  # [B, T, H]
+        h = self.projection(h * mask[..., :T]).transpose(1, 2)  # [B, T, H]
+        if self.frame_skip is not None:
+            h = h + self.frame_skip(embedded) * mask[:, 0, :T, None]  # [B, T, H], 0 on padding
+        return h
 
     def classify(self, h: torch.Tensor) -> torch.Tensor:
         """BiLSTM output ``[B, T, 2H]`` -> log-probs ``[T, B, V]`` float32."""

@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from slr import checkpoint
+from slr import checkpoint, losses
+from slr.augment import Augmenter
 from slr.config import Config, TrainConfig
 from slr.corpus.store import Corpus
 from slr.data import Batch, BucketBatchSampler, SignDataset, collate
@@ -106,7 +107,9 @@ class Trainer:
         self.steps_per_epoch = len(self.sampler)
         if config.features.standardize:
             self._fit_features()
-        self.state = dict(epoch=0, step=0, best_wer=math.inf, best_epoch=0, bad_epochs=0, history=[])
+        self.augment = Augmenter(config.augment, config.train.seed) if config.augment.enabled() else None
+        self.state = dict(epoch=0, step=0, best_wer=math.inf, best_loss=math.inf, best_epoch=0, bad_epochs=0,
+                          history=[])
 
     # -- the loop -------------------------------------------------------------------------------------
     def fit(self, resume: str | Path | None = None) -> dict[str, Any]:
@@ -124,10 +127,15 @@ class Trainer:
             dev = self.evaluate("dev") if epoch % cfg.eval_every == 0 or epoch == cfg.epochs else None
             # bookkeeping: best model, early stopping
             improved = dev is not None and dev["wer"] < self.state["best_wer"]
+            # Patience runs out only when neither dev WER nor dev loss improves: on the CTC blank plateau the WER
+            # is flat at 100 % for a while as the loss falls, and stopping there would end a run that is learning.
+            lower_loss = dev is not None and dev["loss"] < self.state["best_loss"]
             if improved:
-                self.state.update(best_wer=dev["wer"], best_epoch=epoch, bad_epochs=0)
-            elif dev is not None:
-                self.state["bad_epochs"] += 1
+                self.state.update(best_wer=dev["wer"], best_epoch=epoch)
+            if lower_loss:
+                self.state["best_loss"] = dev["loss"]
+            if dev is not None:
+                self.state["bad_epochs"] = 0 if improved or lower_loss else self.state["bad_epochs"] + 1
             self.state["epoch"] = epoch
             seconds = time.perf_counter() - t0
             metrics = dict(
@@ -161,7 +169,10 @@ class Trainer:
         for batch in bar:
             t0 = time.perf_counter()
             self._set_lr(self.state["step"])
-            loss = self._loss(batch.to(self.device))
+            batch = batch.to(self.device)
+            if self.augment is not None:  # training split only; seeded by (train.seed, step)
+                batch = self.augment(batch, self.state["step"])
+            loss = self._loss(batch)
             if 0 < self.cfg.train.inject_nonfinite_from_epoch <= epoch:  # fault injection for tests
                 loss = loss * float("nan")
             self.optimizer.zero_grad(set_to_none=True)
@@ -189,16 +200,27 @@ class Trainer:
         return total / max(count, 1), frames, skipped, busy
 
     def _loss(self, batch: Batch) -> torch.Tensor:
-        log_probs = self.forward(batch)  # [T, B, V] float32
-        return F.ctc_loss(log_probs, batch.targets, batch.lengths, batch.target_lengths, blank=self.vocab.blank_id,
+        """CTC on the main head, plus (when on) VAC's auxiliary CTC at T/4 and self-distillation into it."""
+        log_probs, aux = self.forward(batch, with_aux=True)  # [T, B, V], [T'/4, B, V] or None; float32
+        loss = F.ctc_loss(log_probs, batch.targets, batch.lengths, batch.target_lengths, blank=self.vocab.blank_id,
                           reduction="mean", zero_infinity=False)
+        if aux is None:
+            return loss
+        m, t = self.cfg.model, self.cfg.train
+        loss = loss + m.aux_ctc_weight * losses.aux_ctc(aux, batch, self.vocab.blank_id)
+        if t.self_distill_weight > 0:
+            loss = loss + t.self_distill_weight * losses.self_distillation(log_probs, aux, batch.lengths,
+                                                                           t.self_distill_temperature)
+        return loss
 
-    def forward(self, batch: Batch) -> torch.Tensor:
-        """Landmarks -> features -> log-probs ``[T, B, V]`` (bf16 autocast if ``train.amp: bf16``; float32 out)."""
+    def forward(self, batch: Batch, with_aux: bool = False):
+        """Landmarks -> features -> log-probs ``[T, B, V]`` (bf16 autocast if ``train.amp: bf16``; float32 out).
+        ``with_aux``: ``(log_probs, aux_log_probs [T'/4, B, V] or None)`` (the auxiliary head, when built)."""
         frame_mask = batch.frame_mask.to(self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             x = self.features(batch.x, batch.point_mask, frame_mask)  # [B, T, D]
-            return self.model(x, batch.lengths.to(self.device)).float()
+            log_probs, aux = self.model.forward_train(x, batch.lengths.to(self.device))
+        return (log_probs, aux) if with_aux else log_probs
 
     # -- evaluation -----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -276,7 +298,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng_torch"])
         for key in self.state:
-            self.state[key] = state[key]
+            self.state[key] = state.get(key, self.state[key])  # best_loss: absent from older checkpoints
         if self.out:  # drop log lines of epochs after the checkpoint: they will be trained again
             log = self.out / "metrics.jsonl"
             if log.exists():

@@ -19,6 +19,6 @@ def test_committed_reference_matches_the_code():
 
 def test_reference_lists_the_searched_keys_with_their_defaults():
     text = markdown()
-    for key, default in [("train.learning_rate", "0.0003"), ("model.dropout", "0.3"), ("model.num_blocks", "6"),
+    for key, default in [("train.learning_rate", "0.001"), ("model.dropout", "0.3"), ("model.num_blocks", "6"),
                          ("model.lstm_layers", "1"), ("train.weight_decay", "0.0001")]:
         assert f"| `{key}` |" in text and f"`{default}`" in text.split(f"| `{key}` |")[1].split("\n")[0]

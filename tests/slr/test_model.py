@@ -115,3 +115,36 @@ def test_folding_batch_norm_keeps_the_output_and_the_model():
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
     with pytest.raises(ValueError, match="training mode.*model.eval"):
         fold_batch_norm(m.train())
+
+
+def test_frame_skip_off_is_the_seed_model_exactly():
+    """model.frame_skip=false builds the seed's layers only, initialized as before the skip existed."""
+    torch.manual_seed(0)
+    seed = _model(frame_skip=False)
+    torch.manual_seed(0)
+    skip = _model()
+    assert seed.frame_skip is None and skip.frame_skip is not None and seed.aux_head is None
+    extra = set(skip.state_dict()) - set(seed.state_dict())
+    assert extra == {"frame_skip.weight", "frame_skip.bias"}
+    assert all(torch.equal(v, skip.state_dict()[k]) for k, v in seed.state_dict().items())
+
+
+def test_frame_skip_carries_each_frame_to_the_lstm():
+    m = _model(dropout=0.0)
+    x = torch.randn(2, 24, 6516)
+    lengths = torch.tensor([24, 15])
+    with torch.no_grad():
+        h = m.encode(x, torch.arange(24)[None] < lengths[:, None])
+        down, mask, embedded = m.encode_down(x, torch.arange(24)[None] < lengths[:, None])
+        seed_path = m.upsample_project.__func__(type("NoSkip", (), {"upsample": m.upsample, "projection": m.projection,
+                                                                       "frame_skip": None})(), down, mask, embedded)
+    assert torch.allclose(h - seed_path, m.frame_skip(embedded) * mask[:, 0, :24, None], atol=1e-5)
+
+
+def test_auxiliary_head_at_a_quarter_of_the_frames():
+    m = _model(aux_ctc_weight=1.0)
+    for T in (1, 5, 8, 13):
+        log_probs, aux = m.forward_train(torch.randn(2, T, 6516), torch.tensor([T, max(1, T - 3)]))
+        assert log_probs.shape == (T, 2, 20) and aux.shape == ((T + 3) // 4, 2, 20)
+        assert torch.allclose(aux.exp().sum(-1), torch.ones(aux.shape[:2]), atol=1e-4)
+    assert _model().forward_train(torch.randn(1, 8, 6516), torch.tensor([8]))[1] is None  # off: no head

@@ -21,21 +21,38 @@ def test_seed_bug_3_learning_rate_is_used_as_given(fast_config, tiny_corpus):
 
 
 @pytest.mark.slow
-def test_tiny_training_loss_falls_and_wer_is_well_under_100(fast_config, tiny_corpus, tmp_path):
+def test_the_default_config_learns_tiny(tiny_corpus, tmp_path):
+    """What a user gets with no overrides (`slr train --corpus tiny`): off the CTC blank plateau, well under 50 % dev
+    WER within the default budget (measured: 16 % at epoch 30, early stop at 45, ~1 min on one core)."""
+    from slr.config import Config
     seen = []
-    t = Trainer(fast_config(**{"train.epochs": 45}), tiny_corpus, tmp_path, on_epoch=lambda m, d: seen.append((m, d)))
+    cfg = Config().override({"data.corpus": str(tiny_corpus)})
+    assert cfg.to_dict() == Config().override({"data.corpus": str(tiny_corpus)}).to_dict()  # nothing else changed
+    t = Trainer(cfg, tiny_corpus, tmp_path, on_epoch=lambda m, d: seen.append((m, d)))
     summary = t.fit()
     losses = [m["train_loss"] for m, _ in seen]
     assert all(math.isfinite(x) for x in losses)
-    assert losses[-1] < 0.5 * losses[0]
-    assert summary["best_dev_wer"] < 0.85
+    assert losses[-1] < 0.1 * losses[0]
+    assert summary["best_dev_wer"] < 0.5, [m["dev_wer"] for m, _ in seen]
+    assert summary["best_epoch"] > 1  # not "best at epoch 1", the blank-only solution
     keys = {"train_loss", "dev_loss", "dev_wer", "lr", "epoch_seconds", "frames_per_second", "skipped_batches"}
     assert keys <= set(seen[0][0])
     assert seen[-1][0]["finished"] == 1 and seen[0][0]["finished"] == 0
     assert all(d == tmp_path for _, d in seen)
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(x)["epoch"] for x in lines] == list(range(1, 46))
+    assert [json.loads(x)["epoch"] for x in lines] == list(range(1, len(seen) + 1))
     assert (tmp_path / "best.pt").exists() and (tmp_path / "last.pt").exists()
+
+
+def test_early_stopping_waits_while_the_dev_loss_still_falls(fast_config, tiny_corpus):
+    """On the blank plateau dev WER is flat at 100 % while the loss falls: patience must not run out there. The dev
+    results are scripted (the rule under test is the trainer's bookkeeping, not the model)."""
+    t = Trainer(fast_config(**{"train.epochs": 10, "train.early_stopping_patience": 2}), tiny_corpus)
+    dev_losses = iter([9.0, 8.0, 7.0, 6.0, 6.0, 6.5, 6.2, 5.0, 4.0, 3.0])
+    t.evaluate = lambda split: dict(wer=1.0, loss=next(dev_losses), seconds=0.0)
+    summary = t.fit()
+    # the loss improves up to epoch 4, then not at 5 and 6: stopped after epoch 6 (the WER rule alone: epoch 3)
+    assert summary["stopped_early"] and summary["epochs"] == 6 and summary["best_epoch"] == 1
 
 
 class Killed(Exception):
@@ -122,3 +139,72 @@ def test_checkpoints_are_ours_and_loaded_safely(fast_config, tiny_corpus, tmp_pa
     (tmp_path / "trunc.pt").write_bytes((tmp_path / "last.pt").read_bytes()[:1000])
     with pytest.raises(checkpoint.CheckpointError, match="trunc.pt"):
         checkpoint.load(tmp_path / "trunc.pt")
+
+
+def _one_batch(t):
+    return next(iter(t.train_loader))
+
+
+def test_auxiliary_ctc_off_is_the_plain_ctc_loss(fast_config, tiny_corpus):
+    import torch.nn.functional as F
+    t = Trainer(fast_config(**{"train.epochs": 1}), tiny_corpus)
+    assert t.model.aux_head is None
+    b = _one_batch(t)
+    torch.manual_seed(1)
+    loss = t._loss(b)
+    torch.manual_seed(1)
+    plain = F.ctc_loss(t.forward(b), b.targets, b.lengths, b.target_lengths, reduction="mean")
+    assert torch.equal(loss, plain)
+
+
+@pytest.mark.parametrize("distill", [0.0, 25.0])
+def test_auxiliary_ctc_and_self_distillation_train_the_blocks(fast_config, tiny_corpus, distill):
+    cfg = fast_config(**{"train.epochs": 1, "model.aux_ctc_weight": 1.0, "train.self_distill_weight": distill,
+                         "model.dropout": 0.0})
+    t = Trainer(cfg, tiny_corpus)
+    b = _one_batch(t)
+    log_probs, aux = t.forward(b, with_aux=True)
+    assert aux.shape[0] == (log_probs.shape[0] + 3) // 4
+    loss = t._loss(b)
+    assert torch.isfinite(loss)
+    # the auxiliary terms alone reach the blocks, and not the BiLSTM or the main head
+    from slr import losses
+    t.model.zero_grad()
+    extra = losses.aux_ctc(aux, b, 0) + distill * losses.self_distillation(log_probs, aux, b.lengths, 8.0)
+    extra.backward()
+    assert t.model.blocks[0].expand[0].weight.grad.abs().sum() > 0
+    assert t.model.lstm.weight_ih_l0.grad is None or t.model.lstm.weight_ih_l0.grad.abs().sum() == 0
+    assert t.model.head.weight.grad is None or t.model.head.weight.grad.abs().sum() == 0
+    main = loss - extra.detach()
+    assert main > 0 and torch.isfinite(main)
+
+
+def test_self_distillation_is_zero_when_the_heads_agree():
+    from slr import losses
+    torch.manual_seed(0)
+    T, B, V = 12, 2, 7
+    aux = torch.randn(3, B, V).log_softmax(-1)
+    main = aux.repeat_interleave(4, dim=0)  # each T/4 posterior repeated over its 4 frames
+    kl = losses.self_distillation(main, aux, torch.tensor([12, 9]), temperature=1.0)
+    assert kl.abs() < 1e-5
+    assert losses.self_distillation(torch.randn(T, B, V).log_softmax(-1), aux, torch.tensor([12, 9]), 8.0) > 0
+
+
+def test_auxiliary_ctc_masks_samples_too_short_at_a_quarter_rate(fast_config, tiny_corpus):
+    from slr import losses
+    from slr.data import Batch
+    # 4 frames, 3 distinct labels: feasible at T (4 >= 3), not at T/4 (1 < 3)
+    b = Batch(torch.zeros(2, 8, 543, 3), None, torch.tensor([4, 8]), torch.tensor([1, 2, 3, 1]),
+              torch.tensor([3, 1]), ["short", "ok"])
+    assert losses.aux_feasible(b).tolist() == [False, True]
+    aux = torch.randn(2, 2, 5, requires_grad=True)
+    loss = losses.aux_ctc(aux.log_softmax(-1), b, 0)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(aux.grad).all()
+    assert aux.grad[:, 0].abs().sum() == 0  # the short sample adds nothing
+
+
+def test_self_distillation_needs_the_auxiliary_head():
+    from slr.config import Config, ConfigError
+    with pytest.raises(ConfigError, match=r"train\.self_distill_weight.*aux_ctc_weight"):
+        Config().override({"train.self_distill_weight": 25.0})

@@ -1,0 +1,58 @@
+"""Training losses beyond the main head's CTC: VAC's auxiliary CTC at T/4 and its self-distillation.
+
+VAC (Min et al., ICCV 2021) supervises the visual (here: MobileNetV3 block) features directly with a second
+CTC head, and distils the sequence model's (BiLSTM head's) posteriors into it, so the blocks learn alignments
+without waiting for the BiLSTM to pass useful gradients down. The main head still emits one frame per input.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from slr.data import Batch, ctc_min_frames
+from slr.model import DOWNSAMPLE
+
+
+def aux_lengths(lengths: torch.Tensor) -> torch.Tensor:
+    """Frames at the auxiliary head's rate: a T/4 frame is real if any of its 4 inputs is (``ceil(T / 4)``)."""
+    return (lengths + DOWNSAMPLE - 1) // DOWNSAMPLE
+
+
+def aux_feasible(batch: Batch) -> torch.Tensor:
+    """``[B]`` bool: the sample's labels fit CTC at T/4 (one frame per label, a blank between repeats), the same
+    rule that admits a sample for the main head at T (``slr.data.ctc_min_frames``)."""
+    labels = batch.targets.split(batch.target_lengths.tolist())
+    need = torch.tensor([ctc_min_frames(x.tolist()) for x in labels])
+    return aux_lengths(batch.lengths) >= need
+
+
+def aux_ctc(aux: torch.Tensor, batch: Batch, blank: int) -> torch.Tensor:
+    """Mean over samples of the per-label CTC loss of the auxiliary head (as the main head's ``reduction="mean"``);
+    a sample too short for CTC at T/4 contributes 0 (its loss and gradient are masked, never inf or NaN)."""
+    ok = aux_feasible(batch).to(aux.device)
+    per_sample = F.ctc_loss(aux, batch.targets, aux_lengths(batch.lengths), batch.target_lengths, blank=blank,
+                            reduction="none", zero_infinity=True)  # [B]; zero_infinity: masked below anyway
+    per_label = per_sample / batch.target_lengths.to(aux.device).clamp(min=1)
+    return torch.where(ok, per_label, torch.zeros_like(per_label)).sum() / len(ok)
+
+
+def self_distillation(log_probs: torch.Tensor, aux: torch.Tensor, lengths: torch.Tensor,
+                      temperature: float) -> torch.Tensor:
+    """``T^2 * KL(teacher || aux)`` per real T/4 frame, averaged. The teacher is the main head's posterior at the
+    temperature, detached and averaged over each frame's 4 inputs (real ones only) to reach the T/4 rate.
+
+    Args: log_probs ``[T, B, V]`` main head; aux ``[T'/4, B, V]`` auxiliary head; lengths ``[B]`` frames.
+    """
+    T, B, V = log_probs.shape
+    L = aux.shape[0]
+    real = (torch.arange(L * DOWNSAMPLE, device=lengths.device)[:, None] < lengths[None]).to(aux)  # [T', B]
+    real = real.to(aux.device)
+    teacher = F.softmax(log_probs.detach() / temperature, dim=-1)  # [T, B, V]
+    teacher = F.pad(teacher, (0, 0, 0, 0, 0, L * DOWNSAMPLE - T)) * real[..., None]  # [T', B, V], 0 on padding
+    count = real.view(L, DOWNSAMPLE, B).sum(1)  # [L, B] real inputs per T/4 frame
+    teacher = teacher.view(L, DOWNSAMPLE, B, V).sum(1) / count.clamp(min=1)[..., None]  # [L, B, V]
+    student = F.log_softmax(aux / temperature, dim=-1)
+    kl = (teacher * (teacher.clamp(min=1e-12).log() - student)).sum(-1)  # [L, B]
+    frames = (count > 0).to(kl)
+    return temperature**2 * (kl * frames).sum() / frames.sum().clamp(min=1)
