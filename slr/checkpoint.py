@@ -75,3 +75,20 @@ def code_version() -> str:
     except (OSError, subprocess.SubprocessError):
         commit, dirty = "", ""
     return f"{slr.__version__}+{commit}{'.dirty' if dirty else ''}" if commit else slr.__version__
+
+
+def machine_facts(device: str = "cpu") -> dict[str, str]:
+    """What a run's float results depend on besides the config: torch's version and the CPU kernels it dispatches
+    to (``AVX2``, ``AVX512``, ...). Two CPU runs of one config with the same thread count agree bit for bit when
+    these agree; CUDA kernels are not deterministic, so a CUDA run is recorded as such."""
+    import torch
+    facts = dict(torch=torch.__version__, cpu_capability=torch.backends.cpu.get_cpu_capability(), device=device)
+    if device.startswith("cuda"):
+        facts["cuda"] = "nondeterministic kernels: a retrain matches within a tolerance, not bit for bit"
+    return facts
+
+
+def differing_facts(recorded: dict[str, str], here: dict[str, str]) -> list[str]:
+    """``["torch 2.13.0 (run) != 2.14.1 (here)", ...]`` for the facts a CPU retrain's exactness depends on."""
+    return [f"{k} {recorded[k]} (run) != {here[k]} (here)" for k in ("torch", "cpu_capability")
+            if k in recorded and recorded[k] != here.get(k)]

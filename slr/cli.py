@@ -213,6 +213,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not corpus:
         raise ConfigError("data.corpus", "", "give --corpus DIR or set data.corpus in the config")
     cfg = cfg.override({"data.corpus": str(corpus)})
+    _warn_if_machine_differs(args.config)
     out.mkdir(parents=True, exist_ok=True)
     if not args.resume and (out / "last.pt").exists():
         raise ValueError(f"{out} already holds a run (last.pt); pass --resume to continue it or pick a new --out")
@@ -227,6 +228,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     wer = summary["best_dev_wer"]
     print(f"best dev WER {100 * wer:.2f}% at epoch {summary['best_epoch']}  ->  {out / 'best.pt'}")
     return 0
+
+
+def _warn_if_machine_differs(config_path: str | None) -> None:
+    """An exported config (slr export) records what its trial ran on; retraining elsewhere is a new run."""
+    from slr.checkpoint import differing_facts, machine_facts
+    from slr.config import read_yaml
+    recorded = ((read_yaml(config_path).get("provenance") or {}).get("machine") or {}) if config_path else {}
+    if not recorded:
+        return
+    diffs = differing_facts(recorded, machine_facts())
+    if diffs:
+        print(f"warning: {config_path} was trained with {'; '.join(diffs)}: the retrain will not reproduce the "
+              "trial bit for bit (same config, different float rounding)", file=sys.stderr, flush=True)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -140,7 +140,8 @@ class TrainConfig:
     max_nonfinite_fraction: float = 0.5  # an epoch with more skipped batches than this fails the run
     self_distill_weight: float = 0.0  # VAC: KL from the main head into the auxiliary T/4 head (needs aux_ctc_weight)
     self_distill_temperature: float = 8.0  # softmax temperature of that KL (T-squared scaled; VAC: 8)
-    seed: int = 0  # seeds weights, batching and dropout (CPU runs are deterministic)
+    seed: int = 0  # seeds weights, batching and dropout (CPU runs with the same num_threads are deterministic)
+    num_threads: int = 0  # torch CPU threads (0 = torch's default, all cores); part of the run: float sums differ
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: str = "auto"  # CUDA: auto (fp32 + TF32 matmuls, fastest for the student) | bf16 (autocast) | off (strict fp32)
     eval_every: int = 1  # epochs between dev evaluations
@@ -162,6 +163,7 @@ class TrainConfig:
         _check(self.self_distill_weight >= 0, "train.self_distill_weight", self.self_distill_weight, "must be >= 0")
         _check(self.self_distill_temperature > 0, "train.self_distill_temperature", self.self_distill_temperature,
                "must be > 0")
+        _check(self.num_threads >= 0, "train.num_threads", self.num_threads, "must be >= 0 (0 = all cores)")
         ok_device = self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")
         _check(ok_device, "train.device", self.device, "must be auto, cpu, cuda or cuda:N")
         _check(self.amp in ("auto", "bf16", "off"), "train.amp", self.amp, "must be auto, bf16 or off")

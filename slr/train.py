@@ -83,6 +83,8 @@ class Trainer:
         self.on_epoch = on_epoch
         self.progress = progress
         self.device = resolve_device(config.train.device)
+        if config.train.num_threads:  # the thread count changes float reductions, so it is part of the run
+            torch.set_num_threads(config.train.num_threads)
         self.amp = self.device.type == "cuda" and config.train.amp == "bf16"
         if self.device.type == "cuda":
             # Measured on an H100 (docs/benchmarks.md, GPU section): the student is launch-bound, so bf16 autocast

@@ -163,7 +163,12 @@ class ExperimentSpec:
 
     # -- derived --------------------------------------------------------------------------------------
     def base_config(self) -> Config:
-        return Config.from_dict(self.config, source=self.source or None)
+        """The experiment's ``config:`` over slr's defaults; ``train.num_threads``, unless set there, is the trial's
+        CPU count (what Ray gives it), so every trial's recorded config says how it ran and reproduces."""
+        cfg = Config.from_dict(self.config, source=self.source or None)
+        if "num_threads" not in (self.config.get("train") or {}):
+            cfg = cfg.override({"train.num_threads": max(1, int(self.resources.cpu))})
+        return cfg
 
     @property
     def max_epochs(self) -> int:

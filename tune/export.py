@@ -27,6 +27,12 @@ def export_best(sweep_dir: Path, out: str | Path, register: str | None = None) -
         mlflow_parent_run_id=summary["mlflow"]["parent_run_id"], dev_wer=summary["best_dev_wer"],
         epoch=summary["best_epoch"], checkpoint=summary.get("best_checkpoint"), code_version=code_version(),
         searched=summary["best_params"],
+        # what the trial ran on: `slr train --config` warns when its torch or CPU kernels differ (then the
+        # retrain is a close run, not the same run); on CUDA it never is bit for bit
+        machine=summary.get("best_machine") or {},
+        reproduces=("exactly on CPU with the same torch, CPU kernels and train.num_threads"
+                    if not str((summary.get("best_machine") or {}).get("device", "cpu")).startswith("cuda")
+                    else "within a tolerance: CUDA kernels are nondeterministic"),
     )
     if register:
         doc["provenance"]["registered_model"] = _register(summary, register)

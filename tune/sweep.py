@@ -176,7 +176,9 @@ def summarize(spec: ExperimentSpec, grid, corpus: str, tracker: SweepTracker | N
         rows.append(dict(trial_id=trial_id, path=result.path, status=status, best_dev_wer=best,
                          best_epoch=best_epoch, epochs=int((result.metrics or {}).get("epoch", 0)),
                          params={k: result.config.get(k) for k in spec.space},
-                         checkpoint=_best_checkpoint(result, spec)))
+                         checkpoint=_best_checkpoint(result, spec),
+                         machine={k[len("machine_"):]: v for k, v in (result.metrics or {}).items()
+                                  if k.startswith("machine_")}))
         curves[trial_id] = _curve(df)
     ranked = sorted((r for r in rows if not math.isnan(r["best_dev_wer"])), key=lambda r: r["best_dev_wer"])
     best = ranked[0] if ranked else None
@@ -187,7 +189,8 @@ def summarize(spec: ExperimentSpec, grid, corpus: str, tracker: SweepTracker | N
         optuna_states=by_state, optuna_storage=spec.optuna_storage, study_name=spec.name,
         best_trial_id=best["trial_id"] if best else None, best_dev_wer=best["best_dev_wer"] if best else None,
         best_epoch=best["best_epoch"] if best else None, best_params=best["params"] if best else None,
-        best_checkpoint=best["checkpoint"] if best else None, wall_seconds=wall_seconds,
+        best_checkpoint=best["checkpoint"] if best else None, best_machine=best["machine"] if best else None,
+        wall_seconds=wall_seconds,
         mlflow=dict(tracking_uri=spec.tracking_uri, experiment=tracker.experiment_name if tracker else None,
                     experiment_id=tracker.experiment_id if tracker else None,
                     parent_run_id=tracker.parent_id if tracker else None,

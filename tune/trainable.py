@@ -15,6 +15,7 @@ import ray
 import torch
 from ray import tune
 
+from slr.checkpoint import machine_facts
 from slr.config import Config
 from slr.train import NonFiniteLossError, Trainer
 from tune.search import with_rank_metric
@@ -41,13 +42,13 @@ def pick_device(gpu_fraction: float) -> str:
 def train_trial(params: dict[str, Any], base: dict[str, Any], corpus: str, max_epochs: int,
                 gpu_fraction: float) -> None:
     """Ray Tune function trainable."""
-    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
-    cfg = trial_config(base, params, max_epochs)
+    cfg = trial_config(base, params, max_epochs)  # train.num_threads = the trial's CPUs (ExperimentSpec.base_config)
     cfg = cfg.override({"train.device": pick_device(gpu_fraction), "data.corpus": corpus})
     work = Path(tempfile.mkdtemp(prefix="slr-trial-"))
     report_dir = work / "report"
     # Where and since when this attempt runs: placement and concurrency are checkable from the results.
-    where = {"node_id": ray.get_runtime_context().get_node_id(), "attempt_start": time.time(), "pid": os.getpid()}
+    where = {"node_id": ray.get_runtime_context().get_node_id(), "attempt_start": time.time(), "pid": os.getpid(),
+             **{f"machine_{k}": v for k, v in machine_facts(cfg.train.device).items()}}
 
     def on_epoch(metrics: dict[str, Any], ckpt_dir: Path | None) -> None:
         checkpoint = None

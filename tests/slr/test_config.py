@@ -4,15 +4,18 @@ import yaml
 from slr.config import Config, ConfigError, parse_override
 
 
-def test_defaults_are_the_seed_baseline():
+def test_defaults_are_the_seed_baseline_with_the_plateau_fix():
+    """The seed's architecture and regime, with what docs/model_quality.md measured: the frame skip, lr 1e-3 (seed
+    3e-4) and a 1-epoch warmup (seed 5); the levers it added are off."""
     cfg = Config()
-    assert cfg.train.learning_rate == 3e-4
+    assert cfg.train.learning_rate == 1e-3 and cfg.model.frame_skip
+    assert cfg.model.aux_ctc_weight == 0 and cfg.train.self_distill_weight == 0 and not cfg.augment.enabled()
     assert cfg.model.dropout == 0.3
     assert cfg.train.weight_decay == 1e-4
     assert cfg.model.num_blocks == 6
     assert cfg.model.lstm_layers == 1
     assert cfg.train.grad_clip == 1.0
-    assert cfg.train.warmup_epochs == 5 and cfg.train.warmup_start_factor == 0.1
+    assert cfg.train.warmup_epochs == 1 and cfg.train.warmup_start_factor == 0.1
 
 
 def test_yaml_round_trip_is_lossless(tmp_path):
@@ -73,5 +76,5 @@ def test_dotted_overrides_parse_yaml_scalars(tmp_path):
 
 def test_flat_keys_cover_every_field():
     flat = Config().flat()
-    assert flat["train.learning_rate"] == 3e-4
-    assert "model.lstm_layers" in flat and "decode.beam_width" in flat
+    assert flat["train.learning_rate"] == 1e-3
+    assert "model.lstm_layers" in flat and "augment.mirror" in flat and "decode.beam_width" in flat

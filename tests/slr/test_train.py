@@ -208,3 +208,16 @@ def test_self_distillation_needs_the_auxiliary_head():
     from slr.config import Config, ConfigError
     with pytest.raises(ConfigError, match=r"train\.self_distill_weight.*aux_ctc_weight"):
         Config().override({"train.self_distill_weight": 25.0})
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_num_threads_is_honoured(fast_config, tiny_corpus, threads):
+    before = torch.get_num_threads()
+    seen = []
+    try:
+        t = Trainer(fast_config(**{"train.epochs": 1, "train.num_threads": threads}), tiny_corpus,
+                    on_epoch=lambda m, _: seen.append(torch.get_num_threads()))
+        t.fit()
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [threads]

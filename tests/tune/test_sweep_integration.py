@@ -105,7 +105,10 @@ def test_best_trial_is_chosen_by_its_best_epoch(finished_sweep):
 
 
 def test_export_then_retrain_reproduces_the_dev_wer(finished_sweep, tmp_path):
-    from slr.cli import main
+    """The README's retrain command, as a user runs it (a fresh process, nothing set by the test): the trial's run
+    again, the same dev WER at every epoch, because best.yaml records the trial's thread count."""
+    import subprocess
+    import sys
     from tune.export import export_best
     spec, summary = finished_sweep
     out = export_best(spec.sweep_dir, tmp_path / "best.yaml")
@@ -114,15 +117,36 @@ def test_export_then_retrain_reproduces_the_dev_wer(finished_sweep, tmp_path):
     cfg = Config.load(out)
     assert cfg.train.learning_rate == pytest.approx(summary["best_params"]["train.learning_rate"])
     assert cfg.model.lstm_layers == 1 and cfg.data.corpus  # complete config
+    assert cfg.train.num_threads == 1  # the trial's CPUs (resources.cpu: 1)
+    provenance = yaml.safe_load(doc)["provenance"]
     import torch
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as in the trial (one CPU): the same float reductions, so the same run
-    try:
-        assert main(["train", "--config", str(out), "--out", str(tmp_path / "run"), "--quiet"]) == 0
-    finally:
-        torch.set_num_threads(threads)
-    retrained = json.loads((tmp_path / "run" / "summary.json").read_text())["best_dev_wer"]
-    assert abs(retrained - summary["best_dev_wer"]) <= 0.01
+    assert provenance["machine"]["torch"] == torch.__version__ and provenance["machine"]["cpu_capability"]
+    assert "exactly" in provenance["reproduces"]
+    slr = Path(sys.executable).with_name("slr")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    run = subprocess.run([str(slr), "train", "--config", str(out), "--out", str(tmp_path / "run"), "--quiet"],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert "warning" not in run.stderr  # same machine: nothing to warn about
+    retrained = [json.loads(x)["dev_wer"] for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    trial = [p["dev_wer"] for p in json.loads((spec.sweep_dir / "curves.json").read_text())[summary["best_trial_id"]]]
+    assert trial and retrained[: len(trial)] == trial  # bit for bit, every epoch the trial ran
+
+
+def test_retrain_warns_when_the_machine_differs(finished_sweep, tmp_path):
+    from tune.export import export_best
+    spec, _ = finished_sweep
+    out = export_best(spec.sweep_dir, tmp_path / "best.yaml")
+    doc = yaml.safe_load(out.read_text())
+    doc["provenance"]["machine"]["torch"] = "0.0.1"
+    doc["train"]["epochs"] = 1
+    out.write_text(yaml.safe_dump(doc))
+    import subprocess
+    import sys
+    slr = Path(sys.executable).with_name("slr")
+    run = subprocess.run([str(slr), "train", "--config", str(out), "--out", str(tmp_path / "run"), "--quiet"],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0 and "warning" in run.stderr and "torch 0.0.1 (run)" in run.stderr, run.stderr
 
 
 def test_status_reads_the_sweep_storage(finished_sweep, capsys):
