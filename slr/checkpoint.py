@@ -60,6 +60,9 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
         raise CheckpointError(f"{path}: not an slr checkpoint (no '{FORMAT}' marker)")
     if state.get("version") != VERSION:
         raise CheckpointError(f"{path}: checkpoint version {state.get('version')!r}, this slr reads {VERSION}")
+    model = (state.get("config") or {}).get("model")
+    if isinstance(model, dict) and "frame_skip" not in model:
+        model["frame_skip"] = False  # written before model.frame_skip existed: a seed model, which has no skip
     return state
 
 

@@ -206,3 +206,20 @@ def test_scale_model(tmp_path):
     assert asha["device_hours"] < full["device_hours"]
     assert full["wall_hours"]["32"] <= full["wall_hours"]["8"] <= full["wall_hours"]["1"]
     assert "GPU-seconds" in _section(doc, "scale_model")
+
+
+def test_model_quality(tiny_corpus, tmp_path):
+    import json as _json
+    import model_quality
+    doc = tmp_path / "mq.md"
+    doc.write_text("# q\n\n<!-- bench:model_quality -->\nold\n<!-- /bench:model_quality -->\n\ntail\n")
+    assert model_quality.main(["--corpus", str(tiny_corpus), "--curve-epochs", "2", "--ablation-epochs", "1",
+                               "--seeds", "1", "--only", "2", "--workers", "2", "--doc", str(doc),
+                               "--plot", str(tmp_path / "c.png"), "--results", str(tmp_path)]) == 0
+    section = _section(doc, "model_quality")
+    assert "old" not in doc.read_text() and doc.read_text().endswith("tail\n")
+    assert "| seed | " in section and "seed (architecture and hyperparameters)" in section
+    assert (tmp_path / "c.png").stat().st_size > 1000
+    result = _json.loads((tmp_path / "model_quality.json").read_text())
+    assert [len(r["runs"][0]["dev_wer"]) for r in result["curves"]] == [2, 2]
+    assert len(result["ablation"]) == 2 and result["ablation"][0]["changes"]["model.frame_skip"] is False

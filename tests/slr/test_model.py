@@ -148,3 +148,18 @@ def test_auxiliary_head_at_a_quarter_of_the_frames():
         assert log_probs.shape == (T, 2, 20) and aux.shape == ((T + 3) // 4, 2, 20)
         assert torch.allclose(aux.exp().sum(-1), torch.ones(aux.shape[:2]), atol=1e-4)
     assert _model().forward_train(torch.randn(1, 8, 6516), torch.tensor([8]))[1] is None  # off: no head
+
+
+def test_a_checkpoint_from_before_the_frame_skip_loads_as_the_seed_model(tmp_path):
+    from slr import checkpoint
+    from slr.config import Config
+    from slr.evaluate import load_model
+    cfg = Config().override({"model.frame_skip": False})
+    features = FeaturePipeline(cfg.features)
+    model = Student(cfg.model, features.spans, 5)
+    old = cfg.to_dict()
+    del old["model"]["frame_skip"], old["augment"]  # the config as checkpoints wrote it before these keys
+    checkpoint.save(dict(config=old, vocab=["<blank>", "<unk>", "A", "B", "C"], model=model.state_dict(),
+                         features=features.state_dict(), fps=25.0), tmp_path / "old.pt")
+    loaded_cfg, _, _, loaded = load_model(tmp_path / "old.pt")
+    assert loaded_cfg.model.frame_skip is False and loaded.frame_skip is None
