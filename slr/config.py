@@ -33,6 +33,9 @@ class ConfigError(ValueError):
         where = f"{source}: " if source else ""
         super().__init__(f"{where}{key}={value!r}: {rule}")
 
+    def __reduce__(self):  # pickled across Ray processes: rebuild from the four fields, not from ``args``
+        return ConfigError, (self.key, self.value, self.rule, self.source)
+
 
 def _check(ok: bool, key: str, value: Any, rule: str) -> None:
     if not ok:

@@ -268,21 +268,32 @@ def validate(spec: ExperimentSpec) -> None:
     for key, param in spec.space.items():
         _check(key in flat, f"space.{key}", key, "not a config key (e.g. train.learning_rate, model.num_blocks)")
         param.validate(key)
-        probe = param.values[0] if param.type == "choice" else param.clip(param.low)
-        try:
-            base.override({key: probe})  # a value of the right type must build a valid Config
-        except ConfigError as err:
-            raise ConfigError(f"space.{key}", probe, f"range gives an invalid config: {err.rule}") from None
-        if param.type != "choice":
+        default = flat[key]
+        if param.type in ("uniform", "loguniform"):
+            _check(not isinstance(default, (bool, int)) or isinstance(default, float), f"space.{key}.type",
+                   param.type, f"samples floats, but {key} takes {type(default).__name__} values: use type: int "
+                               "or choice")
+        for probe in _probes(param):
             try:
-                base.override({key: param.clip(param.high)})
+                base.override({key: probe})  # every value the searcher can draw must build a valid Config
             except ConfigError as err:
-                raise ConfigError(f"space.{key}", param.high, f"range gives an invalid config: {err.rule}") from None
+                raise ConfigError(f"space.{key}", probe, f"gives an invalid config: {err.rule}") from None
     _check(spec.max_epochs <= base.train.epochs, "scheduler.max_epochs", spec.scheduler.max_epochs,
            f"cannot exceed train.epochs={base.train.epochs}")
     _check_storage("storage_path", spec.storage_path)
     if spec.remote:
         _check_storage("local_path", spec.local_path)
+
+
+def _probes(param: ParamSpec) -> list[Any]:
+    """The values to try a space on: every choice; every integer of a small int range (an odd-only key's even
+    values fail there), else its ends and middle; a float range's ends and middle."""
+    if param.type == "choice":
+        return list(param.values)
+    if param.type == "int":
+        low, high = int(param.low), int(param.high)
+        return list(range(low, high + 1)) if high - low <= 64 else [low, (low + high) // 2, high]
+    return [param.clip(param.low), (param.low + param.high) / 2, param.clip(param.high)]
 
 
 URI_SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "file")

@@ -45,6 +45,12 @@ def test_every_shipped_experiment_validates_and_opens_with_its_command(path):
     (dict(scheduler={"metric": "train_loss"}), "scheduler.metric"),
     (dict(storage_path="ftp://host/sweeps"), "storage_path"),
     (dict(storage_path="s3://bucket/sweeps", local_path="/etc/hostname/x"), "local_path"),
+    # values a searcher can draw must build a valid config, not only the range's ends or the first choice
+    (dict(space={"model.num_blocks": {"type": "uniform", "low": 2, "high": 8}}), "space.model.num_blocks.type"),
+    (dict(space={"model.block_kernel": {"type": "int", "low": 3, "high": 7}}), "space.model.block_kernel"),
+    (dict(space={"model.lstm_layers": {"type": "choice", "values": [1, "two"]}}), "space.model.lstm_layers"),
+    (dict(space={"model.dropout": {"type": "choice", "values": [0.1, 2.0]}}), "space.model.dropout"),
+    (dict(space={"augment.rotation": {"type": "uniform", "low": 0, "high": 200}}), "space.augment.rotation"),
 ])
 def test_bad_experiments_name_the_key(changes, key):
     with pytest.raises(ConfigError) as err:
@@ -89,3 +95,12 @@ def test_a_uri_storage_path_keeps_the_driver_files_local(tmp_path):
     assert not local.remote and local.sweep_uri == str(tmp_path / "s" / "t") == str(local.sweep_dir)
     shared = from_dict(_raw(searcher={"storage": "postgresql://db/optuna"}))
     assert shared.optuna_storage == "postgresql://db/optuna"
+
+
+def test_config_error_survives_pickling():
+    """Trials raise it in Ray workers; the driver must get the same error back, not a TypeError."""
+    import pickle
+    err = ConfigError("model.num_blocks", 4.5, "must be int", source="x.yaml")
+    back = pickle.loads(pickle.dumps(err))
+    assert (back.key, back.value, back.rule, back.source, str(back)) == (err.key, err.value, err.rule, err.source,
+                                                                         str(err))
