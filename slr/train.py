@@ -221,8 +221,9 @@ class Trainer:
         frame_mask = batch.frame_mask.to(self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             x = self.features(batch.x, batch.point_mask, frame_mask)  # [B, T, D]
-            log_probs, aux = self.model.forward_train(x, batch.lengths.to(self.device))
-        return (log_probs, aux) if with_aux else log_probs
+            if not with_aux:  # evaluation may run an inference wrapper of the model (slr.evaluate): plain forward
+                return self.model(x, batch.lengths.to(self.device))
+            return self.model.forward_train(x, batch.lengths.to(self.device))
 
     # -- evaluation -----------------------------------------------------------------------------------
     @torch.no_grad()

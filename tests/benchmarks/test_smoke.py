@@ -43,8 +43,9 @@ def test_throughput(tiny_corpus, tmp_path):
     # ONNX Runtime runs the same fp32 model: the same greedy labels and dev WER (up to float rounding)
     assert r["onnx_frame_agreement"] > 0.98 and r["onnx_latency_s"] > 0 and 0 <= r["onnx_int8_frame_agreement"] <= 1
     assert abs(r["onnx_dev_wer"] - r["fp32_dev_wer"]) <= 0.01
-    # The seed model's FLOPs for 250 frames: ~0.78 GFLOP, of which the BiLSTM's 0.13 GFLOP (counted once)
-    assert 0.75e9 < r["model_flops"] < 0.8e9 and r["core_peak_flops"] > 1e9
+    # The default model's FLOPs for 250 frames: ~0.80 GFLOP: the seed's ~0.78 (of which the BiLSTM's 0.13, counted
+    # once) plus the frame skip's 384 -> 128 linear layer, 2 * 384 * 128 * 250 = 0.025 GFLOP
+    assert 0.78e9 < r["model_flops"] < 0.83e9 and r["core_peak_flops"] > 1e9
     assert r["model_floor_s"] == pytest.approx(r["model_flops"] / r["core_peak_flops"])
 
 
