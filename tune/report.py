@@ -76,6 +76,8 @@ def importance(spec: ExperimentSpec) -> dict[str, float] | str:
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if len(done) < 2:
         return f"needs at least 2 completed trials (this sweep has {len(done)})"
+    if len({t.value for t in done}) == 1:  # fANOVA has no variance to attribute
+        return f"needs completed trials whose results differ (all {len(done)} scored {done[0].value:g})"
     try:
         return optuna.importance.get_param_importances(
             study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
