@@ -18,7 +18,7 @@ import math
 import torch
 
 from slr.config import AugmentConfig
-from slr.data import Batch, ctc_min_frames
+from slr.data import Batch
 from slr.features import FACE, LEFT_HAND, LEFT_SHOULDER, NUM_POINTS, POSE, RIGHT_HAND, RIGHT_SHOULDER
 
 # MediaPipe Pose's left/right pairs (nose 0 is on the midline); a mirror swaps each pair.
@@ -56,7 +56,7 @@ class Augmenter:
         if x.dim() == 4:
             x, mask_b = self._geometry(x, mask_b, lengths, g)
             mask_b = self._dropouts(mask_b, lengths, g)
-        x, mask_b, lengths = self._resample(x, mask_b, lengths, _min_frames(batch), g)
+        x, mask_b, lengths = self._resample(x, mask_b, lengths, batch.min_frames(), g)
         if x.dim() == 4:  # a missing point's value is meaningless after the transform: 0, and masked
             x = torch.where(mask_b[..., None], x, torch.zeros((), device=x.device))
         return Batch(x.to(batch.x.dtype), None if mask is None else mask_b, lengths, batch.targets,
@@ -148,11 +148,6 @@ def _uniform(g: torch.Generator, n: int, bound: float) -> torch.Tensor:
     if not bound:
         return torch.zeros(n)
     return (torch.rand(n, generator=g) * 2 - 1) * bound
-
-
-def _min_frames(batch: Batch) -> list[int]:
-    labels = batch.targets.split(batch.target_lengths.tolist())
-    return [ctc_min_frames(t.tolist()) for t in labels]
 
 
 def _shoulder_frame(x: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -203,8 +203,8 @@ class AugmentConfig:
     def enabled(self) -> bool:
         return any(getattr(self, f.name) for f in dataclasses.fields(self))
 
-    def geometric(self) -> list[str]:
-        """The keys that are on and need landmarks (not precomputed features)."""
+    def needs_landmarks(self) -> list[str]:
+        """The keys that are on and act on landmark points (not on precomputed features)."""
         names = ("rotation", "scale", "shear", "translate", "mirror", "hand_dropout", "modality_dropout")
         return [f"augment.{n}" for n in names if getattr(self, n)]
 
@@ -235,8 +235,9 @@ class Config:
     def __post_init__(self) -> None:
         _check(self.train.self_distill_weight == 0 or self.model.aux_ctc_weight > 0, "train.self_distill_weight",
                self.train.self_distill_weight, "distils into the auxiliary head: needs model.aux_ctc_weight > 0")
-        if self.features.layout == "precomputed" and self.augment.geometric():
-            key = self.augment.geometric()[0]
+        on_points = self.augment.needs_landmarks()
+        if self.features.layout == "precomputed" and on_points:
+            key = on_points[0]
             raise ConfigError(key, getattr(self.augment, key.split(".")[1]),
                               "needs landmarks (features.layout=holistic543); precomputed features take only "
                               "augment.speed and augment.frame_drop")

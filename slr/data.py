@@ -26,6 +26,10 @@ class Batch:
     target_lengths: torch.Tensor  # [B] int64
     ids: list[str]
 
+    def min_frames(self) -> list[int]:
+        """Per sample, the fewest frames CTC needs for its labels (:func:`ctc_min_frames`)."""
+        return [ctc_min_frames(t.tolist()) for t in self.targets.split(self.target_lengths.tolist())]
+
     @property
     def frame_mask(self) -> torch.Tensor:  # [B, T]
         return torch.arange(self.x.shape[1])[None] < self.lengths[:, None]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from slr.data import Batch, ctc_min_frames
+from slr.data import Batch
 from slr.model import DOWNSAMPLE
 
 
@@ -21,10 +21,8 @@ def aux_lengths(lengths: torch.Tensor) -> torch.Tensor:
 
 def aux_feasible(batch: Batch) -> torch.Tensor:
     """``[B]`` bool: the sample's labels fit CTC at T/4 (one frame per label, a blank between repeats), the same
-    rule that admits a sample for the main head at T (``slr.data.ctc_min_frames``)."""
-    labels = batch.targets.split(batch.target_lengths.tolist())
-    need = torch.tensor([ctc_min_frames(x.tolist()) for x in labels])
-    return aux_lengths(batch.lengths) >= need
+    rule that admits a sample for the main head at T (``Batch.min_frames``)."""
+    return aux_lengths(batch.lengths) >= torch.tensor(batch.min_frames())
 
 
 def aux_ctc(aux: torch.Tensor, batch: Batch, blank: int) -> torch.Tensor:
@@ -47,7 +45,6 @@ def self_distillation(log_probs: torch.Tensor, aux: torch.Tensor, lengths: torch
     T, B, V = log_probs.shape
     L = aux.shape[0]
     real = (torch.arange(L * DOWNSAMPLE, device=lengths.device)[:, None] < lengths[None]).to(aux)  # [T', B]
-    real = real.to(aux.device)
     teacher = F.softmax(log_probs.detach() / temperature, dim=-1)  # [T, B, V]
     teacher = F.pad(teacher, (0, 0, 0, 0, 0, L * DOWNSAMPLE - T)) * real[..., None]  # [T', B, V], 0 on padding
     count = real.view(L, DOWNSAMPLE, B).sum(1)  # [L, B] real inputs per T/4 frame

@@ -169,10 +169,12 @@ class Student(nn.Module):
         self.aux_head = nn.Linear(cfg.bottleneck_channels, vocab_size) if cfg.aux_ctc_weight > 0 else None
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.forward_train(x, lengths)[0]
+        return self.forward_train(x, lengths, with_aux=False)[0]
 
-    def forward_train(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(log-probs [T, B, V], auxiliary log-probs [ceil(T/4), B, V] or None)``, both float32."""
+    def forward_train(self, x: torch.Tensor, lengths: torch.Tensor,
+                      with_aux: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(log-probs [T, B, V], auxiliary log-probs [ceil(T/4), B, V] or None)``, both float32; the auxiliary
+        head runs only ``with_aux`` (training), when it is built."""
         T = x.shape[1]
         frame_mask = (torch.arange(T, device=x.device)[None] < lengths[:, None])  # [B, T]
         down, mask, parts = self.encode_down(x, frame_mask)  # [B, 48, T'/4], [B, 1, T'] (T' = T rounded up to 4)
@@ -180,7 +182,7 @@ class Student(nn.Module):
         packed = pack_padded_sequence(h, lengths.cpu(), batch_first=True, enforce_sorted=False)
         h, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=T)  # [B, T, 2H]
         aux = None
-        if self.aux_head is not None:
+        if with_aux and self.aux_head is not None:
             aux = self.aux_head(down.transpose(1, 2)).float().log_softmax(-1).transpose(0, 1)  # [T'/4, B, V]
         return self.classify(h), aux
 

@@ -222,7 +222,7 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             x = self.features(batch.x, batch.point_mask, frame_mask)  # [B, T, D]
             if not with_aux:  # evaluation may run an inference wrapper of the model (slr.evaluate): plain forward
-                return self.model(x, batch.lengths.to(self.device))
+                return self.model(x, batch.lengths.to(self.device)).float()
             return self.model.forward_train(x, batch.lengths.to(self.device))
 
     # -- evaluation -----------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ def export_best(sweep_dir: Path, out: str | Path, register: str | None = None) -
         raise ValueError(f"sweep {summary['sweep']} has no trial with a dev WER to export")
     cfg = Config.load(sweep_dir / "best_config.yaml")
     doc = cfg.to_dict()
+    machine = summary.get("best_machine") or {}
     doc["provenance"] = dict(
         sweep=summary["sweep"], sweep_dir=summary.get("storage") or str(sweep_dir), trial_id=summary["best_trial_id"],
         mlflow_tracking_uri=summary["mlflow"]["tracking_uri"], mlflow_run_id=summary["mlflow"]["best_run_id"],
@@ -29,10 +30,9 @@ def export_best(sweep_dir: Path, out: str | Path, register: str | None = None) -
         searched=summary["best_params"],
         # what the trial ran on: `slr train --config` warns when its torch or CPU kernels differ (then the
         # retrain is a close run, not the same run); on CUDA it never is bit for bit
-        machine=summary.get("best_machine") or {},
-        reproduces=("exactly on CPU with the same torch, CPU kernels and train.num_threads"
-                    if not str((summary.get("best_machine") or {}).get("device", "cpu")).startswith("cuda")
-                    else "within a tolerance: CUDA kernels are nondeterministic"),
+        machine=machine,
+        reproduces=("within a tolerance: CUDA kernels are nondeterministic" if "cuda" in machine
+                    else "exactly on CPU with the same torch, CPU kernels and train.num_threads"),
     )
     if register:
         doc["provenance"]["registered_model"] = _register(summary, register)
