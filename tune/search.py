@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import Searcher
 
 from tune.experiment import ExperimentSpec, ParamSpec
@@ -75,14 +76,84 @@ def with_rank_metric(metrics: dict[str, Any]) -> dict[str, Any]:
     return metrics
 
 
-def make_scheduler(spec: ExperimentSpec):  # noqa: ANN201 -- a ray.tune TrialScheduler
-    """ASHA over epochs, ranking by ``scheduler.metric`` (or FIFO: every trial gets its full budget)."""
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+def make_scheduler(spec: ExperimentSpec, storage: str | None = None):  # noqa: ANN201 -- a ray.tune TrialScheduler
+    """ASHA over epochs, ranking by ``scheduler.metric`` (or FIFO: every trial gets its full budget); both
+    resume exactly (see :class:`_ResumesFromStudy`)."""
     s = spec.scheduler
     if s.type == "none":
-        return FIFOScheduler()
-    return ASHAScheduler(metric=s.metric, mode="min", time_attr="training_iteration", max_t=spec.max_epochs,
-                         grace_period=s.grace_period, reduction_factor=s.reduction_factor)
+        return ResumableFIFO(spec, storage)
+    return ResumableASHA(spec, storage, metric=s.metric, mode="min", time_attr="training_iteration",
+                         max_t=spec.max_epochs, grace_period=s.grace_period, reduction_factor=s.reduction_factor)
+
+
+class _ResumesFromStudy:
+    """A scheduler that takes up a restored sweep where the killed driver left it, using the Optuna study
+    (committed at every report, unlike Ray's periodic experiment state) as the record of what happened.
+
+    Ray restores a sweep's trials from its last state save, which can be older than the study: a trial the
+    searcher already told Optuna it finished (completed, or stopped by ASHA) can come back PENDING. Such a
+    trial is counted done -- stopped before it runs -- instead of training on past its outcome."""
+
+    def __init__(self, spec: ExperimentSpec, storage: str | None):
+        self.spec, self.storage = spec, storage or spec.optuna_storage
+        self._restored_checked = False
+
+    def __getstate__(self) -> dict[str, Any]:  # pickled with the tuner: a restore checks again
+        return {**self.__dict__, "_restored_checked": False}
+
+    def _study_trials(self) -> list[optuna.trial.FrozenTrial]:
+        return open_study(self.spec, self.storage).get_trials(deepcopy=False)
+
+    def choose_trial_to_run(self, tune_controller):  # noqa: ANN001, ANN201
+        if not self._restored_checked:
+            self._restored_checked = True
+            done = {t.user_attrs.get("ray_trial_id") for t in self._study_trials() if t.state.is_finished()}
+            for trial in tune_controller.get_trials():
+                if trial.status == "PENDING" and trial.trial_id in done:
+                    log.info("trial %s: Optuna holds its outcome from before the restart; counted done", trial)
+                    tune_controller.stop_trial(trial)
+        return super().choose_trial_to_run(tune_controller)
+
+
+class ResumableFIFO(_ResumesFromStudy, FIFOScheduler):
+    def __init__(self, spec: ExperimentSpec, storage: str | None = None):
+        _ResumesFromStudy.__init__(self, spec, storage)
+        FIFOScheduler.__init__(self)
+
+
+class ResumableASHA(_ResumesFromStudy, ASHAScheduler):
+    """Ray's ASHA, whose rung records are rebuilt from the study on restore (Ray brings the scheduler back as it
+    was built, with empty rungs: ray-project/ray#30838), so a resumed sweep stops exactly the trials, at exactly
+    the epochs, an uninterrupted one would. A trial's record at a rung is its metric at that epoch, which
+    :class:`OptunaSearcher` stores as the trial's intermediate value (one report per epoch)."""
+
+    def __init__(self, spec: ExperimentSpec, storage: str | None = None, **asha: Any):
+        _ResumesFromStudy.__init__(self, spec, storage)
+        ASHAScheduler.__init__(self, **asha)
+        self._rebuilt = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**super().__getstate__(), "_rebuilt": False}
+
+    def on_trial_add(self, tune_controller, trial) -> None:  # noqa: ANN001
+        super().on_trial_add(tune_controller, trial)
+        if not self._rebuilt:  # the first trial of this driver: a restore brings every earlier one first
+            self._rebuilt = True
+            self.rebuild(self._study_trials())
+
+    def rebuild(self, trials: list[optuna.trial.FrozenTrial]) -> int:
+        """Record every trial's value at every rung it reached; returns how many records were made."""
+        (bracket,) = self._brackets  # one bracket (make_scheduler): every trial's records are in it
+        made = 0
+        for t in trials:
+            ray_id, values = t.user_attrs.get("ray_trial_id"), t.intermediate_values
+            for milestone, recorded in bracket._rungs:
+                # ASHA records a trial at its first report at or past the milestone
+                step = min((e for e in values if e >= milestone), default=None)
+                if ray_id and step is not None and ray_id not in recorded:
+                    recorded[ray_id] = self._metric_op * values[step]
+                    made += 1
+        return made
 
 
 class OptunaSearcher(Searcher):

@@ -23,6 +23,7 @@ import yaml
 
 from tune import storage
 from tune.experiment import ExperimentSpec, check_resources
+from tune.retention import CheckpointRetention
 from tune.search import METRIC, OptunaSearcher, make_scheduler, open_study
 from tune.trainable import train_trial, trial_config
 from tune.tracking import MlflowCallback, ProgressCallback, SweepTracker
@@ -73,8 +74,10 @@ def init_ray(address: str | None, spec: ExperimentSpec) -> None:
 
 
 def run_sweep(spec: ExperimentSpec, resume: bool = False, address: str | None = None,
-              verbose: int = 1) -> dict[str, Any]:
-    """Run (or resume) a sweep to completion; returns the summary written to ``summary.json``."""
+              verbose: int = 1, trial_fn=train_trial) -> dict[str, Any]:  # noqa: ANN001
+    """Run (or resume) a sweep to completion; returns the summary written to ``summary.json``. ``trial_fn``
+    has :func:`tune.trainable.train_trial`'s signature (tests and benchmarks drive the whole sweep with a
+    table-driven one)."""
     from ray import tune
 
     sweep_dir = spec.sweep_dir
@@ -99,20 +102,23 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False, address: str | None = 
     base = spec.base_config().override({"data.corpus": corpus}).to_dict()
     max_t = spec.max_epochs
     trainable = tune.with_resources(
-        tune.with_parameters(train_trial, base=base, corpus=corpus, max_epochs=max_t,
+        tune.with_parameters(trial_fn, base=base, corpus=corpus, max_epochs=max_t,
                              gpu_fraction=spec.resources.gpu),
         {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
     sweep_params = {"sweep": spec.name, "corpus": corpus, "num_trials": spec.num_trials,
                     "searcher": spec.searcher.algorithm, "scheduler": spec.scheduler.type,
                     **{f"space.{k}": json.dumps(v.__dict__) for k, v in spec.space.items()}}
-    callbacks: list = [ProgressCallback(spec.num_trials)] if verbose == 0 else []
+    # Ray keeps every checkpoint; CheckpointRetention deletes one only once the saved state has moved past it
+    callbacks: list = [CheckpointRetention(spec.sweep_uri)]
+    if verbose == 0:
+        callbacks.append(ProgressCallback(spec.num_trials))
     if spec.mlflow.enabled:
         callbacks.append(MlflowCallback(_tracker(spec), sweep_params, _ParamsOf(base, max_t),
                                         spec.scheduler.grace_period, spec.scheduler.reduction_factor, max_t))
     run_config = tune.RunConfig(
         name=spec.name, storage_path=spec.ray_storage, callbacks=callbacks, verbose=verbose,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=METRIC,
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=None, checkpoint_score_attribute=METRIC,
                                                 checkpoint_score_order="min"))
     if resume:
         tuner = tune.Tuner.restore(spec.sweep_uri, trainable=trainable, resume_errored=True, restart_errored=False,
@@ -165,17 +171,26 @@ def summarize(spec: ExperimentSpec, grid, corpus: str, tracker: SweepTracker | N
     by_state: dict[str, int] = {}
     for t in study.trials:
         by_state[t.state.name.lower()] = by_state.get(t.state.name.lower(), 0) + 1
+    # Optuna is told every outcome as it happens; Ray's restored state can be older (a killed driver)
+    told = {t.user_attrs.get("ray_trial_id"): t for t in study.trials if t.state.is_finished()}
+    outcome = {"COMPLETE": "completed", "PRUNED": "stopped-by-asha", "FAIL": "failed"}
     rows, curves = [], {}
     for result in grid:
         df = result.metrics_dataframe
+        metrics = result.metrics or {}
         best = float(df[METRIC].min()) if df is not None and METRIC in df and len(df) else math.nan
         best_epoch = int(df.loc[df[METRIC].idxmin(), "epoch"]) if not math.isnan(best) else None
-        failed = result.error or (result.metrics or {}).get("failed_reason")
-        status = "failed" if failed else ("completed" if (result.metrics or {}).get("finished") else "stopped-by-asha")
-        trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
+        trial_id = metrics.get("trial_id") or Path(result.path).name
+        failed = result.error or metrics.get("failed_reason")
+        status = "failed" if failed else ("completed" if metrics.get("finished") else "stopped-by-asha")
+        epochs = int(metrics.get("epoch", 0))
+        if trial_id in told:
+            status = outcome.get(told[trial_id].state.name, status)
+            epochs = max(epochs, max(told[trial_id].intermediate_values, default=0))
+        params = result.config or (told[trial_id].params if trial_id in told else {})
         rows.append(dict(trial_id=trial_id, path=result.path, status=status, best_dev_wer=best,
-                         best_epoch=best_epoch, epochs=int((result.metrics or {}).get("epoch", 0)),
-                         params={k: result.config.get(k) for k in spec.space},
+                         best_epoch=best_epoch, epochs=epochs,
+                         params={k: params.get(k) for k in spec.space},
                          checkpoint=_best_checkpoint(result, spec),
                          machine={k[len("machine_"):]: v for k, v in (result.metrics or {}).items()
                                   if k.startswith("machine_")}))
@@ -217,7 +232,10 @@ def summarize(spec: ExperimentSpec, grid, corpus: str, tracker: SweepTracker | N
 def _best_checkpoint(result, spec: ExperimentSpec) -> str | None:
     """The trial's best checkpoint: a local path, or a URI under a remote storage_path."""
     try:
-        pairs = [(m.get(METRIC), c.path) for c, m in result.best_checkpoints if m.get(METRIC) is not None]
+        from ray.train._internal.storage import _exists_at_fs_path
+        # the state lists checkpoints CheckpointRetention deleted after Ray's final save: only existing ones
+        pairs = [(m.get(METRIC), c.path) for c, m in result.best_checkpoints
+                 if m.get(METRIC) is not None and _exists_at_fs_path(c.filesystem, c.path)]
     except Exception:  # noqa: BLE001 -- a trial without checkpoints
         return None
     if not pairs:

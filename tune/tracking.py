@@ -64,6 +64,7 @@ class SweepTracker:
         self.parent_id: str | None = None
         self.children: dict[str, str] = {}  # trial id -> run id
         self.open_before: set[str] = set()  # trials whose run an earlier driver left RUNNING (see close_orphans)
+        self.open_params: dict[str, dict[str, str]] = {}  # their logged params, to adopt them (see child)
         self.logged_epoch: dict[str, int] = {}  # trial id -> last epoch logged (a restarted trial re-reports)
         self.pending: list[tuple[str, dict[str, Any]]] = []  # (operation, kwargs) waiting for the server
         self.retry_seconds, self.retry_at = retry_seconds, 0.0
@@ -99,14 +100,29 @@ class SweepTracker:
             self.children[trial_id] = run.info.run_id
             if run.info.status == "RUNNING":
                 self.open_before.add(trial_id)
+                self.open_params[trial_id] = dict(run.data.params)
             history = self.client.get_metric_history(run.info.run_id, "train_loss")
             self.logged_epoch[trial_id] = max((m.step for m in history), default=0)
         return self.parent_id
 
-    def child(self, trial_id: str, params: dict[str, Any], config_yaml: str) -> None:
-        """The trial's run: created once (queued if the server is down)."""
+    def child(self, trial_id: str, params: dict[str, Any], config_yaml: str, restored: set[str] = frozenset()) -> None:
+        """The trial's run: created once (queued if the server is down).
+
+        A driver killed after Optuna handed out a trial but before Ray saved it leaves that trial's run open,
+        and after ``--resume`` the searcher gives the same configuration to a new Ray trial. That trial adopts
+        the open run (same resolved config, its Ray trial not ``restored``), so a configuration has one run
+        and the epochs the first attempt logged are not logged again."""
         if trial_id in self.children or any(op == "create_child" and kw["trial"] == trial_id
                                             for op, kw in self.pending):
+            return
+        logged = {k: _short(v) for k, v in params.items()}
+        old = next((t for t in sorted(self.open_before - set(restored)) if self.open_params.get(t) == logged), None)
+        if old is not None and old in self.children:
+            self.children[trial_id] = self.children[old]
+            self.logged_epoch[trial_id] = self.logged_epoch.get(old, 0)
+            self.open_before.discard(old)
+            self._do("log_batch", trial=trial_id, tags=[RunTag("slr.trial_id", trial_id),
+                                                        RunTag("slr.adopted_from", old)])
             return
         self._do("create_child", trial=trial_id, params=params, config_yaml=config_yaml)
 
@@ -133,17 +149,14 @@ class SweepTracker:
         self._do("set_terminated", trial=trial_id, status="FAILED" if status == "failed" else "FINISHED")
 
     def close_orphans(self, ray_trials: set[str]) -> list[str]:
-        """Close, as KILLED, the runs an earlier (killed) driver left RUNNING for trials Ray never restored.
-
-        A driver killed between asking Optuna for a trial and Ray's next state save leaves that trial's run
-        open; after ``--resume`` the searcher re-runs its configuration as a new Ray trial (a new run), so
-        nothing would ever close the old one."""
+        """Close, as KILLED, the runs an earlier (killed) driver left RUNNING for trials Ray never restored
+        and no new trial adopted (see :meth:`child`): nothing else would ever close them."""
         orphans = sorted(self.open_before - ray_trials)
         for trial_id in orphans:
             self._do("log_batch", trial=trial_id, tags=[
                 RunTag("slr.status", "orphaned"),
-                RunTag("slr.error", "the sweep driver was killed before Ray saved this trial; after the resume its "
-                                    "configuration ran again as a new trial")])
+                RunTag("slr.error", "the sweep driver was killed before Ray saved this trial, and no trial of the "
+                                    "resumed sweep took its configuration")])
             self._do("set_terminated", trial=trial_id, status="KILLED")
         self.open_before -= set(orphans)
         return orphans
@@ -314,7 +327,7 @@ class MlflowCallback(Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info):  # noqa: ANN001
         params, config_yaml = self.params_of(trial)
-        self.tracker.child(trial.trial_id, params, config_yaml)
+        self.tracker.child(trial.trial_id, params, config_yaml, restored={t.trial_id for t in trials})
 
     def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
         if not self.tracker.known(trial.trial_id):

@@ -142,3 +142,31 @@ def test_without_a_checkpoint_every_running_trial_is_adopted(tmp_path):
     assert len(again.study.trials) == 1
     assert again.suggest("a") == first.study.trials[0].params
     assert again.suggest("b") != first.study.trials[0].params and len(again.study.trials) == 2
+
+
+def test_asha_rebuilt_from_the_study_holds_the_records_a_live_one_made(tmp_path):
+    """A restored sweep's ASHA starts with empty rungs (Ray restores it as built); ResumableASHA refills them from
+    the study's intermediate values, so its next decision is the one the live scheduler would have made."""
+    from ray.tune.experiment import Trial
+    spec = _spec(tmp_path, grace_period=1, reduction_factor=2)
+    searcher, live = OptunaSearcher(spec), make_scheduler(spec)
+    losses = {"a": [9.0, 8.0, 7.0, 6.0, 5.5, 5.0], "b": [9.5, 8.5], "c": [8.5, 7.5, 6.5, 6.4]}
+    trials = {}
+    for rid, curve in losses.items():
+        searcher.suggest(rid)
+        trials[rid] = Trial("t", trial_id=rid, stub=True)
+        live.on_trial_add(None, trials[rid])
+        for epoch, loss in enumerate(curve, 1):
+            result = dict(training_iteration=epoch, epoch=epoch, dev_loss=loss, dev_wer=0.5, best_dev_wer=0.5)
+            live.on_trial_result(None, trials[rid], result)
+            searcher.on_trial_result(rid, result)
+    restored = make_scheduler(spec)  # the scheduler Tuner.restore brings back: built, never fed
+    assert all(not recorded for _, recorded in restored._brackets[0]._rungs)
+    restored.on_trial_add(None, Trial("t", trial_id="d", stub=True))  # the first trial of the new driver
+    assert restored._brackets[0]._rungs == live._brackets[0]._rungs
+    assert [len(r) for _, r in live._brackets[0]._rungs] == [2, 3, 3]  # rungs 4, 2, 1: a and c reached 4
+    # the same next decision: a fourth trial worse than the rung-1 cutoff is stopped by both
+    for scheduler in (live, restored):
+        new = Trial("t", trial_id="e", stub=True)
+        scheduler.on_trial_add(None, new)
+        assert scheduler.on_trial_result(None, new, dict(training_iteration=1, dev_loss=9.9)) == "STOP"
