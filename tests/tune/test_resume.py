@@ -77,7 +77,6 @@ def test_asha_decides_after_a_resume_exactly_as_without_one(tiny_corpus, tmp_pat
     plain = subprocess.run(_table_sweep(experiment("plain")), stdout=log, stderr=subprocess.STDOUT, timeout=600)
     assert plain.returncode == 0, (tmp_path / "driver.log").read_text()[-3000:]
     expected = _decisions(tmp_path / "sweeps" / "plain", "plain")
-    print("uninterrupted:", [(d[0], d[2], d[3]) for d in expected])
     assert {"PRUNED", "COMPLETE"} <= {d[2] for d in expected}, expected  # ASHA had decisions to make
     assert len({d[3] for d in expected if d[2] == "PRUNED"}) >= 2, expected  # at more than one rung
 
@@ -95,7 +94,6 @@ def test_asha_decides_after_a_resume_exactly_as_without_one(tiny_corpus, tmp_pat
     resumed = subprocess.run(_table_sweep(exp, "--resume"), stdout=log, stderr=subprocess.STDOUT, timeout=600)
     assert resumed.returncode == 0, (tmp_path / "driver.log").read_text()[-3000:]
     got = _decisions(sweep, "killed")
-    print("resumed:", [(d[0], d[2], d[3]) for d in got])
     assert got == expected
 
 
