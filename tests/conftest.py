@@ -28,3 +28,11 @@ def shared_data() -> Path:
     path = SHARED / "data"
     assert path.is_dir(), f"the shared data folder is expected at {path}"
     return path
+
+
+def pytest_collection_modifyitems(config, items):  # noqa: ANN001
+    """Every test under tests/tune/ is in the `ray` group (scripts/test.sh runs that group beside the rest, never
+    two Ray clusters at once)."""
+    for item in items:
+        if item.nodeid.startswith("tests/tune/"):
+            item.add_marker(pytest.mark.ray)

@@ -55,6 +55,23 @@ def study_not_here(spec: ExperimentSpec) -> str | None:
     return None
 
 
+def shown(url: str) -> str:
+    """A storage URL fit for messages and summaries: any password in it replaced by ***."""
+    from sqlalchemy.engine import make_url
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 -- not a SQLAlchemy URL: nothing to hide in it
+        return url
+
+
+def trials_held(spec: ExperimentSpec) -> int:
+    """How many trials the sweep's study already holds in its storage (0: no such study yet)."""
+    try:
+        return len(optuna.load_study(study_name=spec.name, storage=spec.optuna_storage).get_trials(deepcopy=False))
+    except KeyError:
+        return 0
+
+
 def open_study(spec: ExperimentSpec, storage: str | None = None) -> optuna.Study:
     """Create or load the sweep's study; a new study gets the seed baseline enqueued first."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)

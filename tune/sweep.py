@@ -24,7 +24,7 @@ import yaml
 from tune import storage
 from tune.experiment import ExperimentSpec, check_resources
 from tune.retention import CheckpointRetention
-from tune.search import METRIC, OptunaSearcher, make_scheduler, open_study
+from tune.search import METRIC, OptunaSearcher, make_scheduler, open_study, shown, trials_held
 from tune.trainable import train_trial, trial_config
 from tune.tracking import MlflowCallback, ProgressCallback, SweepTracker
 
@@ -74,10 +74,10 @@ def init_ray(address: str | None, spec: ExperimentSpec) -> None:
 
 
 def run_sweep(spec: ExperimentSpec, resume: bool = False, address: str | None = None,
-              verbose: int = 1, trial_fn=train_trial) -> dict[str, Any]:  # noqa: ANN001
+              verbose: int = 1, trial_fn=train_trial, extra_callbacks: tuple = ()) -> dict[str, Any]:  # noqa: ANN001
     """Run (or resume) a sweep to completion; returns the summary written to ``summary.json``. ``trial_fn``
     has :func:`tune.trainable.train_trial`'s signature (tests and benchmarks drive the whole sweep with a
-    table-driven one)."""
+    table-driven one); ``extra_callbacks``: more Ray Tune callbacks, run after the sweep's own."""
     from ray import tune
 
     sweep_dir = spec.sweep_dir
@@ -90,6 +90,11 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False, address: str | None = 
     if not resume and state_exists:
         raise FileExistsError(f"{spec.sweep_uri} already holds sweep '{spec.name}': pass --resume to continue it, "
                               "or choose another name / storage_path")
+    if not resume and spec.searcher.storage and (held := trials_held(spec)):
+        # a shared database outlives any one storage_path: a new sweep must not quietly continue an old study
+        raise FileExistsError(f"the Optuna study '{spec.name}' in searcher.storage {shown(spec.optuna_storage)} "
+                              f"already holds {held} trials: pass --resume to continue that sweep, or choose "
+                              "another name")
     corpus = prepare_corpus(spec)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     # Absolute folders: status, report and export find the stores from any working directory.
@@ -116,7 +121,7 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False, address: str | None = 
         callbacks.append(MlflowCallback(_tracker(spec), sweep_params, _ParamsOf(base, max_t),
                                         spec.scheduler.grace_period, spec.scheduler.reduction_factor, max_t))
     run_config = tune.RunConfig(
-        name=spec.name, storage_path=spec.ray_storage, callbacks=callbacks, verbose=verbose,
+        name=spec.name, storage_path=spec.ray_storage, callbacks=[*callbacks, *extra_callbacks], verbose=verbose,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None, checkpoint_score_attribute=METRIC,
                                                 checkpoint_score_order="min"))
@@ -201,7 +206,7 @@ def summarize(spec: ExperimentSpec, grid, corpus: str, tracker: SweepTracker | N
     summary = dict(
         sweep=spec.name, sweep_dir=str(sweep_dir), storage=spec.sweep_uri, corpus=corpus, num_trials=len(rows),
         trials_by_status={s: sum(r["status"] == s for r in rows) for s in ("completed", "stopped-by-asha", "failed")},
-        optuna_states=by_state, optuna_storage=spec.optuna_storage, study_name=spec.name,
+        optuna_states=by_state, optuna_storage=shown(spec.optuna_storage), study_name=spec.name,
         best_trial_id=best["trial_id"] if best else None, best_dev_wer=best["best_dev_wer"] if best else None,
         best_epoch=best["best_epoch"] if best else None, best_params=best["params"] if best else None,
         best_checkpoint=best["checkpoint"] if best else None, best_machine=best["machine"] if best else None,

@@ -101,6 +101,7 @@ def test_goodput_arithmetic(tmp_path):
     assert json.loads((tmp_path / "goodput.json").read_text())["compared"][0]["sweep"] == "o"
 
 
+@pytest.mark.ray
 def test_search_efficiency_build_and_replay(tiny_corpus, tmp_path, monkeypatch):
     import optuna
     import pandas as pd
@@ -179,6 +180,7 @@ def test_gpu_renders_a_saved_result_and_says_when_there_is_no_cuda(tmp_path, cap
         assert "needs a CUDA device" in capsys.readouterr().err
 
 
+@pytest.mark.ray
 def test_gpu_packing_goes_through_ray_fractional_slices(tiny_corpus, tmp_path):
     """k trials as Ray tasks holding num_gpus=1/k each; without CUDA Ray is told of one logical GPU and the
     trials train on CPU, which checks the scheduling path (the GPU figure itself needs a GPU)."""
@@ -224,3 +226,24 @@ def test_model_quality(tiny_corpus, tmp_path):
     result = _json.loads((tmp_path / "model_quality.json").read_text())
     assert [len(r["runs"][0]["dev_wer"]) for r in result["curves"]] == [2, 2]
     assert len(result["ablation"]) == 2 and result["ablation"][0]["changes"]["model.frame_skip"] is False
+
+
+@pytest.mark.ray
+def test_sweep_scale_measures_the_searcher_and_a_simulated_cluster(tiny_corpus, tmp_path):
+    import sweep_scale
+    doc = tmp_path / "b.md"
+    assert sweep_scale.main(["searcher", "--trials", "30", "--doc", str(doc), "--results", str(tmp_path)]) == 0
+    r = json.loads((tmp_path / "sweep_scale_searcher.json").read_text())
+    assert r["trials"] == 30 and [row["study_size"] for row in r["ask"]] == ["0-10", "10-30"]
+    assert all(row["median_ms"] > 0 for row in r["ask"] + r["report"] + r["tell"])
+    assert "every ask under 100 ms at 30 trials" in _section(doc, "sweep_scale_searcher")
+
+    assert sweep_scale.main(["sweep", "--nodes", "2", "--slots", "2", "--trials", "6", "--epoch-s", "0.1", "--epochs", "6",
+                             "--doc", str(doc), "--results", str(tmp_path)]) == 0
+    r = json.loads((tmp_path / "sweep_scale.json").read_text())
+    assert r["concurrent"] == 4 and r["results"] == r["trial_epochs"] > 0 and sum(r["by_status"].values()) == 6
+    assert r["driver_cpu_ms_per_result"] > 0 and 0 <= r["result_wait_s"]["median"] <= r["result_wait_s"]["max"]
+    assert r["mlflow_writes"] > r["results"] and r["driver_time"]["optuna ask"]["calls"] >= 6
+    assert "2 simulated nodes" in _section(doc, "sweep_scale")
+    from tune.search import OptunaSearcher
+    assert OptunaSearcher.suggest.__name__ == "suggest"  # the benchmark's timers are gone again

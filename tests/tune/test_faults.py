@@ -4,6 +4,10 @@
 - the tracking server down for ~30 s mid-sweep: nothing stops, every metric point arrives afterwards;
 - the tracking server never back: the sweep completes, says what was not logged, and the replay works;
 - a trial whose loss stays non-finite fails with that reason (Optuna FAIL) and the sweep goes on.
+
+The two tracking-server faults are faults around training, so their sweeps' trials replay measured curves at a
+fixed pace (the real searcher, scheduler, callbacks and Ray; tests/tune/table_sweep.py): the outage is timed
+against a known sweep length instead of a training speed, which is what made them slow and host-dependent.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
+TABLE = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "search_table_20ep.parquet"
 
 
 def _write_experiment(path: Path, corpus: Path, storage: Path, **changes) -> Path:
@@ -35,15 +40,21 @@ def _write_experiment(path: Path, corpus: Path, storage: Path, **changes) -> Pat
     return path
 
 
-def _start_sweep(exp: Path, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "slr.cli", "sweep", str(exp)], stdout=open(log, "ab"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+def _start_sweep(exp: Path, log: Path, epoch_s: float | None = None) -> subprocess.Popen:
+    """`slr sweep EXP`; with ``epoch_s``, the same sweep whose trials replay measured curves at one epoch per
+    ``epoch_s`` seconds (tests/tune/table_sweep.py): for faults of the platform around training, not of training,
+    a sweep that lasts as long as the fault needs and no longer, on any machine."""
+    cmd, env = [sys.executable, "-m", "slr.cli", "sweep", str(exp)], dict(os.environ)
+    if epoch_s is not None:
+        cmd = [sys.executable, str(Path(__file__).parent / "table_sweep.py"), str(exp), str(TABLE)]
+        env["SLR_TABLE_EPOCH_S"] = str(epoch_s)
+    return subprocess.Popen(cmd, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True, env=env)
 
 
 def _reports(sweep_dir: Path) -> dict[str, list[dict]]:
     """Trial folder name -> its reports so far (result.json lines)."""
     out = {}
-    for path in sweep_dir.glob("train_trial_*/result.json"):
+    for path in sweep_dir.glob("*_trial_*/result.json"):
         lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
         out[path.parent.name] = [json.loads(ln) for ln in lines]
     return out
@@ -118,12 +129,14 @@ def test_killed_trial_worker_resumes_from_its_checkpoint_in_the_same_run(tiny_co
 
 
 def test_tracking_server_down_for_30_s_loses_nothing(tiny_corpus, tmp_path, services):
-    epochs = 60  # the sweep must outlast a 30 s outage plus the server's restart (~12 s), on a fast machine too
+    # 3 trials x 20 epochs x 1.5 s = 90 s of reporting: outlasts the 30 s outage plus the server's restart (~12 s
+    # here, more on a slow host) on any machine, and the second trial's child run is created during the outage
+    epochs = 20
     root, port, server, uri, exp = _tracked_sweep(
         services, tmp_path, tiny_corpus, "outage", num_trials=3,
         config={"model": {"num_blocks": 1}, "train": {"epochs": epochs, "early_stopping_patience": 0}})
     sweep_dir, log = tmp_path / "sweeps" / "outage", tmp_path / "driver.log"
-    proc = _start_sweep(exp, log)
+    proc = _start_sweep(exp, log, epoch_s=1.5)
     try:
         _wait_for(lambda: any(len(r) >= 1 for r in _reports(sweep_dir).values()), proc, log)
         services.stop(server)  # the tracking server goes away mid-sweep ...
@@ -151,7 +164,7 @@ def test_tracking_server_down_for_30_s_loses_nothing(tiny_corpus, tmp_path, serv
 def test_tracking_server_never_back_completes_and_replays(tiny_corpus, tmp_path, services):
     root, port, server, uri, exp = _tracked_sweep(services, tmp_path, tiny_corpus, "gone", num_trials=2)
     sweep_dir, log = tmp_path / "sweeps" / "gone", tmp_path / "driver.log"
-    proc = _start_sweep(exp, log)
+    proc = _start_sweep(exp, log, epoch_s=0.5)  # 2 trials x 8 epochs: the server is stopped after the first report
     try:
         _wait_for(lambda: any(len(r) >= 1 for r in _reports(sweep_dir).values()), proc, log)
         services.stop(server)

@@ -170,3 +170,10 @@ def test_asha_rebuilt_from_the_study_holds_the_records_a_live_one_made(tmp_path)
         new = Trial("t", trial_id="e", stub=True)
         scheduler.on_trial_add(None, new)
         assert scheduler.on_trial_result(None, new, dict(training_iteration=1, dev_loss=9.9)) == "STOP"
+
+
+def test_storage_urls_are_shown_without_their_password():
+    from tune.search import shown
+    assert shown("postgresql://slr:s3cret@db.internal:5432/optuna") == "postgresql://slr:***@db.internal:5432/optuna"
+    assert shown("sqlite:////tmp/x/optuna.db") == "sqlite:////tmp/x/optuna.db"
+    assert shown("not a url") == "not a url"

@@ -1,0 +1,362 @@
+"""Sweep at scale, simulated: 1,000 trials, 128 at once, on a multi-node Ray cluster on one machine.
+
+Two measurements (docs/benchmarks.md, "Sweep at scale"):
+
+- ``searcher``: the real ``OptunaSearcher`` (TPE, the bench space) alone, asked and told 1,000 times against
+  its SQLite study, with ASHA-like reports between: latency of ask (``suggest``), report and tell against study
+  size. TPE's cost grows with the number of trials; the target is an answer in under 100 ms at 1,000 trials.
+- ``sweep``: ``tune.sweep.run_sweep`` (the real searcher, ASHA, checkpoint retention, MLflow callback) on a
+  ``ray.cluster_utils.Cluster`` of N nodes with G GPU slices each, MLflow on a real ``mlflow server``, trials that
+  train nothing and report one epoch every few seconds with a checkpoint. Measured on the driver: CPU seconds
+  per result, how long each result waited between the worker's report and the driver's callbacks, where the
+  driver's time went (Optuna, MLflow writes, retention), MLflow writes per second and queue depth, and wall
+  time against the ideal (trial-epochs x epoch time / slots). Target: no result waits more than 1 s.
+
+    python benchmarks/sweep_scale.py searcher [--trials 1000]
+    python benchmarks/sweep_scale.py sweep [--nodes 32 --slots 4 --trials 1000 --epoch-s 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import resource
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._common import ROOT, save, set_command, write_section  # noqa: E402
+
+EPOCHS = 20
+
+
+def quality(params: dict[str, Any]) -> float:
+    """A deterministic final dev WER for a configuration: best near lr 1.5e-3, dropout 0.2, 6 blocks (the shape
+    of the measured tables: a bowl in log lr, mild in the rest), so that TPE has something to find and ASHA
+    something to stop."""
+    lr = float(params.get("train.learning_rate", 1e-3))
+    bowl = (math.log10(lr) - math.log10(1.5e-3)) ** 2
+    drop = (float(params.get("model.dropout", 0.2)) - 0.2) ** 2
+    blocks = (int(params.get("model.num_blocks", 6)) - 6) ** 2 / 16
+    return min(1.0, 0.08 + 0.6 * bowl + 0.8 * drop + 0.05 * blocks)
+
+
+def sim_trial(params: dict[str, Any], base: dict[str, Any], corpus: str, max_epochs: int,
+              gpu_fraction: float) -> None:
+    """tune.trainable.train_trial's signature: reports the curve of ``quality(params)``, one epoch every
+    SLR_SIM_EPOCH_S seconds, each with a checkpoint and its wall-clock report time."""
+    import tempfile as tf
+
+    from ray import tune
+
+    from tune.search import with_rank_metric
+    final, pace = quality(params), float(os.environ.get("SLR_SIM_EPOCH_S", "5"))
+    start, best = 0, 1.0
+    restored = tune.get_checkpoint()
+    if restored:
+        with restored.as_directory() as d:
+            start, best = json.loads((Path(d) / "state.json").read_text())
+    for epoch in range(start + 1, max_epochs + 1):
+        time.sleep(pace)
+        wer = final + (1.0 - final) * math.exp(-epoch / 4.0)
+        best = min(best, wer)
+        with tf.TemporaryDirectory() as d:
+            (Path(d) / "state.json").write_text(json.dumps([epoch, best]))
+            tune.report(with_rank_metric({"epoch": epoch, "dev_wer": wer, "dev_loss": 1.0 + 10 * wer,
+                                          "best_dev_wer": best, "finished": int(epoch >= max_epochs),
+                                          "report_time": time.time()}),
+                        checkpoint=tune.Checkpoint.from_directory(d))
+
+
+# -- searcher ----------------------------------------------------------------------------------------------
+def _spec(storage: Path, trials: int, concurrent: int, epochs: int, corpus: str, tracking_uri: str = "",
+          more: list[str] | None = None):  # noqa: ANN202
+    from tune.experiment import load_experiment
+    overrides = [*(more or []), f"num_trials={trials}", f"max_concurrent={concurrent}", f"storage_path={storage}",
+                 f"config.train.epochs={epochs}", f"corpus.path={corpus}", "corpus.synth=tiny", "name=scale"]
+    overrides += [f"mlflow.tracking_uri={tracking_uri}"] if tracking_uri else ["mlflow.enabled=false"]
+    return load_experiment(ROOT / "experiments" / "bench.yaml", overrides)
+
+
+def searcher_bench(trials: int) -> dict[str, Any]:
+    """Ask / report / tell the real OptunaSearcher ``trials`` times, ASHA-like: most trials stop at a rung."""
+    from tune.search import OptunaSearcher
+    work = Path(tempfile.mkdtemp(prefix="slr-scale-"))
+    spec = _spec(work, trials, 1, EPOCHS, str(work / "corpus"))
+    spec.sweep_dir.mkdir(parents=True)
+    searcher = OptunaSearcher(spec)
+    ask, report, tell = [], [], []
+    for i in range(trials):
+        tid = f"t{i:05d}"
+        t0 = time.perf_counter()
+        params = searcher.suggest(tid)
+        ask.append((i, time.perf_counter() - t0))
+        final = quality(params)
+        last = 4 if i % 3 else (12 if i % 9 else EPOCHS)  # ASHA rf 3 at rungs 4 and 12
+        result = {}
+        for epoch in range(1, last + 1):
+            wer = final + (1.0 - final) * math.exp(-epoch / 4.0)
+            result = {"epoch": epoch, "dev_wer": wer, "dev_loss": 1 + 10 * wer, "best_dev_wer": wer,
+                      "dev_wer_then_loss": wer, "finished": int(epoch >= EPOCHS)}
+            t0 = time.perf_counter()
+            searcher.on_trial_result(tid, result)
+            report.append((i, time.perf_counter() - t0))
+        t0 = time.perf_counter()
+        searcher.on_trial_complete(tid, result)
+        tell.append((i, time.perf_counter() - t0))
+        if (i + 1) % 100 == 0:
+            print(f"  {i + 1} trials: ask {1e3 * ask[-1][1]:.1f} ms", flush=True)
+    return dict(trials=trials, space=sorted(spec.space), sampler="TPE (bench.yaml: n_startup_trials 10)",
+                storage="sqlite", ask=_by_size(ask, trials), report=_by_size(report, trials),
+                tell=_by_size(tell, trials))
+
+
+def _by_size(samples: list[tuple[int, float]], trials: int) -> list[dict[str, float]]:
+    """Median and max latency (ms) over windows of study size."""
+    edges = [e for e in (0, 10, 100, 250, 500, 750) if e < trials] + [trials]
+    out = []
+    for lo, hi in zip(edges, edges[1:]):
+        xs = [s for i, s in samples if lo <= i < hi]
+        if xs:
+            out.append(dict(study_size=f"{lo}-{hi}", median_ms=1e3 * statistics.median(xs), max_ms=1e3 * max(xs)))
+    return out
+
+
+# -- sweep on a simulated cluster --------------------------------------------------------------------------
+class _Timed:
+    """Wraps methods of the sweep's own classes to add up where the driver's time goes (benchmark only)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+        self.slowest: dict[str, float] = defaultdict(float)
+
+        self.originals: list[tuple[type, str, Any]] = []
+
+    def wrap(self, cls: type, name: str, label: str) -> None:
+        inner = cls.__dict__[name]
+        self.originals.append((cls, name, inner))
+
+        def timed(*a, **kw):  # noqa: ANN002, ANN003, ANN202
+            t0 = time.perf_counter()
+            try:
+                return inner(*a, **kw)
+            finally:
+                dt = time.perf_counter() - t0
+                self.seconds[label] += dt
+                self.calls[label] += 1
+                self.slowest[label] = max(self.slowest[label], dt)
+        setattr(cls, name, timed)
+
+    def restore(self) -> None:
+        for cls, name, inner in reversed(self.originals):
+            setattr(cls, name, inner)
+
+
+@contextlib.contextmanager
+def _mlflow_server(root: Path) -> Iterator[str]:
+    """A real `mlflow server` on 127.0.0.1 (sqlite store), stopped by its process group at the end."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                             "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination",
+                             str(root / "art"), "--workers", "1"], stdout=open(root / "server.log", "ab"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{uri}/health", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError("mlflow server did not start: " + (root / "server.log").read_text()[-2000:])
+                time.sleep(0.5)
+        yield uri
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def _lag_callback(trackers: list):  # noqa: ANN202 -- a ray.tune Callback
+    from ray.tune import Callback
+
+    class Lag(Callback):
+        """How long each result waited on the driver, and the tracker's queue depth, sampled every step."""
+
+        def __init__(self) -> None:
+            self.lags: list[float] = []
+            self.results, self.queue, self.t0 = 0, [], time.time()
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
+            if "report_time" in result:
+                self.lags.append(time.time() - result["report_time"])
+            self.results += 1
+
+        def on_step_end(self, iteration, trials, **info):  # noqa: ANN001
+            depth = max((len(t.pending) for t in trackers), default=0)
+            self.queue.append((round(time.time() - self.t0, 1), depth))
+    return Lag()
+
+
+def sweep_bench(nodes: int, slots: int, trials: int, epoch_s: float, epochs: int = EPOCHS) -> dict[str, Any]:
+    import tune  # noqa: F401 -- token authentication before Ray starts
+    from slr.corpus.synthetic import generate
+
+    work = Path(tempfile.mkdtemp(prefix="slr-scale-"))
+    corpus = generate("tiny", work / "corpus", seed=0)
+    os.environ["SLR_SIM_EPOCH_S"] = str(epoch_s)
+    # the nodes started below pass this to their workers, which import sim_trial from this file by name
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT / "benchmarks"), str(ROOT), os.environ.get("PYTHONPATH", "")])
+    with _mlflow_server(work / "mlflow") as uri:
+        return _sweep_on_cluster(work, corpus, uri, nodes, slots, trials, epoch_s, epochs)
+
+
+def _sweep_on_cluster(work: Path, corpus: Path, uri: str, nodes: int, slots: int, trials: int, epoch_s: float,
+                      epochs: int) -> dict[str, Any]:
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from tune import retention, search, tracking
+    from tune.sweep import ensure_ray_token, run_sweep
+    ensure_ray_token()
+    cluster = Cluster()
+    t_nodes = time.time()
+    for i in range(nodes):  # each node: one (fake) GPU in `slots` slices, a CPU per slice
+        cluster.add_node(num_cpus=slots, num_gpus=1, **({"include_dashboard": False} if i == 0 else {}))
+    cluster.wait_for_nodes()
+    t_nodes = time.time() - t_nodes
+    timed = _Timed()
+    for cls, name, label in [(search.OptunaSearcher, "suggest", "optuna ask"),
+                             (search.OptunaSearcher, "on_trial_result", "optuna report"),
+                             (search.OptunaSearcher, "on_trial_complete", "optuna tell"),
+                             (tracking.SweepTracker, "_execute", "mlflow write"),
+                             (retention.CheckpointRetention, "on_step_end", "checkpoint retention"),
+                             (tracking.MlflowCallback, "on_trial_result", "mlflow callback (result)")]:
+        timed.wrap(cls, name, label)
+    trackers: list = []  # the sweep's trackers, for their queue depth
+    timed.wrap(tracking.SweepTracker, "_do", "mlflow enqueue or write")
+    original_do = tracking.SweepTracker._do
+
+    def do(self, *a, **kw):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if self not in trackers:
+            trackers.append(self)
+        return original_do(self, *a, **kw)
+    tracking.SweepTracker._do = do
+    spec = _spec(work / "sweeps", trials, nodes * slots, epochs, str(corpus), uri,
+                 [f"resources.gpu={1.0 / slots}", "resources.cpu=1"])
+    lag = _lag_callback(trackers)
+    try:
+        cpu0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.time()
+        summary = run_sweep(spec, address=cluster.address, verbose=0, trial_fn=sim_trial, extra_callbacks=(lag,))
+        wall = time.time() - t0
+        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    finally:
+        timed.restore()
+        ray.shutdown()
+        cluster.shutdown()
+    driver_cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
+    trial_epochs = sum(t.get("epochs") or 0 for t in summary["trials"])
+    ideal = trial_epochs * epoch_s / (nodes * slots)
+    lags = sorted(lag.lags)
+    writes = timed.calls["mlflow write"]
+    return dict(
+        nodes=nodes, slots_per_node=slots, concurrent=nodes * slots, trials=trials, epoch_s=epoch_s,
+        node_start_s=t_nodes, results=lag.results, trial_epochs=trial_epochs, wall_s=wall, ideal_s=ideal,
+        wall_over_ideal=wall / ideal if ideal else None, driver_cpu_s=driver_cpu,
+        driver_cpu_ms_per_result=1e3 * driver_cpu / max(1, lag.results),
+        result_wait_s=dict(median=statistics.median(lags), p99=lags[int(0.99 * (len(lags) - 1))], max=lags[-1]),
+        results_waiting_over_1s=sum(x > 1.0 for x in lags),
+        mlflow_writes=writes, mlflow_writes_per_s=writes / wall, mlflow_queue_max=max(d for _, d in lag.queue),
+        driver_time={k: dict(seconds=v, calls=timed.calls[k], slowest_ms=1e3 * timed.slowest[k])
+                     for k, v in timed.seconds.items()},
+        by_status=summary["trials_by_status"], best_dev_wer=summary["best_dev_wer"])
+
+
+# -- report ------------------------------------------------------------------------------------------------
+def render_searcher(r: dict[str, Any]) -> str:
+    rows = ["| study size | ask median / max (ms) | report median / max (ms) | tell median / max (ms) |",
+            "|---|---|---|---|"]
+    for a, p, t in zip(r["ask"], r["report"], r["tell"]):
+        rows.append(f"| {a['study_size']} | {a['median_ms']:.1f} / {a['max_ms']:.1f} | {p['median_ms']:.1f} / "
+                    f"{p['max_ms']:.1f} | {t['median_ms']:.1f} / {t['max_ms']:.1f} |")
+    last = r["ask"][-1]
+    verdict = "met" if last["max_ms"] < 100 else "not met"
+    return (f"## Sweep at scale: the searcher at {r['trials']:,} trials\n\nThe real `OptunaSearcher` ({r['sampler']}, "
+            f"{len(r['space'])} parameters, {r['storage']} study), {r['trials']} trials asked, reported ASHA-like "
+            f"(two of three stop at epoch 4) and told. Target: every ask under 100 ms at {r['trials']} trials: "
+            f"**{verdict}** (slowest ask at {last['study_size']}: {last['max_ms']:.0f} ms).\n\n" + "\n".join(rows))
+
+
+def render_sweep(r: dict[str, Any]) -> str:
+    w = r["result_wait_s"]
+    verdict = "met" if r["results_waiting_over_1s"] == 0 else "not met"
+    lines = [f"## Sweep at scale: {r['trials']} trials, {r['concurrent']} at once, {r['nodes']} simulated nodes",
+             "",
+             f"`ray.cluster_utils.Cluster` with {r['nodes']} nodes x {r['slots_per_node']} GPU slices (fake GPUs, "
+             f"one machine), `run_sweep` with the bench space, TPE, ASHA and MLflow on a real `mlflow server`; trials "
+             f"report one epoch every {r['epoch_s']} s with a checkpoint and train nothing.",
+             "",
+             "| measure | value |", "|---|---|",
+             f"| results | {r['results']} ({r['trial_epochs']} trial-epochs; {r['by_status']}) |",
+             f"| wall time / ideal (trial-epochs x {r['epoch_s']} s / {r['concurrent']} slots) | "
+             f"{r['wall_s']:.0f} s / {r['ideal_s']:.0f} s = {r['wall_over_ideal']:.2f}x |",
+             f"| driver CPU per result | {r['driver_cpu_ms_per_result']:.1f} ms ({r['driver_cpu_s']:.0f} s in all) |",
+             f"| result wait on the driver: median / p99 / max | {w['median']:.2f} / {w['p99']:.2f} / "
+             f"{w['max']:.2f} s |",
+             f"| results that waited over 1 s (target 0) | {r['results_waiting_over_1s']} (**{verdict}**) |",
+             f"| MLflow writes | {r['mlflow_writes']} ({r['mlflow_writes_per_s']:.1f}/s), queue depth max "
+             f"{r['mlflow_queue_max']} |",
+             "", "Where the driver's time went (our code):", "",
+             "| part | seconds | calls | slowest (ms) |", "|---|---|---|---|"]
+    for k, v in sorted(r["driver_time"].items(), key=lambda kv: -kv[1]["seconds"]):
+        lines.append(f"| {k} | {v['seconds']:.1f} | {v['calls']} | {v['slowest_ms']:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="what", required=True)
+    s = sub.add_parser("searcher", help="ask/report/tell latency of the real searcher against study size")
+    s.add_argument("--trials", type=int, default=1000)
+    w = sub.add_parser("sweep", help="a whole sweep on a simulated multi-node cluster")
+    w.add_argument("--nodes", type=int, default=32)
+    w.add_argument("--slots", type=int, default=4, help="GPU slices per node (trials at once per node)")
+    w.add_argument("--trials", type=int, default=1000)
+    w.add_argument("--epoch-s", type=float, default=5.0, help="seconds between a trial's reports")
+    w.add_argument("--epochs", type=int, default=EPOCHS, help="a trial's budget (bench.yaml's ASHA: rungs 4, 12)")
+    for q in (s, w):
+        q.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks.md"))
+        q.add_argument("--results", default=None, help="folder for the JSON (default benchmarks/results)")
+    args = p.parse_args(argv)
+    set_command(__file__, argv)
+    if args.what == "searcher":
+        result = searcher_bench(args.trials)
+        save("sweep_scale_searcher", result, Path(args.results) if args.results else None)
+        write_section(Path(args.doc), "sweep_scale_searcher", render_searcher(result))
+    else:
+        result = sweep_bench(args.nodes, args.slots, args.trials, args.epoch_s, args.epochs)
+        save("sweep_scale", result, Path(args.results) if args.results else None)
+        write_section(Path(args.doc), "sweep_scale", render_sweep(result))
+    print(json.dumps(result, indent=1, default=float)[:3000])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
