@@ -215,7 +215,8 @@ def _lag_callback(trackers: list):  # noqa: ANN202 -- a ray.tune Callback
     return Lag()
 
 
-def sweep_bench(nodes: int, slots: int, trials: int, epoch_s: float, epochs: int = EPOCHS) -> dict[str, Any]:
+def sweep_bench(nodes: int, slots: int, trials: int, epoch_s: float, epochs: int = EPOCHS,
+                background: bool = False) -> dict[str, Any]:
     import tune  # noqa: F401 -- token authentication before Ray starts
     from slr.corpus.synthetic import generate
 
@@ -225,11 +226,11 @@ def sweep_bench(nodes: int, slots: int, trials: int, epoch_s: float, epochs: int
     # the nodes started below pass this to their workers, which import sim_trial from this file by name
     os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT / "benchmarks"), str(ROOT), os.environ.get("PYTHONPATH", "")])
     with _mlflow_server(work / "mlflow") as uri:
-        return _sweep_on_cluster(work, corpus, uri, nodes, slots, trials, epoch_s, epochs)
+        return _sweep_on_cluster(work, corpus, uri, nodes, slots, trials, epoch_s, epochs, background)
 
 
 def _sweep_on_cluster(work: Path, corpus: Path, uri: str, nodes: int, slots: int, trials: int, epoch_s: float,
-                      epochs: int) -> dict[str, Any]:
+                      epochs: int, background: bool) -> dict[str, Any]:
     import ray
     from ray.cluster_utils import Cluster
 
@@ -260,7 +261,7 @@ def _sweep_on_cluster(work: Path, corpus: Path, uri: str, nodes: int, slots: int
         return original_do(self, *a, **kw)
     tracking.SweepTracker._do = do
     spec = _spec(work / "sweeps", trials, nodes * slots, epochs, str(corpus), uri,
-                 [f"resources.gpu={1.0 / slots}", "resources.cpu=1"])
+                 [f"resources.gpu={1.0 / slots}", "resources.cpu=1", f"mlflow.background={str(background).lower()}"])
     lag = _lag_callback(trackers)
     try:
         cpu0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.time()
@@ -277,7 +278,7 @@ def _sweep_on_cluster(work: Path, corpus: Path, uri: str, nodes: int, slots: int
     lags = sorted(lag.lags)
     writes = timed.calls["mlflow write"]
     return dict(
-        nodes=nodes, slots_per_node=slots, concurrent=nodes * slots, trials=trials, epoch_s=epoch_s,
+        mlflow_background=background, nodes=nodes, slots_per_node=slots, concurrent=nodes * slots, trials=trials, epoch_s=epoch_s,
         node_start_s=t_nodes, results=lag.results, trial_epochs=trial_epochs, wall_s=wall, ideal_s=ideal,
         wall_over_ideal=wall / ideal if ideal else None, driver_cpu_s=driver_cpu,
         driver_cpu_ms_per_result=1e3 * driver_cpu / max(1, lag.results),
@@ -307,7 +308,10 @@ def render_searcher(r: dict[str, Any]) -> str:
 def render_sweep(r: dict[str, Any]) -> str:
     w = r["result_wait_s"]
     verdict = "met" if r["results_waiting_over_1s"] == 0 else "not met"
-    lines = [f"## Sweep at scale: {r['trials']} trials, {r['concurrent']} at once, {r['nodes']} simulated nodes",
+    mode = "from a background thread (`mlflow.background: true`)" if r.get("mlflow_background") else \
+        "synchronous, the default"
+    lines = [f"## Sweep at scale: {r['trials']} trials, {r['concurrent']} at once, {r['nodes']} simulated nodes, "
+             f"MLflow writes {mode}",
              "",
              f"`ray.cluster_utils.Cluster` with {r['nodes']} nodes x {r['slots_per_node']} GPU slices (fake GPUs, "
              f"one machine), `run_sweep` with the bench space, TPE, ASHA and MLflow on a real `mlflow server`; trials "
@@ -341,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--trials", type=int, default=1000)
     w.add_argument("--epoch-s", type=float, default=5.0, help="seconds between a trial's reports")
     w.add_argument("--epochs", type=int, default=EPOCHS, help="a trial's budget (bench.yaml's ASHA: rungs 4, 12)")
+    w.add_argument("--background", action="store_true", help="mlflow.background=true: MLflow writes off the loop")
     for q in (s, w):
         q.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks.md"))
         q.add_argument("--results", default=None, help="folder for the JSON (default benchmarks/results)")
@@ -351,9 +356,10 @@ def main(argv: list[str] | None = None) -> int:
         save("sweep_scale_searcher", result, Path(args.results) if args.results else None)
         write_section(Path(args.doc), "sweep_scale_searcher", render_searcher(result))
     else:
-        result = sweep_bench(args.nodes, args.slots, args.trials, args.epoch_s, args.epochs)
-        save("sweep_scale", result, Path(args.results) if args.results else None)
-        write_section(Path(args.doc), "sweep_scale", render_sweep(result))
+        result = sweep_bench(args.nodes, args.slots, args.trials, args.epoch_s, args.epochs, args.background)
+        name = "sweep_scale_background" if args.background else "sweep_scale"
+        save(name, result, Path(args.results) if args.results else None)
+        write_section(Path(args.doc), name, render_sweep(result))
     print(json.dumps(result, indent=1, default=float)[:3000])
     return 0
 

@@ -133,6 +133,9 @@ class MlflowSpec:
     tracking_uri: str = ""  # default: sqlite:///<storage>/<name>/mlflow.db
     experiment: str = ""  # default: the sweep name
     enabled: bool = True
+    # writes from a background thread: the driver never waits on the server (large sweeps), but writes still
+    # queued when the driver is SIGKILLed are lost (docs/benchmarks.md, "Sweep at scale")
+    background: bool = False
 
 
 @dataclass

@@ -40,7 +40,7 @@ def load_sweep(sweep_dir: Path) -> tuple[ExperimentSpec, dict[str, Any], dict[st
     curves_path = sweep_dir / "curves.json"  # written by the sweep; the trial folders may be on S3
     curves = json.loads(curves_path.read_text()) if curves_path.exists() else {}
     for t in summary["trials"]:
-        if t["trial_id"] not in curves:  # a sweep summarized before curves.json existed
+        if t["trial_id"] not in curves and t["path"]:  # a sweep summarized before curves.json existed
             path = Path(t["path"]) / "result.json"
             lines = path.read_text().splitlines() if path.exists() else []
             curves[t["trial_id"]] = [json.loads(line) for line in lines if line.strip()]

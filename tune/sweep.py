@@ -118,7 +118,7 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False, address: str | None = 
     if verbose == 0:
         callbacks.append(ProgressCallback(spec.num_trials))
     if spec.mlflow.enabled:
-        callbacks.append(MlflowCallback(_tracker(spec), sweep_params, _ParamsOf(base, max_t),
+        callbacks.append(MlflowCallback(_tracker(spec, background=spec.mlflow.background), sweep_params, _ParamsOf(base, max_t),
                                         spec.scheduler.grace_period, spec.scheduler.reduction_factor, max_t))
     run_config = tune.RunConfig(
         name=spec.name, storage_path=spec.ray_storage, callbacks=[*callbacks, *extra_callbacks], verbose=verbose,
@@ -150,10 +150,11 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False, address: str | None = 
     return summarize(spec, grid, corpus, tracker, wall_seconds=time.time() - t0)
 
 
-def _tracker(spec: ExperimentSpec) -> SweepTracker | None:
+def _tracker(spec: ExperimentSpec, background: bool = False) -> SweepTracker | None:
     if not spec.mlflow.enabled:
         return None
-    return SweepTracker(spec.tracking_uri, spec.mlflow.experiment or spec.name, spec.name, spec.sweep_dir)
+    return SweepTracker(spec.tracking_uri, spec.mlflow.experiment or spec.name, spec.name, spec.sweep_dir,
+                        background=background)
 
 
 class _ParamsOf:
@@ -186,6 +187,8 @@ def summarize(spec: ExperimentSpec, grid, corpus: str, tracker: SweepTracker | N
         best = float(df[METRIC].min()) if df is not None and METRIC in df and len(df) else math.nan
         best_epoch = int(df.loc[df[METRIC].idxmin(), "epoch"]) if not math.isnan(best) else None
         trial_id = metrics.get("trial_id") or Path(result.path).name
+        if math.isnan(best) and trial_id in told:  # its reports went with a killed driver's unsynced files
+            best, best_epoch = _told_best(told[trial_id])
         failed = result.error or metrics.get("failed_reason")
         status = "failed" if failed else ("completed" if metrics.get("finished") else "stopped-by-asha")
         epochs = int(metrics.get("epoch", 0))
@@ -200,6 +203,13 @@ def summarize(spec: ExperimentSpec, grid, corpus: str, tracker: SweepTracker | N
                          machine={k[len("machine_"):]: v for k, v in (result.metrics or {}).items()
                                   if k.startswith("machine_")}))
         curves[trial_id] = _curve(df)
+    for trial_id, t in told.items():  # told, but never in a state Ray saved (the driver was killed first)
+        if trial_id and trial_id not in curves:
+            best, best_epoch = _told_best(t)
+            rows.append(dict(trial_id=trial_id, path=None, status=outcome.get(t.state.name, "failed"),
+                             best_dev_wer=best, best_epoch=best_epoch, epochs=max(t.intermediate_values, default=0),
+                             params={k: t.params.get(k) for k in spec.space}, checkpoint=None, machine={}))
+            curves[trial_id] = []
     ranked = sorted((r for r in rows if not math.isnan(r["best_dev_wer"])), key=lambda r: r["best_dev_wer"])
     best = ranked[0] if ranked else None
     sweep_dir = spec.sweep_dir
@@ -232,6 +242,14 @@ def summarize(spec: ExperimentSpec, grid, corpus: str, tracker: SweepTracker | N
     if tracker:
         tracker.finish(summary, files)
     return summary
+
+
+def _told_best(t) -> tuple[float, int | None]:  # noqa: ANN001 -- an optuna FrozenTrial
+    """A trial's best dev WER and its epoch as the study recorded them (for trials whose Ray reports are gone)."""
+    if not t.intermediate_values:
+        return math.nan, None
+    epoch = min(t.intermediate_values, key=lambda e: t.intermediate_values[e])
+    return float(t.user_attrs.get("best_dev_wer", t.intermediate_values[epoch])), epoch
 
 
 def _best_checkpoint(result, spec: ExperimentSpec) -> str | None:

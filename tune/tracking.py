@@ -5,8 +5,10 @@ embedded sqlite store is only ever written by one process. Runs are found again 
 (``slr.sweep`` on the parent, ``slr.trial_id`` on children, nested with ``mlflow.parentRunId``) rather
 than by ids kept in memory (Ray's MLflowLoggerCallback), so a restored sweep reuses its runs.
 
-Writes that fail (tracking server down) are buffered and retried on every later event; whatever is
-still pending when the sweep ends is written to ``mlflow_pending.jsonl`` with a replay command.
+Writes that fail (tracking server down) are buffered and retried; whatever is still pending when the
+sweep ends is written to ``mlflow_pending.jsonl`` with a replay command. With ``mlflow.background`` the
+writes go out from a background thread, in order, so the driver's event loop never waits on the tracking
+server (docs/benchmarks.md, "Sweep at scale"); writes still queued when the driver is SIGKILLed are lost.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import logging
 import math
 import os
 import sys
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,10 +53,13 @@ class SweepTracker:
     queued (in order) and retried at most every ``retry_seconds``, so an outage never stalls the sweep.
     Writes for a trial name the trial, not its run id: a child run created while the server is down is
     created (idempotently, found by its ``slr.trial_id`` tag first) when the queue drains.
+
+    ``background=True`` (a sweep's tracker): writes are queued and a writer thread sends them in order, so
+    the caller never waits on the server; ``flush(final=True)`` waits for the queue to drain.
     """
 
     def __init__(self, tracking_uri: str, experiment: str, sweep_name: str, sweep_dir: Path,
-                 retry_seconds: float = 5.0):
+                 retry_seconds: float = 5.0, background: bool = False):
         # Fail fast instead of MLflow's default minutes of HTTP retries: the queue here does the retrying.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
@@ -66,9 +73,15 @@ class SweepTracker:
         self.open_before: set[str] = set()  # trials whose run an earlier driver left RUNNING (see close_orphans)
         self.open_params: dict[str, dict[str, str]] = {}  # their logged params, to adopt them (see child)
         self.logged_epoch: dict[str, int] = {}  # trial id -> last epoch logged (a restarted trial re-reports)
-        self.pending: list[tuple[str, dict[str, Any]]] = []  # (operation, kwargs) waiting for the server
+        self.logged_status: dict[str, str] = {}  # trial id -> its run's slr.status tag when start() found it
+        self.pending: deque[tuple[str, dict[str, Any]]] = deque()  # (operation, kwargs) not written yet, in order
         self.retry_seconds, self.retry_at = retry_seconds, 0.0
         self.saved_pending = 0  # writes left in mlflow_pending.jsonl at the end (0 = everything logged)
+        self.background = background
+        self._lock = threading.Condition()  # guards pending, retry_at and the writer's state
+        self._writer: threading.Thread | None = None
+        self._final = False  # the sweep ended: drain, one last try when the server is down, then stop
+        self._down = False  # the last write failed
 
     @property
     def client(self) -> MlflowClient:
@@ -77,7 +90,11 @@ class SweepTracker:
         return self._client
 
     def __getstate__(self) -> dict[str, Any]:  # Ray pickles callbacks with the experiment state
-        return {**self.__dict__, "_client": None}
+        with self._lock:
+            return {**self.__dict__, "_client": None, "_lock": None, "_writer": None, "pending": list(self.pending)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, pending=deque(state["pending"]), _lock=threading.Condition(), _writer=None)
 
     # -- runs -----------------------------------------------------------------------------------------
     def start(self, params: dict[str, Any]) -> str:
@@ -98,6 +115,7 @@ class SweepTracker:
                                            max_results=10_000):
             trial_id = run.data.tags.get("slr.trial_id", "")
             self.children[trial_id] = run.info.run_id
+            self.logged_status[trial_id] = run.data.tags.get("slr.status", "")
             if run.info.status == "RUNNING":
                 self.open_before.add(trial_id)
                 self.open_params[trial_id] = dict(run.data.params)
@@ -112,8 +130,7 @@ class SweepTracker:
         and after ``--resume`` the searcher gives the same configuration to a new Ray trial. That trial adopts
         the open run (same resolved config, its Ray trial not ``restored``), so a configuration has one run
         and the epochs the first attempt logged are not logged again."""
-        if trial_id in self.children or any(op == "create_child" and kw["trial"] == trial_id
-                                            for op, kw in self.pending):
+        if trial_id in self.children or self._queued("create_child", trial_id):
             return
         logged = {k: _short(v) for k, v in params.items()}
         old = next((t for t in sorted(self.open_before - set(restored)) if self.open_params.get(t) == logged), None)
@@ -127,7 +144,12 @@ class SweepTracker:
         self._do("create_child", trial=trial_id, params=params, config_yaml=config_yaml)
 
     def known(self, trial_id: str) -> bool:
-        return trial_id in self.children or any(kw.get("trial") == trial_id for _, kw in self.pending)
+        return trial_id in self.children or self._queued(None, trial_id)
+
+    def _queued(self, op: str | None, trial_id: str) -> bool:
+        """Whether a write for ``trial_id`` (of operation ``op``, or any) is waiting in the queue."""
+        with self._lock:
+            return any(kw.get("trial") == trial_id and op in (None, o) for o, kw in self.pending)
 
     def metrics(self, trial_id: str, result: dict[str, Any]) -> None:
         epoch = result.get("epoch")
@@ -148,10 +170,11 @@ class SweepTracker:
         self._do("log_batch", trial=trial_id, tags=tags)
         self._do("set_terminated", trial=trial_id, status="FAILED" if status == "failed" else "FINISHED")
 
-    def close_orphans(self, ray_trials: set[str]) -> list[str]:
-        """Close, as KILLED, the runs an earlier (killed) driver left RUNNING for trials Ray never restored
-        and no new trial adopted (see :meth:`child`): nothing else would ever close them."""
-        orphans = sorted(self.open_before - ray_trials)
+    def close_orphans(self, trials: set[str]) -> list[str]:
+        """Close, as KILLED, the runs an earlier (killed) driver left RUNNING for trials the sweep does not have
+        (``trials``: the summary's, which has every trial Ray or Optuna knows) and no new trial adopted (see
+        :meth:`child`): nothing else would ever close them."""
+        orphans = sorted(self.open_before - trials)
         for trial_id in orphans:
             self._do("log_batch", trial=trial_id, tags=[
                 RunTag("slr.status", "orphaned"),
@@ -164,6 +187,16 @@ class SweepTracker:
     def finish(self, summary: dict[str, Any], files: dict[str, Path]) -> None:
         if self.parent_id is None:
             return
+        for row in summary.get("trials", []):  # the summary (Optuna's told outcomes) is the record: runs match it
+            trial_id, status = row["trial_id"], row["status"]
+            if trial_id not in self.children:
+                continue
+            if self.logged_status.get(trial_id) != status:
+                self._do("log_batch", trial=trial_id, tags=[RunTag("slr.status", status)])
+            if trial_id in self.open_before:  # left open by a driver killed before it saw the trial end
+                self._do("set_terminated", trial=trial_id, status="FAILED" if status == "failed" else "FINISHED")
+                self.open_before.discard(trial_id)
+        self.close_orphans({row["trial_id"] for row in summary.get("trials", [])})
         best = summary.get("best_dev_wer")
         if best is not None:
             self._do("log_metric", run_id=self.parent_id, key="best_dev_wer", value=float(best))
@@ -197,6 +230,12 @@ class SweepTracker:
         getattr(client, op)(**kwargs)
 
     def _do(self, op: str, **kwargs: Any) -> None:
+        if self.background:
+            with self._lock:
+                self.pending.append((op, kwargs))
+                self._lock.notify_all()
+            self._start_writer()
+            return
         self.flush()
         if self.pending:  # keep order: nothing overtakes what is already waiting
             self.pending.append((op, kwargs))
@@ -204,26 +243,87 @@ class SweepTracker:
         try:
             self._execute(op, kwargs)
         except Exception as err:  # noqa: BLE001 -- any transport error: buffer and retry later
+            self._failed(err)
+            self.pending.append((op, kwargs))
+
+    def _failed(self, err: Exception) -> None:
+        if not self._down:
             log.warning("MLflow unreachable (%s); buffering writes and retrying every %.0f s", type(err).__name__,
                         self.retry_seconds)
-            self.pending.append((op, kwargs))
-            self.retry_at = time.time() + self.retry_seconds
+        self._down = True
+        self.retry_at = time.time() + self.retry_seconds
+
+    def _sent(self) -> None:
+        if self._down and not self.pending:
+            log.warning("MLflow reachable again: every buffered write is logged")
+            self._down = False
 
     def flush(self, final: bool = False) -> None:
-        """Retry queued writes in order (throttled while the server is down)."""
+        """Retry queued writes in order (throttled while the server is down). ``final``: the sweep ended; what
+        cannot be written now goes to the pending file. With a background writer only ``final`` does anything."""
+        if self.background:
+            if final:
+                self._drain()
+            return
         if not self.pending or (not final and time.time() < self.retry_at):
             return
         while self.pending:
             op, kwargs = self.pending[0]
             try:
                 self._execute(op, kwargs)
-            except Exception:  # noqa: BLE001
-                self.retry_at = time.time() + self.retry_seconds
+            except Exception as err:  # noqa: BLE001
+                self._failed(err)
                 if final:
                     self._write_pending()
                 return
-            self.pending.pop(0)
-        log.warning("MLflow reachable again: every buffered write is logged")
+            self.pending.popleft()
+            self._sent()
+
+    # -- the background writer ----------------------------------------------------------------------------
+    def _start_writer(self) -> None:
+        with self._lock:
+            if self._writer is None or not self._writer.is_alive():
+                self._writer = threading.Thread(target=self._write_loop, name="slr-mlflow-writer", daemon=True)
+                self._writer.start()
+
+    def _write_loop(self) -> None:
+        """Send queued writes in order; while the server is down, retry the first every ``retry_seconds``."""
+        while True:
+            with self._lock:
+                while not self.pending and not self._final:
+                    self._lock.wait()
+                if not self.pending:
+                    return  # final, and everything written
+                wait = self.retry_at - time.time()
+                if wait > 0 and not self._final:
+                    self._lock.wait(wait)  # woken early by the final flush
+                    continue
+                op, kwargs = self.pending[0]
+            try:
+                self._execute(op, kwargs)
+            except Exception as err:  # noqa: BLE001 -- any transport error: keep it queued, retry later
+                with self._lock:
+                    self._failed(err)
+                    if self._final:
+                        return  # one last try failed: what is left goes to the pending file
+                continue
+            with self._lock:
+                self.pending.popleft()
+                self._sent()
+
+    def _drain(self) -> None:
+        """Wait for the writer to send everything (or to fail once more at the end), then save what is left."""
+        with self._lock:
+            self._final = True
+            self._lock.notify_all()
+        if self.pending:
+            self._start_writer()
+        if self._writer is not None:
+            self._writer.join()
+        with self._lock:
+            self._final = False
+            if self.pending:
+                self._write_pending()
 
     def _write_pending(self) -> None:
         path = self.sweep_dir / PENDING
@@ -339,6 +439,8 @@ class MlflowCallback(Callback):
         self.tracker.metrics(trial.trial_id, result)
 
     def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001
+        if trial.trial_id not in self.last_epoch and not trial.last_result:
+            return  # counted done on resume (Optuna holds its outcome): the sweep's end writes its status
         epochs = self.last_epoch.get(trial.trial_id, 0)
         reason = self.failed_reason.get(trial.trial_id)
         status = "failed" if reason else ("completed" if self.finished.get(trial.trial_id) else "stopped-by-asha")
@@ -357,8 +459,7 @@ class MlflowCallback(Callback):
         self.tracker.flush()
 
     def on_experiment_end(self, trials, **info):  # noqa: ANN001 -- last chance: log or save for replay
-        self.tracker.close_orphans({t.trial_id for t in trials})
-        self.tracker.flush(final=True)
+        self.tracker.flush(final=True)  # runs left open by a killed driver are closed with the summary (finish)
 
 
 if __name__ == "__main__":  # python -m tune.tracking replay FILE --tracking-uri URI

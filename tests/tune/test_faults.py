@@ -103,10 +103,15 @@ def _epochs_logged(tracking_uri: str, run) -> list[int]:
 
 
 def test_killed_trial_worker_resumes_from_its_checkpoint_in_the_same_run(tiny_corpus, tmp_path):
-    exp = _write_experiment(tmp_path / "workerkill.yaml", tiny_corpus, tmp_path / "sweeps", num_trials=1)
+    epochs = 12
+    exp = _write_experiment(tmp_path / "workerkill.yaml", tiny_corpus, tmp_path / "sweeps", num_trials=1,
+                            config={"model": {"num_blocks": 1},
+                                    "train": {"epochs": epochs, "early_stopping_patience": 0}})
     sweep_dir, log = tmp_path / "sweeps" / "workerkill", tmp_path / "driver.log"
     proc = _start_sweep(exp, log)
-    _wait_for(lambda: any(len(r) >= 3 for r in _reports(sweep_dir).values()), proc, log)
+    # Kill at the first report the driver has written (a checkpoint exists to resume from): result.json lags the
+    # worker, by seconds on a loaded machine, so waiting for more reports risks a trial that already finished.
+    _wait_for(lambda: any(len(r) >= 1 for r in _reports(sweep_dir).values()), proc, log)
     (reports,) = _reports(sweep_dir).values()
     os.kill(reports[-1]["pid"], signal.SIGKILL)  # the trial's worker process, mid-training
     seen_before_kill = reports[-1]["epoch"]
@@ -119,12 +124,12 @@ def test_killed_trial_worker_resumes_from_its_checkpoint_in_the_same_run(tiny_co
     # The worker may finish an epoch between our read of result.json and the kill: the epoch it died in is the
     # first attempt's last reported one plus one, at least one later than what we saw.
     assert first[-1] >= seen_before_kill
-    assert second[0] == first[-1] + 1 and second[-1] == 8  # resumed from its last checkpoint, not from scratch
+    assert second[0] == first[-1] + 1 and second[-1] == epochs  # resumed from its last checkpoint, not from scratch
     summary = json.loads((sweep_dir / "summary.json").read_text())
     assert summary["trials_by_status"]["completed"] == 1
     uri = f"sqlite:///{sweep_dir / 'mlflow.db'}"  # the embedded default store
     (run,) = _children(uri, "workerkill")  # the same run continued: one run, every epoch once
-    assert _epochs_logged(uri, run) == list(range(1, 9))
+    assert _epochs_logged(uri, run) == list(range(1, epochs + 1))
     assert run.data.tags["slr.status"] == "completed"
 
 

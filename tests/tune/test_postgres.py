@@ -4,6 +4,7 @@ installs the package when missing) set up by `mlflow/postgres.sh`, the tracking 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -173,10 +174,16 @@ def _sweep_killed_and_resumed(postgres, uri: str, env: dict, server, corpus: Pat
         children = {r.data.tags["slr.trial_id"]: r for r in runs if "mlflow.parentRunId" in r.data.tags}
         assert len(runs) == NUM_TRIALS + 1 and len(children) == NUM_TRIALS
         assert all(r.info.status == "FINISHED" for r in runs)
+        outcome = {"COMPLETE": "completed", "PRUNED": "stopped-by-asha"}
         for t in study.trials:
             run = children[t.user_attrs["ray_trial_id"]]
             steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "dev_wer"))
             assert steps == sorted(t.intermediate_values), (t.number, steps)
+            assert run.data.tags["slr.status"] == outcome[t.state.name], (t.number, run.data.tags["slr.status"])
+        # the summary lists every trial of the study, those Ray's last state save never saw included
+        summary = json.loads((tmp_path / "sweeps" / "pg" / "summary.json").read_text())
+        assert sorted(r["trial_id"] for r in summary["trials"]) == sorted(children)
+        assert summary["best_dev_wer"] == pytest.approx(min(t.user_attrs["best_dev_wer"] for t in study.trials))
     finally:
         for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
             os.environ.pop(key, None)
