@@ -237,6 +237,10 @@ def _sweep_on_cluster(work: Path, corpus: Path, uri: str, nodes: int, slots: int
     from tune import retention, search, tracking
     from tune.sweep import ensure_ray_token, run_sweep
     ensure_ray_token()
+    # no pool of idle workers per node on top of the trials' own (one per CPU, 4 x nodes processes that would
+    # compete for this machine's cores while they start)
+    os.environ.setdefault("RAY_enable_worker_prestart", "0")
+    os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
     cluster = Cluster()
     t_nodes = time.time()
     for i in range(nodes):  # each node: one (fake) GPU in `slots` slices, a CPU per slice
