@@ -121,10 +121,11 @@ def test_killed_trial_worker_resumes_from_its_checkpoint_in_the_same_run(tiny_co
     attempts = sorted({r["attempt_start"] for r in reports})
     assert len(attempts) == 2, "the trial should have been restarted once"
     first, second = ([r["epoch"] for r in reports if r["attempt_start"] == a] for a in attempts)
-    # The worker may finish an epoch between our read of result.json and the kill: the epoch it died in is the
-    # first attempt's last reported one plus one, at least one later than what we saw.
+    # The worker may finish an epoch between our read of result.json and the kill, and the driver may register
+    # that epoch's checkpoint without its line reaching result.json (seen under load): the second attempt starts
+    # one or two epochs after the first attempt's last line. MLflow below holds every epoch exactly once.
     assert first[-1] >= seen_before_kill
-    assert second[0] == first[-1] + 1 and second[-1] == epochs  # resumed from its last checkpoint, not from scratch
+    assert first[-1] + 1 <= second[0] <= first[-1] + 2 and second[-1] == epochs  # from its checkpoint, not epoch 1
     summary = json.loads((sweep_dir / "summary.json").read_text())
     assert summary["trials_by_status"]["completed"] == 1
     uri = f"sqlite:///{sweep_dir / 'mlflow.db'}"  # the embedded default store
