@@ -105,7 +105,8 @@ def test_sweep_on_postgres_behind_the_cluster_tracking_server_resumes(postgres, 
     server = subprocess.Popen(["bash", str(ROOT / "mlflow" / "cluster.sh")], env=server_env, start_new_session=True,
                               stdout=open(tmp_path / "mlflow.log", "ab"), stderr=subprocess.STDOUT)
     try:
-        _sweep_killed_and_resumed(postgres, f"http://127.0.0.1:{port}", env, server, tiny_corpus, tmp_path)
+        summary = _sweep_killed_and_resumed(postgres, f"http://127.0.0.1:{port}", env, server, tiny_corpus, tmp_path)
+        assert summary["trials_by_status"]["failed"] == 0 and len(summary["trials"]) == NUM_TRIALS
     finally:
         services.stop(server)
 
@@ -130,7 +131,8 @@ def _finished(postgres) -> int:
         return 0
 
 
-def _sweep_killed_and_resumed(postgres, uri: str, env: dict, server, corpus: Path, tmp_path: Path) -> None:
+def _sweep_killed_and_resumed(postgres, uri: str, env: dict, server, corpus: Path, tmp_path: Path) -> dict:
+    """Kill the sweep mid-way, resume it, check study, runs and summary; returns the summary."""
     _wait_for_server(uri, server, tmp_path / "mlflow.log")
     env = {**env, "MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": ADMIN_PASSWORD}
     exp = tmp_path / "pg.yaml"
@@ -195,3 +197,4 @@ def _sweep_killed_and_resumed(postgres, uri: str, env: dict, server, corpus: Pat
     assert again.returncode == 1 and "Traceback" not in again.stderr, again.stderr
     assert f"study 'pg' in searcher.storage postgresql://slr@127.0.0.1:{postgres.port}/optuna already holds " \
            f"{NUM_TRIALS} trials: pass --resume" in again.stderr, again.stderr
+    return summary
