@@ -27,6 +27,7 @@ from tune.experiment import ExperimentSpec, ParamSpec
 
 log = logging.getLogger(__name__)
 METRIC = "dev_wer"
+BEFORE_ASK = "slr:sampler_state_before_ask"  # study system attribute (OptunaSearcher.suggest)
 
 
 def distribution(p: ParamSpec) -> optuna.distributions.BaseDistribution:
@@ -159,17 +160,35 @@ class ResumableASHA(_ResumesFromStudy, ASHAScheduler):
             self.rebuild(self._study_trials())
 
     def rebuild(self, trials: list[optuna.trial.FrozenTrial]) -> int:
-        """Record every trial's value at every rung it reached; returns how many records were made."""
+        """Record every trial's value at every rung it reached; returns how many records were made.
+
+        An unfinished trial whose last value sits exactly on a rung may have been killed between ASHA's decision
+        there and Optuna's record of the outcome. That decision is taken again here, against the rung as the
+        other trials left it. The same as the lost one when trials run one at a time; with several at once, the
+        rung may also hold trials that reached it later. A trial it stops is told PRUNED now, so that
+        :meth:`choose_trial_to_run` counts it done instead of letting it train past the rung."""
         (bracket,) = self._brackets  # one bracket (make_scheduler): every trial's records are in it
-        made = 0
+        made, pending = 0, []
         for t in trials:
             ray_id, values = t.user_attrs.get("ray_trial_id"), t.intermediate_values
             for milestone, recorded in bracket._rungs:
                 # ASHA records a trial at its first report at or past the milestone
                 step = min((e for e in values if e >= milestone), default=None)
-                if ray_id and step is not None and ray_id not in recorded:
-                    recorded[ray_id] = self._metric_op * values[step]
-                    made += 1
+                if not ray_id or step is None or ray_id in recorded:
+                    continue
+                if not t.state.is_finished() and step == max(values):
+                    pending.append((t, recorded, self._metric_op * values[step]))
+                    continue
+                recorded[ray_id] = self._metric_op * values[step]
+                made += 1
+        for t, recorded, reward in pending:
+            cutoff = bracket.cutoff(recorded)
+            recorded[t.user_attrs["ray_trial_id"]] = reward
+            made += 1
+            if cutoff is not None and reward < cutoff:
+                log.info("trial %s: ASHA's decision at epoch %d was lost with the driver; taken again: stop",
+                         t.user_attrs["ray_trial_id"], max(t.intermediate_values))
+                open_study(self.spec, self.storage).tell(t.number, state=optuna.trial.TrialState.PRUNED)
         return made
 
 
@@ -198,32 +217,60 @@ class OptunaSearcher(Searcher):
 
     def _adopt_running(self) -> None:
         """After a driver restart, re-link Ray trials to their still-RUNNING Optuna trials. A RUNNING trial
-        asked after Ray's last experiment-state save (which holds this searcher's map) has no Ray trial to
-        come back: it is an orphan, handed to the next new Ray trial instead of being left RUNNING forever."""
+        asked after Ray's last experiment-state save (which holds this searcher's map), or one whose ask the kill
+        interrupted (no Ray trial id yet, perhaps not all its parameters), has no Ray trial to come back: it is an
+        orphan, handed to the next new Ray trial instead of being left RUNNING forever."""
         for t in self._study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             rid = t.user_attrs.get("ray_trial_id")
-            if rid and self._restored and rid not in self._live:
+            if not rid or (self._restored and rid not in self._live):
                 self._orphans.append(t._trial_id)
-            elif rid:
+            else:
                 self._live[rid] = t._trial_id
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if trial_id in self._live:  # a restored trial asks again: give it the same parameters
             return dict(optuna.trial.Trial(self.study, self._live[trial_id]).params)
         study = self.study  # first use opens the study and finds the orphans
-        if self._orphans:  # an orphan's configuration runs before anything new is asked
+        while self._orphans:  # an orphan's configuration runs before anything new is asked
             tid = self._orphans.pop(0)
-            study._storage.set_trial_user_attr(tid, "ray_trial_id", trial_id)
+            if study._storage.get_trial(tid).state != optuna.trial.TrialState.RUNNING:
+                continue  # told meanwhile (ASHA's lost decision, taken again on restore)
+            trial = self._complete_ask(study, tid)
+            trial.set_user_attr("ray_trial_id", trial_id)
             self._live[trial_id] = tid
-            return dict(optuna.trial.Trial(study, tid).params)
+            return dict(trial.params)
         finished = len([t for t in study.get_trials(deepcopy=False)
                         if t.state != optuna.trial.TrialState.WAITING])
         if finished >= self.spec.num_trials:
             return Searcher.FINISHED
-        trial = self.study.ask(self.dists)
+        # The sampler's state in the study (QMC's sequence position) as it was before this ask: a kill inside
+        # the ask can leave the trial without its parameters but the state moved on (see _complete_ask).
+        attrs = study._storage.get_study_system_attrs(study._study_id)
+        study._storage.set_study_system_attr(study._study_id, BEFORE_ASK,
+                                             {k: v for k, v in attrs.items() if k != BEFORE_ASK})
+        trial = study.ask(self.dists)
         trial.set_user_attr("ray_trial_id", trial_id)
         self._live[trial_id] = trial._trial_id
         return dict(trial.params)
+
+    def _complete_ask(self, study: optuna.Study, tid: int) -> optuna.trial.Trial:
+        """The orphan ``tid`` as a Trial with every parameter: an ask the kill interrupted is finished here as it
+        would have been, with the sampler's study state put back to where that ask began (asks run one at a
+        time, so only the newest trial can be incomplete and the snapshot is its own)."""
+        trial = optuna.trial.Trial(study, tid)
+        if set(trial.params) == set(self.dists):
+            return trial
+        before = study._storage.get_study_system_attrs(study._study_id).get(BEFORE_ASK, {})
+        now = study._storage.get_study_system_attrs(study._study_id)
+        for key, value in before.items():
+            if now.get(key) != value:
+                study._storage.set_study_system_attr(study._study_id, key, value)
+        log.info("Optuna trial %d: its ask was interrupted by the driver's end; its parameters drawn again",
+                 trial.number)
+        trial = optuna.trial.Trial(study, tid)
+        for name, dist in self.dists.items():
+            trial._suggest(name, dist)  # what Study.ask does; a parameter stored before the kill is kept
+        return trial
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         """Intermediate values = the scheduler's metric, so that TPE ranks pruned trials the way ASHA did."""

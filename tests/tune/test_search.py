@@ -11,9 +11,9 @@ from tune.experiment import from_dict
 from tune.search import TIE_BREAK, OptunaSearcher, make_scheduler, with_rank_metric
 
 
-def _spec(tmp_path, **scheduler):
+def _spec(tmp_path, num_trials=3, **scheduler):
     (tmp_path / "s").mkdir(exist_ok=True)  # the sweep folder, made by run_sweep
-    return from_dict(dict(name="s", corpus={"path": "x"}, storage_path=str(tmp_path), num_trials=3,
+    return from_dict(dict(name="s", corpus={"path": "x"}, storage_path=str(tmp_path), num_trials=num_trials,
                           config={"train": {"epochs": 6}}, scheduler=scheduler,
                           space={"train.learning_rate": {"type": "loguniform", "low": 1e-4, "high": 1e-2}}))
 
@@ -134,6 +134,57 @@ def test_a_trial_asked_after_the_last_state_save_is_rerun_after_resume(tmp_path)
     assert restored.suggest("e") is OptunaSearcher.FINISHED  # num_trials = 3: a, b-as-c, d
 
 
+def _qmc_spec(tmp_path, name):
+    (tmp_path / name).mkdir(exist_ok=True)
+    return from_dict(dict(name=name, corpus={"path": "x"}, storage_path=str(tmp_path), num_trials=6,
+                          config={"train": {"epochs": 6}}, baseline_first=False, searcher={"algorithm": "qmc"},
+                          space={"train.learning_rate": {"type": "loguniform", "low": 1e-4, "high": 1e-2},
+                                 "model.dropout": {"type": "uniform", "low": 0.0, "high": 0.3}}))
+
+
+def _finish(searcher, rid):
+    searcher.on_trial_complete(rid, dict(epoch=6, dev_loss=3.0, dev_wer=0.5, best_dev_wer=0.5, finished=1))
+
+
+@pytest.mark.parametrize("killed_in", ["sampling", "storing"])
+def test_an_ask_the_kill_interrupted_is_finished_with_the_parameters_it_would_have_had(tmp_path, monkeypatch,
+                                                                                       killed_in):
+    """The driver died inside Optuna's ask: the trial exists, RUNNING, with no Ray trial id and no parameters,
+    and QMC's position in its sequence may already have moved on ("storing": killed after the draw, before the
+    parameters were stored). The resumed searcher hands that trial to the next Ray trial with the parameters an
+    uninterrupted sweep gave it, and every later trial gets its own as well (no shift along the sequence)."""
+    plain = OptunaSearcher(_qmc_spec(tmp_path, "plain"))
+    expected = []
+    for rid in "abcde":
+        expected.append(plain.suggest(rid))
+        _finish(plain, rid)
+
+    spec = _qmc_spec(tmp_path, "killed")
+    first = OptunaSearcher(spec)
+    for rid in "abc":
+        assert first.suggest(rid) == expected["abc".index(rid)]
+        _finish(first, rid)
+    first.save(str(tmp_path / "searcher.json"))
+    storage = type(first.study._storage)
+    where = {"sampling": (optuna.samplers.QMCSampler, "sample_relative"), "storing": (storage, "set_trial_param")}
+
+    def killed(*args, **kwargs):
+        raise SystemExit("the driver is SIGKILLed here")
+    with monkeypatch.context() as m:
+        m.setattr(*where[killed_in], killed)
+        with pytest.raises(SystemExit):
+            first.suggest("d")
+    (orphan,) = first.study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    assert orphan.params == {} and "ray_trial_id" not in orphan.user_attrs
+
+    restored = OptunaSearcher(spec)
+    restored.restore(str(tmp_path / "searcher.json"))
+    assert restored.suggest("f") == expected[3]
+    assert restored.study.trials[3].user_attrs["ray_trial_id"] == "f" and len(restored.study.trials) == 4
+    _finish(restored, "f")
+    assert restored.suggest("g") == expected[4]
+
+
 def test_without_a_checkpoint_every_running_trial_is_adopted(tmp_path):
     spec = _spec(tmp_path)
     first = OptunaSearcher(spec)
@@ -170,6 +221,30 @@ def test_asha_rebuilt_from_the_study_holds_the_records_a_live_one_made(tmp_path)
         new = Trial("t", trial_id="e", stub=True)
         scheduler.on_trial_add(None, new)
         assert scheduler.on_trial_result(None, new, dict(training_iteration=1, dev_loss=9.9)) == "STOP"
+
+
+def test_asha_takes_again_a_rung_decision_the_kill_lost(tmp_path):
+    """The driver died between ASHA's decision at a rung and Optuna's record of it: the trial is RUNNING with its
+    last value on the rung. The rebuilt scheduler decides again, against the rung as the other trials left it: a
+    trial below the cutoff is told PRUNED (and counted done when Ray brings it back), one above it goes on."""
+    from ray.tune.experiment import Trial
+    spec = _spec(tmp_path, num_trials=4, grace_period=1, reduction_factor=2)
+    searcher = OptunaSearcher(spec)
+    curves = {"a": [5.0, 4.0, 3.0, 2.5, 2.0, 1.5], "b": [6.0, 5.0, 4.0, 3.5, 3.0, 2.8], "c": [9.0], "d": [4.5]}
+    for rid, curve in curves.items():
+        searcher.suggest(rid)
+        for epoch, loss in enumerate(curve, 1):
+            searcher.on_trial_result(rid, dict(epoch=epoch, dev_loss=loss, dev_wer=0.5, best_dev_wer=0.5))
+        if rid in "ab":
+            _finish(searcher, rid)
+    restored = make_scheduler(spec)
+    restored.on_trial_add(None, Trial("t", trial_id="c", stub=True))
+    states = {t.user_attrs["ray_trial_id"]: t.state for t in searcher.study.get_trials()}
+    # rung 1 held a (-5.0) and b (-6.0): cutoff -5.5, c (-9.0) below it; then with c: -6.0, d (-4.5) above
+    assert states["c"] == optuna.trial.TrialState.PRUNED
+    assert states["d"] == optuna.trial.TrialState.RUNNING
+    rung1 = dict(restored._brackets[0]._rungs)[1]
+    assert rung1 == {"a": -5.0, "b": -6.0, "c": -9.0, "d": -4.5}
 
 
 def test_storage_urls_are_shown_without_their_password():
