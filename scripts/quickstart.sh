@@ -9,6 +9,6 @@ if [ -f sweeps/quickstart/tuner.pkl ] && [ ! -f sweeps/quickstart/summary.json ]
 elif [ ! -f sweeps/quickstart/summary.json ]; then
   slr sweep experiments/quickstart.yaml "$@"
 fi
-slr export quickstart --out best.yaml
+slr export quickstart --out best.yaml --force   # the main job's own output, rewritten on a rerun
 slr report quickstart
 echo "MLflow UI: mlflow ui --backend-store-uri sqlite:///$PWD/sweeps/quickstart/mlflow.db --host 127.0.0.1 --port 5000"

@@ -17,6 +17,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    """One parsed command, its errors as one clear line and an exit status (2 config, 1 error, 130 interrupted)."""
     warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
     try:
         return int(args.func(args) or 0)
@@ -45,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--out", required=True, help="corpus directory to create")
     synth.add_argument("--signer-independent", action="store_true", help="dev/test signers never seen in train")
+    synth.add_argument("--force", action="store_true", help="replace a corpus already in --out")
     synth.set_defaults(func=cmd_synth)
     stats = data.add_parser("stats", help="summarize a corpus directory")
     stats.add_argument("corpus")
@@ -65,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="inputs are [T, D] precomputed features in this declared layout")
     imp.add_argument("--workers", type=int, default=0, help="reader processes (default: all cores)")
     imp.add_argument("--json", action="store_true", help="print the import report as JSON")
+    imp.add_argument("--force", action="store_true", help="replace a corpus already in --out")
     imp.add_argument("inputs", nargs="+", metavar="INPUT", help="landmark files or directories (searched recursively)")
     imp.set_defaults(func=cmd_import)
 
@@ -114,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--out", required=True, help="the YAML to write (complete config + provenance)")
     exp.add_argument("--storage", default="sweeps", help="where sweeps live: a folder or a URI (default: sweeps)")
     exp.add_argument("--register", metavar="MODEL_NAME", help="also register the best checkpoint in MLflow")
+    exp.add_argument("--force", action="store_true", help="replace the file --out if it exists")
     exp.set_defaults(func=cmd_export)
 
     rep = sub.add_parser("report", help="HTML report with plots of a finished sweep (also logged to MLflow)")
@@ -131,8 +139,18 @@ RUNTIME_HELP = ("torch (default) or onnx: ONNX Runtime, fp32, ~1.6x faster on a 
 
 
 # -- data ---------------------------------------------------------------------------------------------
+def refuse_to_overwrite(path: str | Path, force: bool, what: str) -> None:
+    """Outputs are never replaced silently: an existing file, or a folder with anything in it, needs --force."""
+    path = Path(path)
+    taken = path.is_file() or (path.is_dir() and any(path.iterdir()))
+    if taken and not force:
+        raise FileExistsError(f"{path} already exists and holds {what}: pass --force to replace it, or choose "
+                              "another --out")
+
+
 def cmd_synth(args: argparse.Namespace) -> int:
     from slr.corpus.synthetic import generate
+    refuse_to_overwrite(args.out, args.force, "files (a corpus?)")
     out = generate(args.preset, args.out, seed=args.seed, signer_independent=args.signer_independent,
                    progress=sys.stderr.isatty())
     print(f"wrote {args.preset} corpus to {out}")
@@ -161,6 +179,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from slr.corpus.importer import REPORT, import_corpus, print_progress
+    refuse_to_overwrite(args.out, args.force, "files (a corpus?)")
     report = import_corpus(args.inputs, args.out, args.annotations, fmt=args.format, fps=args.fps,
                            feature_layout=args.feature_layout, workers=args.workers or None, progress=print_progress)
     if args.json:
@@ -207,17 +226,21 @@ def cmd_decode(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from slr.train import Trainer
     out = Path(args.out)
-    cfg = Config.load(args.config, args.overrides) if args.config else Config().override(
+    if args.resume and not (out / "last.pt").exists():
+        raise FileNotFoundError(f"nothing to resume: {out} holds no run (no last.pt)")
+    if not args.resume and (out / "last.pt").exists():
+        raise ValueError(f"{out} already holds a run (last.pt); pass --resume to continue it or pick a new --out")
+    # A resumed run goes on with its own config (OUT/config.yaml), not the defaults, unless --config is given
+    config = args.config or (str(out / "config.yaml") if args.resume and (out / "config.yaml").exists() else None)
+    cfg = Config.load(config, args.overrides) if config else Config().override(
         dict(parse_override(o) for o in args.overrides))
     corpus = args.corpus or cfg.data.corpus
     if not corpus:
         raise ConfigError("data.corpus", "", "give --corpus DIR or set data.corpus in the config")
     cfg = cfg.override({"data.corpus": str(corpus)})
     _warn_if_machine_differs(args.config)
+    trainer = Trainer(cfg, corpus, out, progress=not args.quiet)  # opens and checks the corpus: nothing written yet
     out.mkdir(parents=True, exist_ok=True)
-    if not args.resume and (out / "last.pt").exists():
-        raise ValueError(f"{out} already holds a run (last.pt); pass --resume to continue it or pick a new --out")
-    trainer = Trainer(cfg, corpus, out, progress=not args.quiet)
     (out / "config.yaml").write_text(trainer.cfg.to_yaml())
     print(f"training {trainer.model.num_parameters():,} parameters on {trainer.device} "
           f"({len(trainer.train_set)} train / {len(trainer.dev_set)} dev samples"

@@ -13,6 +13,7 @@ the frame skip (``model.frame_skip``), lr 1e-3 instead of 3e-4 and a 1-epoch war
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -361,6 +362,8 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
                 raise ConfigError(key, value, "must be a number") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(key, value, "must be a number")
+        if not math.isfinite(value):  # inf/nan pass every comparison-based rule and break training later
+            raise ConfigError(key, value, "must be a finite number")
         return float(value)
     if hint in (int, bool, str):
         if hint is int and isinstance(value, float) and value.is_integer():

@@ -78,6 +78,7 @@ class Trainer:
                  on_epoch: EpochCallback | None = None, progress: bool = False):
         self._born = time.perf_counter()  # wall_seconds in the metrics count from here (setup included)
         self.corpus = corpus if isinstance(corpus, Corpus) else Corpus(corpus or config.data.corpus)
+        self.corpus.require_splits("train", "dev")
         self.cfg = config = adopt_corpus_layout(config, self.corpus)
         self.out = Path(out) if out else None
         self.on_epoch = on_epoch

@@ -5,25 +5,48 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 from slr.config import ConfigError
 
 
 def sweep(args: argparse.Namespace) -> int:
+    """``slr sweep``. ``args.trial_fn``, when set, replaces the trainable (tests/tune/table_sweep.py: trials
+    replaying measured curves run through exactly this command's checks, messages and exit codes)."""
     if args.experiment == "status":
         if not args.rest:
             raise ConfigError("sweep status", "", "usage: slr sweep status NAME_OR_DIR")
         return status(args.rest[0], args.storage or "sweeps")
     from tune.experiment import load_experiment
-    from tune.sweep import run_sweep
+    from tune.sweep import SweepInterrupted, run_sweep
     spec = load_experiment(args.experiment, args.rest, storage=args.storage)
     print(f"sweep '{spec.name}': {spec.num_trials} trials, {spec.searcher.algorithm.upper()} + "
           f"{spec.scheduler.type.upper()}, {spec.max_concurrent} at a time, {spec.resources.cpu:g} CPU / "
           f"{spec.resources.gpu:g} GPU each -> {spec.sweep_dir}", flush=True)
-    summary = run_sweep(spec, resume=args.resume, address=args.address, verbose=2 if args.verbose else 0)
+    try:
+        summary = run_sweep(spec, resume=args.resume, address=args.address, verbose=2 if args.verbose else 0,
+                            **({"trial_fn": args.trial_fn} if getattr(args, "trial_fn", None) else {}))
+    except SweepInterrupted as err:
+        print(f"\nslr: {err}\nresume it with:  {resume_command(args)}", file=sys.stderr, flush=True)
+        return 130
     _print_summary(summary)
+    if summary["best_dev_wer"] is None:  # every trial failed: nothing to export, and scripts must see it
+        print(f"slr: error: no trial of sweep '{spec.name}' finished with a dev WER "
+              f"({summary['trials_by_status']['failed']} failed); see {spec.sweep_dir / 'summary.json'}",
+              file=sys.stderr)
+        return 1
     return 0
+
+
+def resume_command(args: argparse.Namespace) -> str:
+    """The command that resumes this sweep: the same experiment and overrides, plus --resume."""
+    import shlex
+    parts = ["slr", "sweep", args.experiment, *args.rest]
+    for flag in ("storage", "address"):
+        if getattr(args, flag, None):
+            parts += [f"--{flag}", getattr(args, flag)]
+    return shlex.join([*parts, "--resume"])
 
 
 def _print_summary(s: dict) -> None:
@@ -84,13 +107,21 @@ def status(name_or_dir: str, storage: str) -> int:
     print(f"sweep {spec.name}: " + ", ".join(f"{n} {k}" for k, n in sorted(states.items())))
     if best[1] is not None:
         print(f"best dev WER so far {100 * best[0]:.2f}% (trial {best[1]})")
-    if (sweep_dir / "summary.json").exists():
+    from tune.lock import holder_of
+    if holder := holder_of(sweep_dir):
+        print(f"running: driver pid {holder.get('pid')} on {holder.get('host')} since {holder.get('since')}")
+    elif (sweep_dir / "summary.json").exists():
         print(f"finished: {sweep_dir / 'summary.json'}")
+    else:
+        print("interrupted: no driver is running it; resume it with `slr sweep EXPERIMENT --resume` "
+              f"(its definition: {sweep_dir / 'experiment.yaml'})")
     return 0
 
 
 def export(args: argparse.Namespace) -> int:
+    from slr.cli import refuse_to_overwrite
     from tune.export import export_best
+    refuse_to_overwrite(args.out, args.force, "a file")
     out = export_best(resolve_sweep_dir(args.sweep, args.storage), args.out, register=args.register)
     print(f"wrote {out}\nretrain it:  slr train --config {out} --out runs/best")
     return 0

@@ -26,19 +26,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slr.config import Config, ConfigError, _build, apply_overrides, read_yaml
+from slr.config import Config, ConfigError, _build, apply_overrides, parse_override, read_yaml
+from slr.corpus.synthetic import PRESETS
 from tune.storage import is_uri, join
 
 # The seed's baseline: evaluated as the first trial of every sweep (values outside a key's range are clipped).
 SEED_BASELINE = {"train.learning_rate": 3e-4, "model.dropout": 0.3, "train.weight_decay": 1e-4,
                  "model.num_blocks": 6, "model.lstm_layers": 1}
 DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
+# Config keys every trial sets itself, whatever the searcher draws for them.
+SET_BY_THE_SWEEP = {"train.epochs": "a trial's budget is scheduler.max_epochs, else train.epochs under config:",
+                    "data.corpus": "the corpus is the experiment's corpus: key",
+                    "train.device": "the device follows resources.gpu"}
 RANK_METRICS = ("dev_wer_then_loss", "dev_wer", "dev_loss")
 
 
 def _check(ok: bool, key: str, value: Any, rule: str) -> None:
     if not ok:
         raise ConfigError(key, value, rule)
+
+
+def _whole(value: Any) -> bool:
+    """An int and not a bool (YAML's ``true`` is an int to Python)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass
@@ -48,6 +58,15 @@ class ParamSpec:
     high: float | None = None
     values: list[Any] | None = None
     log: bool = False  # for int: sample on a log scale
+
+    def __post_init__(self) -> None:
+        for bound in ("low", "high"):  # PyYAML (YAML 1.1) reads 3e-3 as a string: accept it as users mean it
+            value = getattr(self, bound)
+            if isinstance(value, str):
+                try:
+                    setattr(self, bound, float(value))
+                except ValueError:
+                    pass  # validate() names the key
 
     def validate(self, key: str) -> None:
         k = f"space.{key}"
@@ -92,6 +111,7 @@ class SearcherSpec:
         _check(self.algorithm in ("tpe", "random", "qmc"), "searcher.algorithm", self.algorithm,
                "must be tpe, random or qmc")
         _check(self.n_startup_trials >= 0, "searcher.n_startup_trials", self.n_startup_trials, "must be >= 0")
+        _check(_whole(self.seed) and self.seed >= 0, "searcher.seed", self.seed, "must be a whole number >= 0")
 
 
 @dataclass
@@ -219,7 +239,11 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 def load_experiment(path: str | Path, overrides: list[str] | None = None, storage: str | None = None) -> ExperimentSpec:
     """Read and fully validate an experiment YAML; every error names the file and the key."""
-    raw = apply_overrides(read_yaml(path), overrides or [])
+    overrides = overrides or []
+    raw = apply_overrides(read_yaml(path), [o for o in overrides if not o.strip().startswith("space.")])
+    for text in overrides:
+        if text.strip().startswith("space."):
+            _override_space(raw, *parse_override(text))
     if storage:
         raw["storage_path"] = storage
     try:
@@ -228,15 +252,41 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None, storag
         raise ConfigError(err.key, err.value, err.rule, str(path)) from None
 
 
+PARAM_FIELDS = {f.name for f in dataclasses.fields(ParamSpec)}
+
+
+def _override_space(raw: dict[str, Any], key: str, value: Any) -> None:
+    """``space.train.learning_rate.low=1e-4`` (one field of a distribution) or ``space.model.dropout={type: uniform,
+    low: 0, high: 0.3}`` (a whole one): the searched key itself holds dots, so the generic dotted override cannot
+    tell where it ends. No config key ends in a distribution field's name (type, low, high, values, log)."""
+    rest = key.strip()[len("space."):]
+    head, _, tail = rest.rpartition(".")
+    space = raw["space"] = dict(raw.get("space") or {})
+    if head and tail in PARAM_FIELDS:
+        current = space.get(head) or {}
+        _check(isinstance(current, dict), f"space.{head}", current, "must be a distribution mapping")
+        space[head] = {**current, tail: value}
+    else:
+        space[rest] = value
+
+
+def _expand_home(path: Any) -> Any:
+    """``~/sweeps`` means the home folder, as in a shell (not a folder named ``~``); URIs are left alone."""
+    return os.path.expanduser(path) if isinstance(path, str) and path.startswith("~") else path
+
+
 def from_dict(raw: dict[str, Any], source: str = "") -> ExperimentSpec:
     known = {f.name for f in dataclasses.fields(ExperimentSpec)} - {"source"}
     for key in raw:
         _check(key in known, key, raw[key], f"unknown key; known: {sorted(known)}")
-    _check(isinstance(raw.get("name"), str) and bool(_NAME.match(raw.get("name", ""))), "name", raw.get("name"),
+    _check(isinstance(raw.get("name"), str) and bool(_NAME.fullmatch(raw.get("name", ""))), "name", raw.get("name"),
            "required; letters, digits, _ . - (the sweep folder and MLflow experiment name)")
     corpus = raw.get("corpus")
     if isinstance(corpus, str):
         corpus = {"path": corpus}
+    if isinstance(corpus, dict):
+        corpus = {**corpus, "path": _expand_home(corpus.get("path"))}
+    raw = {**raw, **{k: _expand_home(raw[k]) for k in ("storage_path", "local_path") if k in raw}}
     _check(isinstance(corpus, dict) and bool(corpus.get("path")), "corpus", corpus,
            "required: a corpus directory, or {path: DIR, synth: PRESET}")
     sections = {"corpus": (CorpusSpec, corpus), "searcher": (SearcherSpec, raw.get("searcher", {})),
@@ -259,17 +309,21 @@ def from_dict(raw: dict[str, Any], source: str = "") -> ExperimentSpec:
 def validate(spec: ExperimentSpec) -> None:
     """Everything that can be checked without Ray: types, ranges, that every searched key exists."""
     base = spec.base_config()  # raises with the key for a bad base config
-    _check(isinstance(spec.num_trials, int) and spec.num_trials >= 1, "num_trials", spec.num_trials, "must be >= 1")
-    _check(isinstance(spec.max_concurrent, int) and spec.max_concurrent >= 1, "max_concurrent", spec.max_concurrent,
-           "must be >= 1")
-    _check(isinstance(spec.max_failures, int) and spec.max_failures >= 0, "max_failures", spec.max_failures,
-           "must be >= 0")
+    _check(_whole(spec.num_trials) and spec.num_trials >= 1, "num_trials", spec.num_trials, "must be a whole number >= 1")
+    _check(_whole(spec.max_concurrent) and spec.max_concurrent >= 1, "max_concurrent", spec.max_concurrent,
+           "must be a whole number >= 1")
+    _check(_whole(spec.max_failures) and spec.max_failures >= 0, "max_failures", spec.max_failures,
+           "must be a whole number >= 0")
+    _check(not spec.corpus.synth or spec.corpus.synth in PRESETS, "corpus.synth", spec.corpus.synth,
+           f"unknown preset; one of {sorted(PRESETS)} (or leave it empty for an existing corpus)")
     _check(isinstance(spec.reuse_workers, bool), "reuse_workers", spec.reuse_workers, "must be true or false")
     for part in (spec.searcher, spec.scheduler, spec.resources):
         part.validate()
     flat = base.flat()
     for key, param in spec.space.items():
         _check(key in flat, f"space.{key}", key, "not a config key (e.g. train.learning_rate, model.num_blocks)")
+        _check(key not in SET_BY_THE_SWEEP, f"space.{key}", key,
+               f"a trial cannot honour it: {SET_BY_THE_SWEEP.get(key)}")
         param.validate(key)
         default = flat[key]
         if param.type in ("uniform", "loguniform"):
@@ -283,6 +337,12 @@ def validate(spec: ExperimentSpec) -> None:
                 raise ConfigError(f"space.{key}", probe, f"gives an invalid config: {err.rule}") from None
     _check(spec.max_epochs <= base.train.epochs, "scheduler.max_epochs", spec.scheduler.max_epochs,
            f"cannot exceed train.epochs={base.train.epochs}")
+    if spec.scheduler.type == "asha":
+        _check(spec.scheduler.grace_period <= spec.max_epochs, "scheduler.grace_period", spec.scheduler.grace_period,
+               f"cannot exceed the epoch budget ({spec.max_epochs}: scheduler.max_epochs or train.epochs)")
+    for key in ("storage_path", "local_path"):
+        _check(isinstance(getattr(spec, key), str) and bool(getattr(spec, key).strip()), key, getattr(spec, key),
+               "must name a folder (or a URI such as s3://bucket/sweeps)")
     _check_storage("storage_path", spec.storage_path)
     if spec.remote:
         _check_storage("local_path", spec.local_path)

@@ -23,6 +23,7 @@ import yaml
 
 from tune import storage
 from tune.experiment import ExperimentSpec, check_resources
+from tune.lock import DriverLock
 from tune.retention import CheckpointRetention
 from tune.search import METRIC, OptunaSearcher, make_scheduler, open_study, shown, trials_held
 from tune.trainable import train_trial, trial_config
@@ -40,6 +41,8 @@ def prepare_corpus(spec: ExperimentSpec) -> str:
         from slr.corpus.synthetic import generate
         print(f"generating the '{spec.corpus.synth}' corpus into {path} ...", flush=True)
         generate(spec.corpus.synth, path, seed=spec.corpus.seed, progress=sys.stderr.isatty())
+    from slr.corpus import Corpus
+    Corpus(path).require_splits("train", "dev")  # here, not as every trial failing three times in Ray
     return str(path)
 
 
@@ -73,11 +76,51 @@ def init_ray(address: str | None, spec: ExperimentSpec) -> None:
     check_resources(spec, nodes)
 
 
+class SweepInterrupted(Exception):
+    """The sweep ended before its trials did (Ctrl-C, or Ray stopped it): nothing was summarized."""
+
+    def __init__(self, name: str, finished: int, running: int, total: int):
+        self.name, self.finished, self.running, self.total = name, finished, running, total
+        super().__init__(f"sweep '{name}' was interrupted: {finished} of {total} trials finished, {running} were "
+                         "still running (saved with their checkpoints); nothing was summarized or exported")
+
+
 def run_sweep(spec: ExperimentSpec, resume: bool = False, address: str | None = None,
               verbose: int = 1, trial_fn=train_trial, extra_callbacks: tuple = ()) -> dict[str, Any]:  # noqa: ANN001
     """Run (or resume) a sweep to completion; returns the summary written to ``summary.json``. ``trial_fn``
     has :func:`tune.trainable.train_trial`'s signature (tests and benchmarks drive the whole sweep with a
-    table-driven one); ``extra_callbacks``: more Ray Tune callbacks, run after the sweep's own."""
+    table-driven one); ``extra_callbacks``: more Ray Tune callbacks, run after the sweep's own.
+
+    One driver at a time (:class:`tune.lock.DriverLock`); raises :class:`SweepInterrupted` when the sweep stops
+    before its trials are done (Ctrl-C: Ray saves the state, ``--resume`` goes on from it)."""
+    if why := _mlflow_unreachable(spec):  # before anything is written: the sweep name stays usable
+        raise ConnectionError(why)
+    with DriverLock(spec.sweep_dir) as lock:
+        if lock.stale:
+            log.info("sweep %s: taking over the lock of driver pid %s, which is no longer running", spec.name,
+                     lock.stale.get("pid"))
+        return _run_locked(spec, resume, address, verbose, trial_fn, extra_callbacks)
+
+
+def _mlflow_unreachable(spec: ExperimentSpec) -> str | None:
+    """Why the sweep's MLflow server cannot be used now (an http(s) tracking URI that does not answer), or None."""
+    uri = spec.tracking_uri
+    if not spec.mlflow.enabled or not uri.startswith(("http://", "https://")):
+        return None
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=10):
+            return None
+    except urllib.error.HTTPError:  # it answers (maybe 401 without credentials, 404 behind a proxy)
+        return None
+    except OSError as err:
+        return (f"the MLflow tracking server {uri} is unreachable ({err}): start it, fix mlflow.tracking_uri, or "
+                "set mlflow.enabled=false; nothing was started")
+
+
+def _run_locked(spec: ExperimentSpec, resume: bool, address: str | None, verbose: int, trial_fn,  # noqa: ANN001
+                extra_callbacks: tuple) -> dict[str, Any]:
     from ray import tune
 
     sweep_dir = spec.sweep_dir
@@ -99,9 +142,12 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False, address: str | None = 
     sweep_dir.mkdir(parents=True, exist_ok=True)
     # Absolute folders: status, report and export find the stores from any working directory.
     doc = {**spec.to_dict(), ("local_path" if spec.remote else "storage_path"): str(sweep_dir.parent)}
-    (sweep_dir / "experiment.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    if spec.remote:
-        storage.upload(sweep_dir, spec.sweep_uri, ("experiment.yaml",))
+    if resume:
+        _check_unchanged(sweep_dir / "experiment.yaml", doc)
+    else:
+        (sweep_dir / "experiment.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+        if spec.remote:
+            storage.upload(sweep_dir, spec.sweep_uri, ("experiment.yaml",))
     init_ray(address, spec)
 
     base = spec.base_config().override({"data.corpus": corpus}).to_dict()
@@ -138,7 +184,7 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False, address: str | None = 
             search_alg=OptunaSearcher(spec), scheduler=make_scheduler(spec),
             num_samples=-1, max_concurrent_trials=spec.max_concurrent, reuse_actors=spec.reuse_workers))
     t0 = time.time()
-    grid = tuner.fit()
+    grid = tuner.fit()  # Ctrl-C: Ray stops the trials, saves the experiment state and returns
     tracker = _tracker(spec)
     if tracker:  # runs are found by tags, so this works the same after a restore
         try:
@@ -147,14 +193,53 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False, address: str | None = 
             print(f"slr: MLflow at {spec.tracking_uri} is unreachable ({type(err).__name__}); the summary, trials.csv "
                   f"and best config are in {spec.sweep_dir} but not on the parent run", file=sys.stderr)
             tracker = None
+    if left := unfinished(spec):
+        if tracker:
+            tracker.interrupted()
+        raise SweepInterrupted(spec.name, *left, spec.num_trials)
     return summarize(spec, grid, corpus, tracker, wall_seconds=time.time() - t0)
+
+
+def unfinished(spec: ExperimentSpec) -> tuple[int, int] | None:
+    """(finished, running) trials of a sweep that is not done yet, from its study (the record of outcomes); None
+    when every trial has its outcome."""
+    import optuna
+    trials = open_study(spec).get_trials(deepcopy=False)
+    finished = sum(t.state.is_finished() for t in trials)
+    running = sum(t.state == optuna.trial.TrialState.RUNNING for t in trials)
+    return None if running == 0 and finished >= spec.num_trials else (finished, running)
+
+
+def _check_unchanged(path: Path, doc: dict[str, Any]) -> None:
+    """A resumed sweep goes on as it was defined: a changed experiment (more trials, another space) would be
+    recorded as if the sweep had always been so while Ray restores the old one."""
+    if not path.exists():  # a sweep on a URI resumed from another machine: Ray's own state is the definition
+        return
+    old, new = _flat(yaml.safe_load(path.read_text()) or {}), _flat(doc)
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    if changed:
+        shown_ = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:6])
+        raise ValueError(f"--resume: the experiment differs from the sweep's own ({path}) in {shown_}. A resumed "
+                         "sweep goes on as it was started: undo the change, or start a new sweep (another name)")
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def _tracker(spec: ExperimentSpec, background: bool = False) -> SweepTracker | None:
     if not spec.mlflow.enabled:
         return None
+    # The embedded default store keeps its artifacts in the sweep folder, not in ./mlruns of wherever it ran
+    artifacts = None if spec.mlflow.tracking_uri else (spec.sweep_dir / "mlartifacts").as_uri()
     return SweepTracker(spec.tracking_uri, spec.mlflow.experiment or spec.name, spec.name, spec.sweep_dir,
-                        background=background)
+                        background=background, artifact_location=artifacts)
 
 
 class _ParamsOf:

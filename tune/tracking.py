@@ -59,7 +59,7 @@ class SweepTracker:
     """
 
     def __init__(self, tracking_uri: str, experiment: str, sweep_name: str, sweep_dir: Path,
-                 retry_seconds: float = 5.0, background: bool = False):
+                 retry_seconds: float = 5.0, background: bool = False, artifact_location: str | None = None):
         # Fail fast instead of MLflow's default minutes of HTTP retries: the queue here does the retrying.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
@@ -67,6 +67,7 @@ class SweepTracker:
         self._client: MlflowClient | None = None
         self.tracking_uri, self.sweep_name, self.sweep_dir = tracking_uri, sweep_name, Path(sweep_dir)
         self.experiment_name = experiment
+        self.artifact_location = artifact_location  # for an experiment created here (None: the server's default)
         self.experiment_id: str | None = None
         self.parent_id: str | None = None
         self.children: dict[str, str] = {}  # trial id -> run id
@@ -100,15 +101,18 @@ class SweepTracker:
     def start(self, params: dict[str, Any]) -> str:
         """Find or create the sweep's parent run (the server must be reachable now) and re-find its children."""
         exp = self.client.get_experiment_by_name(self.experiment_name)
-        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(self.experiment_name)
+        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(
+            self.experiment_name, artifact_location=self.artifact_location)
         found = self.client.search_runs([self.experiment_id], f"tags.`slr.sweep` = '{self.sweep_name}' and "
                                         "tags.`slr.role` = 'sweep'", max_results=1)
         if found:
             self.parent_id = found[0].info.run_id
             self.client.update_run(self.parent_id, status="RUNNING")
+            self.client.set_tag(self.parent_id, "slr.status", "running")
         else:
             run = self.client.create_run(self.experiment_id, run_name=self.sweep_name,
-                                         tags={"slr.sweep": self.sweep_name, "slr.role": "sweep"})
+                                         tags={"slr.sweep": self.sweep_name, "slr.role": "sweep",
+                                               "slr.status": "running"})
             self.parent_id = run.info.run_id
             self.client.log_batch(self.parent_id, params=[Param(k, _short(v)) for k, v in params.items()])
         for run in self.client.search_runs([self.experiment_id], f"tags.`mlflow.parentRunId` = '{self.parent_id}'",
@@ -130,6 +134,10 @@ class SweepTracker:
         and after ``--resume`` the searcher gives the same configuration to a new Ray trial. That trial adopts
         the open run (same resolved config, its Ray trial not ``restored``), so a configuration has one run
         and the epochs the first attempt logged are not logged again."""
+        if trial_id in self.children and self.logged_status.get(trial_id) == "interrupted":
+            self.logged_status[trial_id] = "running"  # a trial an interrupted sweep stopped, going on: open again
+            self._do("update_run", trial=trial_id, status="RUNNING")
+            self._do("log_batch", trial=trial_id, tags=[RunTag("slr.status", "running")])
         if trial_id in self.children or self._queued("create_child", trial_id):
             return
         logged = {k: _short(v) for k, v in params.items()}
@@ -184,6 +192,20 @@ class SweepTracker:
         self.open_before -= set(orphans)
         return orphans
 
+    def interrupted(self) -> None:
+        """The sweep stopped before its trials did (Ctrl-C): the parent and every run still open end KILLED with
+        ``slr.status = interrupted``. ``--resume`` reopens the parent and the restored trials log on into their
+        own runs, which end with their outcome."""
+        if self.parent_id is None:
+            return
+        for trial_id in sorted(self.open_before):
+            self._do("log_batch", trial=trial_id, tags=[RunTag("slr.status", "interrupted")])
+            self._do("set_terminated", trial=trial_id, status="KILLED")
+        self.open_before.clear()
+        self._do("log_batch", run_id=self.parent_id, tags=[RunTag("slr.status", "interrupted")])
+        self._do("set_terminated", run_id=self.parent_id, status="KILLED")
+        self.flush(final=True)
+
     def finish(self, summary: dict[str, Any], files: dict[str, Path]) -> None:
         if self.parent_id is None:
             return
@@ -203,6 +225,7 @@ class SweepTracker:
         for path in files.values():
             if Path(path).exists():
                 self._do("log_artifact", run_id=self.parent_id, local_path=str(path))
+        self._do("log_batch", run_id=self.parent_id, tags=[RunTag("slr.status", "finished")])
         self._do("set_terminated", run_id=self.parent_id, status="FINISHED")
         self.flush(final=True)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,12 +83,18 @@ def split_from_name(path: Path) -> str:
 
 
 def _first_line(path: Path) -> str:
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
         return f.readline().strip()
 
 
+def nfc(text: str) -> str:
+    """One form per string: \u00dcBER typed on one system and U+0308-composed on another are the same gloss (and
+    a macOS file name, stored decomposed, matches its annotation's id)."""
+    return unicodedata.normalize("NFC", text)
+
+
 def _glosses(text: str, source: str) -> tuple[str, ...]:
-    glosses = tuple(text.split())
+    glosses = tuple(nfc(text).split())
     if not glosses:
         raise AnnotationError(f"{source}: empty gloss list")
     return glosses
@@ -95,7 +102,7 @@ def _glosses(text: str, source: str) -> tuple[str, ...]:
 
 def _read_stm(path: Path, split: str) -> list[Annotation]:
     out = []
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:
         for n, line in enumerate(f, 1):
             if not line.strip() or line.startswith(";;"):
                 continue
@@ -104,7 +111,7 @@ def _read_stm(path: Path, split: str) -> list[Annotation]:
             if len(fields) < 6:
                 raise AnnotationError(f"{source}: {len(fields)} fields, an .stm line needs id, channel, signer, "
                                       "start, end and at least one gloss")
-            out.append(Annotation(fields[0], fields[2].lower(), split, _glosses(" ".join(fields[5:]), source),
+            out.append(Annotation(nfc(fields[0]), nfc(fields[2].lower()), split, _glosses(" ".join(fields[5:]), source),
                                   source))
     return out
 
@@ -113,7 +120,7 @@ def _read_table(path: Path, fmt: str, split: str | None) -> list[Annotation]:
     sep = "," if fmt == "csv" else "|"
     names = _HEADERS[fmt]
     out = []
-    with open(path, encoding="utf-8", newline="") as f:
+    with open(path, encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f, delimiter=sep)
         header = next(reader, None)
         if header is None or [h.strip().lower() for h in header] != names:
@@ -125,7 +132,7 @@ def _read_table(path: Path, fmt: str, split: str | None) -> list[Annotation]:
             if len(row) != len(names):
                 raise AnnotationError(f"{source}: {len(row)} fields, {fmt} lines have {len(names)} "
                                       f"({sep.join(names)})")
-            rec = dict(zip(names, (v.strip() for v in row)))
+            rec = dict(zip(names, (nfc(v.strip()) for v in row)))
             if fmt == "phoenix2014":
                 out.append(Annotation(rec["id"], rec["signer"].lower(), split, _glosses(rec["annotation"], source),
                                       source))

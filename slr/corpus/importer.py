@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slr.corpus.annotations import Annotation, read_annotations
+from slr.corpus.annotations import Annotation, nfc, read_annotations
 from slr.corpus.readers import SUFFIXES, Recording, RecordingError, read_recording
 from slr.corpus.store import SPLITS, CorpusError, CorpusWriter, encode
 from slr.features import holistic_spans
@@ -78,10 +78,10 @@ def find_recordings(inputs: Iterable[str | Path]) -> tuple[dict[str, Path], list
         for p in paths:
             if p.suffix not in SUFFIXES:
                 problems.append(dict(file=str(p), reason=f"unsupported file type (expected {', '.join(SUFFIXES)})"))
-            elif p.stem in found:
-                problems.append(dict(file=str(p), reason=f"second file for sample {p.stem!r} (first: {found[p.stem]})"))
+            elif (stem := nfc(p.stem)) in found:  # a file name decomposed (macOS) matches its NFC annotation id
+                problems.append(dict(file=str(p), reason=f"second file for sample {stem!r} (first: {found[stem]})"))
             else:
-                found[p.stem] = p
+                found[stem] = p
     return found, problems
 
 

@@ -227,6 +227,14 @@ class Corpus:
     def split(self, name: str) -> list[Sample]:
         return [s for s in self.samples if s.split == name]
 
+    def require_splits(self, *names: str) -> None:
+        """Training needs train samples to learn from and dev samples to score and select on."""
+        missing = [n for n in names if not self.split(n)]
+        if missing:
+            present = sorted({s.split for s in self.samples})
+            raise CorpusError(f"{self.root}: no {' and no '.join(missing)} samples (its splits: "
+                              f"{', '.join(present) or 'none'}); training needs {' and '.join(names)}")
+
     def load(self, sample: Sample) -> tuple[np.ndarray, np.ndarray | None]:
         """Zero-copy views: ``xyz`` float16 ``[T, 543, 3]`` (or ``[T, D]``) and ``mask`` uint8 ``[T, 543]``."""
         try:

@@ -74,3 +74,21 @@ def test_split_must_be_in_the_file_name(tmp_path):
     with pytest.raises(AnnotationError, match="cannot tell the split"):
         read_annotations(path)
     assert read_annotations(path, split="dev")[0].split == "dev"
+
+
+def test_a_utf8_bom_csv_is_read_like_any_other(tmp_path):
+    path = tmp_path / "mine.csv"
+    path.write_bytes("\ufeffid,signer,split,glosses\na,s1,train,HELLO\n".encode())  # Excel's "CSV UTF-8"
+    assert detect_format(path) == "csv"
+    assert [(r.id, r.glosses) for r in read_annotations(path)] == [("a", ("HELLO",))]
+
+
+def test_composed_and_decomposed_forms_are_one_gloss_and_one_id(tmp_path):
+    import unicodedata
+    composed, decomposed = "\u00dcBER", unicodedata.normalize("NFD", "\u00dcBER")
+    assert composed != decomposed
+    path = tmp_path / "mine.csv"
+    path.write_text(f"id,signer,split,glosses\n{decomposed}-1,s1,train,{composed} X\nb,s1,dev,{decomposed}\n")
+    train, dev = read_annotations(path)
+    assert train.glosses[0] == dev.glosses[0] == composed  # not an unseen gloss in dev
+    assert train.id == f"{composed}-1"

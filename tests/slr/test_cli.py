@@ -41,3 +41,50 @@ def test_refuses_to_overwrite_a_run_without_resume(tiny_corpus, tmp_path):
     assert main(["train", "--corpus", str(tiny_corpus), "--out", str(run), "--quiet", "train.epochs=1",
                  "model.num_blocks=1"]) == 0
     assert main(["train", "--corpus", str(tiny_corpus), "--out", str(run), "--quiet", "train.epochs=1"]) == 1
+
+
+def test_resume_without_config_goes_on_with_the_runs_own_config(tiny_corpus, tmp_path):
+    """Not the defaults: the run's config.yaml (a default model would not even load the checkpoint)."""
+    import yaml
+    run = tmp_path / "run"
+    assert main(["train", "--corpus", str(tiny_corpus), "--out", str(run), "--quiet", "train.epochs=1",
+                 "model.num_blocks=1", "model.lstm_layers=1"]) == 0
+    assert main(["train", "--out", str(run), "--resume", "--quiet", "train.epochs=2"]) == 0
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert cfg["model"]["num_blocks"] == 1 and cfg["train"]["epochs"] == 2
+    assert [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+
+
+def test_resume_of_nothing_is_refused(tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path / "none"), "--resume"]) == 1
+    assert "nothing to resume" in capsys.readouterr().err
+
+
+def test_a_corpus_without_dev_is_refused_before_anything_is_written(tmp_path, capsys):
+    import numpy as np
+
+    from slr.corpus import CorpusWriter
+    writer = CorpusWriter(tmp_path / "nodev")
+    rng = np.random.default_rng(0)
+    for i, split in enumerate(["train"] * 3 + ["test"]):
+        writer.add(f"s{i}", "a", split, ["X", "Y"], rng.normal(size=(20, 543, 3)).astype(np.float32))
+    writer.close()
+    run = tmp_path / "run"
+    assert main(["train", "--corpus", str(tmp_path / "nodev"), "--out", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert "no dev samples" in err and "nodev" in err
+    assert not run.exists()
+
+
+def test_outputs_are_never_replaced_without_force(tmp_path, capsys):
+    out = tmp_path / "corpus"
+    out.mkdir()
+    (out / "mine.txt").write_text("precious")
+    assert main(["data", "synth", "--preset", "tiny", "--out", str(out)]) == 1
+    assert "--force" in capsys.readouterr().err and (out / "mine.txt").read_text() == "precious"
+    assert main(["data", "synth", "--preset", "tiny", "--out", str(out), "--force"]) == 0
+    assert (out / "manifest.json").exists()
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("name: x\n")
+    assert main(["export", "anything", "--out", str(exp)]) == 1
+    assert "--force" in capsys.readouterr().err and exp.read_text() == "name: x\n"

@@ -2,7 +2,7 @@
 the search-efficiency table's measured per-epoch curves instead of training: deterministic and fast, so tests
 can compare an interrupted-and-resumed sweep's decisions with an uninterrupted one's.
 
-    python tests/tune/table_sweep.py EXPERIMENT.yaml TABLE.parquet [--resume]
+    python tests/tune/table_sweep.py EXPERIMENT.yaml TABLE.parquet [key=value ...] [--resume]
 
 Each trial reports one epoch every ``SLR_TABLE_EPOCH_S`` seconds (default 0.25) with a checkpoint, and resumes
 from its checkpoint as a real trial does.
@@ -69,13 +69,19 @@ def table_trial(params: dict[str, Any], base: dict[str, Any], corpus: str, max_e
 
 
 def main(argv: list[str]) -> int:
-    from tune.experiment import load_experiment
-    from tune.sweep import run_sweep
-    experiment, table = argv[0], argv[1]
+    """``slr sweep EXPERIMENT [key=value ...] [--resume]`` with table trials: the same checks, messages and exit
+    codes; the summary's best dev WER and trial count as a last JSON line."""
+    from slr.cli import build_parser, run
+    experiment, table, rest = argv[0], argv[1], argv[2:]
     os.environ["SLR_TABLE"] = str(Path(table).resolve())
-    summary = run_sweep(load_experiment(experiment), resume="--resume" in argv, verbose=0, trial_fn=table_trial)
-    print(json.dumps({"best_dev_wer": summary["best_dev_wer"], "trials": len(summary["trials"])}))
-    return 0
+    args = build_parser().parse_args(["sweep", experiment, *rest])
+    args.trial_fn = table_trial
+    code = run(args)
+    if code == 0:
+        from tune.experiment import load_experiment
+        summary = json.loads((load_experiment(experiment, args.rest).sweep_dir / "summary.json").read_text())
+        print(json.dumps({"best_dev_wer": summary["best_dev_wer"], "trials": len(summary["trials"])}))
+    return code
 
 
 if __name__ == "__main__":

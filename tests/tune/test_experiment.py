@@ -51,6 +51,21 @@ def test_every_shipped_experiment_validates_and_opens_with_its_command(path):
     (dict(space={"model.lstm_layers": {"type": "choice", "values": [1, "two"]}}), "space.model.lstm_layers"),
     (dict(space={"model.dropout": {"type": "choice", "values": [0.1, 2.0]}}), "space.model.dropout"),
     (dict(space={"augment.rotation": {"type": "uniform", "low": 0, "high": 200}}), "space.augment.rotation"),
+    # checked here, not by a Ray traceback after start (the lifecycle issue)
+    (dict(scheduler={"grace_period": 5}), "scheduler.grace_period"),  # train.epochs is 4
+    (dict(storage_path=""), "storage_path"),
+    (dict(corpus={"path": "corpora/x", "synth": "huge"}), "corpus.synth"),
+    (dict(searcher={"seed": -1}), "searcher.seed"),
+    (dict(config={"train": {"learning_rate": float("inf")}}), "train.learning_rate"),
+    (dict(config={"train": {"warmup_epochs": float("inf")}}), "train.warmup_epochs"),
+    (dict(config={"model": {"dropout": float("nan")}}), "model.dropout"),
+    (dict(name="nl\n"), "name"),
+    (dict(num_trials=True), "num_trials"),
+    (dict(max_concurrent=2.5), "max_concurrent"),
+    # a trial sets these itself: the drawn value would be recorded as if it had been used
+    (dict(space={"train.epochs": {"type": "int", "low": 2, "high": 4}}), "space.train.epochs"),
+    (dict(space={"data.corpus": {"type": "choice", "values": ["a", "b"]}}), "space.data.corpus"),
+    (dict(space={"train.device": {"type": "choice", "values": ["cpu", "cuda"]}}), "space.train.device"),
 ])
 def test_bad_experiments_name_the_key(changes, key):
     with pytest.raises(ConfigError) as err:
@@ -83,6 +98,28 @@ def test_overrides_apply_before_validation(tmp_path):
     path.write_text(yaml.safe_dump(_raw()))
     spec = load_experiment(path, ["num_trials=3", "config.train.epochs=2"])
     assert spec.num_trials == 3 and spec.base_config().train.epochs == 2
+
+
+def test_space_keys_can_be_overridden_on_the_command_line(tmp_path):
+    """The searched key holds dots itself: ``space.train.learning_rate.low=...`` sets one field of its
+    distribution, ``space.model.dropout={...}`` adds a whole one."""
+    path = tmp_path / "e.yaml"
+    path.write_text(yaml.safe_dump(_raw()))
+    spec = load_experiment(path, ["space.train.learning_rate.low=1.0e-4", "space.train.learning_rate.high=3e-3",
+                                  "space.model.dropout={type: uniform, low: 0.0, high: 0.2}"])
+    assert (spec.space["train.learning_rate"].low, spec.space["train.learning_rate"].high) == (1e-4, 3e-3)
+    assert spec.space["train.learning_rate"].type == "loguniform"
+    assert (spec.space["model.dropout"].type, spec.space["model.dropout"].high) == ("uniform", 0.2)
+    with pytest.raises(ConfigError) as err:
+        load_experiment(path, ["space.train.learning_rate.low=0"])
+    assert err.value.key == "space.train.learning_rate.low"
+
+
+def test_home_relative_paths_mean_the_home_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    spec = from_dict(_raw(storage_path="~/sweeps", corpus={"path": "~/corpora/x"}))
+    assert spec.sweep_dir == tmp_path / "sweeps" / "t"
+    assert spec.corpus.path == str(tmp_path / "corpora" / "x")
 
 
 def test_a_uri_storage_path_keeps_the_driver_files_local(tmp_path):
