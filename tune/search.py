@@ -38,13 +38,24 @@ def distribution(p: ParamSpec) -> optuna.distributions.BaseDistribution:
     return optuna.distributions.FloatDistribution(float(p.low), float(p.high), log=p.is_log)
 
 
-def make_sampler(spec: ExperimentSpec) -> optuna.samplers.BaseSampler:
+def make_sampler(spec: ExperimentSpec, trial_number: int | None = None) -> optuna.samplers.BaseSampler:
+    """The sweep's sampler; with ``trial_number``, TPE's and random search's generator is seeded for that trial
+    (see :meth:`OptunaSearcher._complete_ask`). QMC keeps the sweep's seed: its sequence is the scrambling of
+    that seed, and its position is in the study."""
     s = spec.searcher
+    seed = s.seed if trial_number is None or s.algorithm == "qmc" else trial_seed(s.seed, trial_number)
     if s.algorithm == "random":
-        return optuna.samplers.RandomSampler(seed=s.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
     if s.algorithm == "qmc":
-        return optuna.samplers.QMCSampler(seed=s.seed, warn_independent_sampling=False)
-    return optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=s.n_startup_trials, multivariate=s.multivariate)
+        return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=s.n_startup_trials, multivariate=s.multivariate)
+
+
+def trial_seed(seed: int, trial_number: int) -> int:
+    """A generator seed per (sweep seed, trial number): a trial's draw depends on the study's trials so far and
+    nothing else, not on how many draws this driver process made before it."""
+    import numpy as np
+    return int(np.random.SeedSequence([seed, trial_number]).generate_state(1)[0])
 
 
 def study_not_here(spec: ExperimentSpec) -> str | None:
@@ -248,26 +259,36 @@ class OptunaSearcher(Searcher):
         attrs = study._storage.get_study_system_attrs(study._study_id)
         study._storage.set_study_system_attr(study._study_id, BEFORE_ASK,
                                              {k: v for k, v in attrs.items() if k != BEFORE_ASK})
-        trial = study.ask(self.dists)
+        # Study.ask, with the sampler seeded for the trial it draws (_complete_ask)
+        tid = study._pop_waiting_trial_id()
+        if tid is None:
+            tid = study._storage.create_new_trial(study._study_id)
+        trial = self._complete_ask(study, tid)
         trial.set_user_attr("ray_trial_id", trial_id)
         self._live[trial_id] = trial._trial_id
         return dict(trial.params)
 
     def _complete_ask(self, study: optuna.Study, tid: int) -> optuna.trial.Trial:
-        """The orphan ``tid`` as a Trial with every parameter: an ask the kill interrupted is finished here as it
-        would have been, with the sampler's study state put back to where that ask began (asks run one at a
-        time, so only the newest trial can be incomplete and the snapshot is its own)."""
+        """Trial ``tid`` (new, or an orphan) with every parameter drawn. An ask the kill interrupted is finished
+        here as it would have been, with the sampler's study state put back to where that ask began (asks run one
+        at a time, so only the newest trial can be incomplete and the snapshot is its own)."""
+        # TPE's and random search's draws are seeded per trial number: a driver restarted from scratch (its
+        # sampler's generator new) draws what the uninterrupted one would have, and never an earlier trial's
+        # startup point again (the same seed, replayed from its first draw, did exactly that).
+        study.sampler = make_sampler(self.spec, study._storage.get_trial_number_from_id(tid))
+        study._thread_local.cached_all_trials = None  # as Study.ask: the sampler sees the storage as it is now
         trial = optuna.trial.Trial(study, tid)
         if set(trial.params) == set(self.dists):
             return trial
         before = study._storage.get_study_system_attrs(study._study_id).get(BEFORE_ASK, {})
         now = study._storage.get_study_system_attrs(study._study_id)
-        for key, value in before.items():
-            if now.get(key) != value:
-                study._storage.set_study_system_attr(study._study_id, key, value)
-        log.info("Optuna trial %d: its ask was interrupted by the driver's end; its parameters drawn again",
-                 trial.number)
-        trial = optuna.trial.Trial(study, tid)
+        restored = [key for key, value in before.items() if now.get(key) != value]
+        for key in restored:
+            study._storage.set_study_system_attr(study._study_id, key, before[key])
+        if restored or trial.params:  # an ask the kill interrupted, not a new trial
+            log.info("Optuna trial %d: its ask was interrupted by the driver's end; its parameters drawn again",
+                     trial.number)
+            trial = optuna.trial.Trial(study, tid)
         for name, dist in self.dists.items():
             trial._suggest(name, dist)  # what Study.ask does; a parameter stored before the kill is kept
         return trial
@@ -287,6 +308,8 @@ class OptunaSearcher(Searcher):
         best = result.get("best_dev_wer")
         if best is not None and math.isfinite(best) and best != stored.user_attrs.get("best_dev_wer"):
             self.study._storage.set_trial_user_attr(tid, "best_dev_wer", float(best))  # for `slr sweep status`
+            # the epoch it was reached (this one, when it changed): the summary's record if Ray's files lag
+            self.study._storage.set_trial_user_attr(tid, "best_epoch", int(result.get("best_epoch") or step))
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         if result:  # the result a scheduler stopped the trial on reaches only this hook

@@ -272,8 +272,11 @@ def summarize(spec: ExperimentSpec, grid, corpus: str, tracker: SweepTracker | N
         best = float(df[METRIC].min()) if df is not None and METRIC in df and len(df) else math.nan
         best_epoch = int(df.loc[df[METRIC].idxmin(), "epoch"]) if not math.isnan(best) else None
         trial_id = metrics.get("trial_id") or Path(result.path).name
-        if math.isnan(best) and trial_id in told:  # its reports went with a killed driver's unsynced files
-            best, best_epoch = _told_best(told[trial_id])
+        told_best = _told_best(told[trial_id]) if trial_id in told else (math.nan, None)
+        if not math.isnan(told_best[0]):
+            # Optuna's record is committed at every report; Ray's files can lack the epochs a killed driver had
+            # not synced (a trial then looked worse than it was and lost the ranking)
+            best, best_epoch = told_best
         failed = result.error or metrics.get("failed_reason")
         status = "failed" if failed else ("completed" if metrics.get("finished") else "stopped-by-asha")
         epochs = int(metrics.get("epoch", 0))
@@ -331,10 +334,12 @@ def summarize(spec: ExperimentSpec, grid, corpus: str, tracker: SweepTracker | N
 
 def _told_best(t) -> tuple[float, int | None]:  # noqa: ANN001 -- an optuna FrozenTrial
     """A trial's best dev WER and its epoch as the study recorded them (for trials whose Ray reports are gone)."""
+    if "best_dev_wer" in t.user_attrs:  # OptunaSearcher.on_trial_result records both as they change
+        return float(t.user_attrs["best_dev_wer"]), t.user_attrs.get("best_epoch")
     if not t.intermediate_values:
         return math.nan, None
     epoch = min(t.intermediate_values, key=lambda e: t.intermediate_values[e])
-    return float(t.user_attrs.get("best_dev_wer", t.intermediate_values[epoch])), epoch
+    return float(t.intermediate_values[epoch]), epoch
 
 
 def _best_checkpoint(result, spec: ExperimentSpec) -> str | None:

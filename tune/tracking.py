@@ -421,14 +421,20 @@ class ProgressCallback(Callback):
 
     def _line(self, trial, status: str) -> None:  # noqa: ANN001
         self.done += 1
-        r = self.last.get(trial.trial_id, {})
+        r = self.last.get(trial.trial_id) or trial.last_result or {}  # after a restore: Ray's saved last result
         wer = r.get("best_dev_wer")
+        best = "-" if math.isinf(self.best[0]) else f"{100 * self.best[0]:.1f}% ({self.best[1]})"
         print(f"[{self.done}/{self.num_trials}] trial {trial.trial_id} {status} after {r.get('epoch', 0)} epochs, "
-              f"best dev WER {'-' if wer is None else f'{100 * wer:.1f}%'}  |  sweep best "
-              f"{100 * self.best[0]:.1f}% ({self.best[1]})", flush=True)
+              f"best dev WER {'-' if wer is None else f'{100 * wer:.1f}%'}  |  sweep best {best}", flush=True)
 
     def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001
-        self._line(trial, "completed" if self.last.get(trial.trial_id, {}).get("finished") else "stopped by ASHA")
+        if trial.trial_id not in self.last and not (trial.last_result or {}).get("epoch"):
+            self.done += 1
+            print(f"[{self.done}/{self.num_trials}] trial {trial.trial_id} ended before the restart (Optuna holds "
+                  "its outcome): counted, not run again", flush=True)
+            return
+        r = self.last.get(trial.trial_id) or trial.last_result or {}
+        self._line(trial, "completed" if r.get("finished") else "stopped by ASHA")
 
     def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001
         self._line(trial, "FAILED")

@@ -50,7 +50,11 @@ def table_trial(params: dict[str, Any], base: dict[str, Any], corpus: str, max_e
 
     from tune.search import with_rank_metric
     from tune.trainable import trial_config
-    epochs = curve(os.environ["SLR_TABLE"], trial_config(base, params, max_epochs).flat())[:max_epochs]
+    cfg = trial_config(base, params, max_epochs)
+    if cfg.train.inject_nonfinite_from_epoch:  # as the real trainable ends a trial whose loss stays non-finite
+        tune.report({"epoch": 1, "finished": 1, "failed_reason": "non-finite loss: injected (table trial)"})
+        return
+    epochs = curve(os.environ["SLR_TABLE"], cfg.flat())[:max_epochs]
     start, best = 0, math.inf
     restored = tune.get_checkpoint()
     if restored:

@@ -110,6 +110,8 @@ def test_ctrl_c_interrupts_the_sweep_and_resume_finishes_it(tiny_corpus, tmp_pat
     assert _end(resumed) == 0, log.read_text()[-3000:]
     summary = json.loads((sweep / "summary.json").read_text())
     assert summary["trials_by_status"]["completed"] == 3
+    drawn = [t.params["train.learning_rate"] for t in _study(sweep, "ctrlc")]
+    assert len(set(drawn)) == 3  # the resumed driver's new sampler did not replay an earlier trial's draw
     runs = client.search_runs([client.get_experiment_by_name("ctrlc").experiment_id])
     children = [r for r in runs if r.data.tags["slr.role"] == "trial"]
     assert len(children) == 3
@@ -162,3 +164,24 @@ def test_an_unreachable_tracking_server_is_refused_before_anything_is_written(ti
     assert run.returncode == 1 and "unreachable" in run.stderr and uri in run.stderr, run.stderr
     assert "Traceback" not in run.stderr
     assert not (tmp_path / "sweeps" / "nomlflow").exists()  # the name stays usable: no state, no study
+
+
+def test_a_sweep_whose_every_trial_failed_exits_non_zero_and_keeps_its_artifacts_in_its_folder(tiny_corpus,
+                                                                                             tmp_path):
+    """Nothing to export is a failure scripts must see; and the embedded MLflow store's artifacts (each trial's
+    config.yaml, the parent's files) live in the sweep folder, not in ./mlruns of wherever the sweep ran."""
+    exp = _experiment(tmp_path, tiny_corpus, "allfail", num_trials=2, mlflow={},
+                      config={"train": {"epochs": EPOCHS, "inject_nonfinite_from_epoch": 1}})
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    run = subprocess.run([sys.executable, str(ROOT / "tests" / "tune" / "table_sweep.py"), str(exp), str(TABLE)],
+                         capture_output=True, text=True, timeout=300, cwd=cwd)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "no trial of sweep 'allfail' finished with a dev WER (2 failed)" in run.stderr
+    sweep = tmp_path / "sweeps" / "allfail"
+    assert json.loads((sweep / "summary.json").read_text())["trials_by_status"]["failed"] == 2
+    assert not (cwd / "mlruns").exists()
+    client = MlflowClient(f"sqlite:///{sweep / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("allfail")
+    assert experiment.artifact_location == (sweep / "mlartifacts").as_uri()
+    assert len(list((sweep / "mlartifacts").rglob("config.yaml"))) == 2  # one per trial's run

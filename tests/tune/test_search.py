@@ -3,6 +3,8 @@ values are the scheduler's metric, the outcome is COMPLETE / PRUNED / FAIL, the 
 
 from __future__ import annotations
 
+import math
+
 import optuna
 import pytest
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -183,6 +185,39 @@ def test_an_ask_the_kill_interrupted_is_finished_with_the_parameters_it_would_ha
     assert restored.study.trials[3].user_attrs["ray_trial_id"] == "f" and len(restored.study.trials) == 4
     _finish(restored, "f")
     assert restored.suggest("g") == expected[4]
+
+
+@pytest.mark.parametrize("algorithm", ["tpe", "random"])
+def test_a_restarted_driver_draws_what_the_uninterrupted_one_would_have(tmp_path, algorithm):
+    """The lifecycle issue, item 3: a resumed sweep's sampler starts with a new generator. Seeded once per sweep,
+    it replayed its first draws and gave the next trial an earlier trial's parameters. Seeded per trial number, a
+    trial's draw depends on the study's trials so far only: the resumed sweep proposes what the uninterrupted one
+    did, past TPE's random startup trials too."""
+    def spec(name):
+        (tmp_path / name).mkdir(exist_ok=True)
+        return from_dict(dict(name=name, corpus={"path": "x"}, storage_path=str(tmp_path), num_trials=8,
+                              config={"train": {"epochs": 6}}, baseline_first=False,
+                              searcher={"algorithm": algorithm, "seed": 0, "n_startup_trials": 3},
+                              space={"train.learning_rate": {"type": "loguniform", "low": 1e-4, "high": 1e-2},
+                                     "model.dropout": {"type": "uniform", "low": 0.0, "high": 0.3}}))
+
+    def run(searcher, rid):  # a deterministic outcome of the parameters, as the table trials give
+        params = searcher.suggest(rid)
+        wer = abs(math.log10(params["train.learning_rate"]) + 3) + params["model.dropout"]
+        searcher.on_trial_complete(rid, dict(epoch=6, dev_loss=wer, dev_wer=wer, best_dev_wer=wer, finished=1))
+        return params
+
+    plain = OptunaSearcher(spec("plain"))
+    expected = [run(plain, f"p{i}") for i in range(7)]
+    first = OptunaSearcher(spec("restarted"))
+    got = [run(first, f"a{i}") for i in range(2)]
+    first.save(str(tmp_path / "searcher.json"))
+    for restart in range(2):  # two restarts: inside TPE's startup trials, then past them
+        again = OptunaSearcher(spec("restarted"))
+        again.restore(str(tmp_path / "searcher.json"))
+        got += [run(again, f"b{restart}{i}") for i in range(2 + restart)]
+    assert got == expected
+    assert len({tuple(p.values()) for p in got}) == len(got)  # no trial repeats an earlier one
 
 
 def test_without_a_checkpoint_every_running_trial_is_adopted(tmp_path):
