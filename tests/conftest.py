@@ -31,8 +31,8 @@ def shared_data() -> Path:
 
 
 def pytest_collection_modifyitems(config, items):  # noqa: ANN001
-    """Every test under tests/tune/ is in the `ray` group (scripts/test.sh runs that group beside the rest, never
-    two Ray clusters at once)."""
+    """Every test under tests/tune/ is in the `ray` group (scripts/test.sh runs the `ray` tests, split into the
+    `paced` ones and the others, beside the rest: three pytest processes)."""
     for item in items:
         if item.nodeid.startswith("tests/tune/"):
             item.add_marker(pytest.mark.ray)

@@ -56,9 +56,18 @@ def ensure_ray_token() -> None:
     if not path.exists():
         import secrets
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # written whole, then linked into place: a driver starting at the same moment never reads half a token,
+        # and of two drivers making it at once the first one's token wins for both
+        tmp = path.with_name(f".auth_token.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_hex(32))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
 
 
 def init_ray(address: str | None, spec: ExperimentSpec) -> None:

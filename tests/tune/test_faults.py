@@ -134,6 +134,7 @@ def test_killed_trial_worker_resumes_from_its_checkpoint_in_the_same_run(tiny_co
     assert run.data.tags["slr.status"] == "completed"
 
 
+@pytest.mark.paced
 def test_tracking_server_down_for_30_s_loses_nothing(tiny_corpus, tmp_path, services):
     # 3 trials x 20 epochs x 1.5 s = 90 s of reporting: outlasts the 30 s outage plus the server's restart (~12 s
     # here, more on a slow host) on any machine, and the second trial's child run is created during the outage
@@ -167,6 +168,7 @@ def test_tracking_server_down_for_30_s_loses_nothing(tiny_corpus, tmp_path, serv
         services.stop(server)
 
 
+@pytest.mark.paced
 def test_tracking_server_never_back_completes_and_replays(tiny_corpus, tmp_path, services):
     root, port, server, uri, exp = _tracked_sweep(services, tmp_path, tiny_corpus, "gone", num_trials=2)
     sweep_dir, log = tmp_path / "sweeps" / "gone", tmp_path / "driver.log"

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]
+pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.paced]
 ROOT = Path(__file__).resolve().parents[2]
 TABLE = ROOT / "benchmarks" / "results" / "search_table_20ep.parquet"
 EPOCHS = 6
@@ -126,7 +126,7 @@ def test_ctrl_c_interrupts_the_sweep_and_resume_finishes_it(tiny_corpus, tmp_pat
 def test_one_driver_per_sweep_a_stale_lock_is_taken_over_and_a_changed_experiment_refused(tiny_corpus, tmp_path):
     exp = _experiment(tmp_path, tiny_corpus, "solo")
     sweep, log = tmp_path / "sweeps" / "solo", tmp_path / "driver.log"
-    first = _driver(exp, log, epoch_s=2.5)  # 45 s of reports: the second driver and status run meanwhile
+    first = _driver(exp, log, epoch_s=3.5)  # 63 s of reports: the second driver and status run meanwhile
     _wait(lambda: _reported(sweep) >= 1, first, log)
     second = subprocess.run([sys.executable, str(ROOT / "tests" / "tune" / "table_sweep.py"), str(exp), str(TABLE),
                              "--resume"], capture_output=True, text=True, timeout=120)

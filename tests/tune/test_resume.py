@@ -52,6 +52,7 @@ def _decisions(sweep: Path, name: str) -> list[tuple]:
             for t in sorted(study.trials, key=lambda t: t.number)]
 
 
+@pytest.mark.paced
 def test_asha_decides_after_a_resume_exactly_as_without_one(tiny_corpus, tmp_path):
     """Item 2 of the robust-sweeps issue: one trial at a time, trials replaying measured curves, the driver
     SIGKILLed twice mid-sweep and resumed: ASHA stops the same trials at the same epochs as an uninterrupted
@@ -66,8 +67,8 @@ def test_asha_decides_after_a_resume_exactly_as_without_one(tiny_corpus, tmp_pat
                    "model.dropout": {"type": "uniform", "low": 0.0, "high": 0.3},
                    "train.weight_decay": {"type": "loguniform", "low": 1e-6, "high": 1e-3},
                    "model.num_blocks": {"type": "int", "low": 2, "high": 6}},
-            # QMC: the same points in the same order however often the driver restarts (TPE's sampler state
-            # does not survive a restart yet: the lifecycle issue, item 3)
+            # QMC: the same points in the same order however often the driver restarts, and the case of a kill
+            # inside its ask (its position in the study moved on); TPE's per-trial seeding is test_search's
             searcher={"algorithm": "qmc", "seed": 0},
             scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2},
             mlflow={"enabled": False})))
