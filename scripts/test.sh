@@ -3,26 +3,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-# The MLflow UI browser test drives the system's Chromium (Debian package), installed here when missing.
-if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+# System packages two tests drive for real, installed here when missing (Debian: needs root + apt-get).
+need_system_package() {  # PACKAGE WHAT-FOR PRESENT-CHECK...
+  local package=$1 what=$2
+  shift 2
+  if "$@" >/dev/null 2>&1; then return 0; fi
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "installing chromium (system package) for the browser test ..."
-    (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)) \
-      || echo "could not install chromium: the browser test will fail and say why"
+    echo "installing $package (system package) for $what ..."
+    (apt-get install -y -q "$package" >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q "$package" >/dev/null)) \
+      || echo "could not install $package: $what will fail and say why"
   else
-    echo "chromium is missing and cannot be installed here (needs root + apt-get): the browser test will fail"
+    echo "$package is missing and cannot be installed here (needs root + apt-get): $what will fail"
   fi
-fi
-# The cluster database test runs a real PostgreSQL server (Debian package), installed here when missing.
-if ! compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "installing postgresql (system package) for the cluster database test ..."
-    (apt-get install -y -q postgresql >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q postgresql >/dev/null)) \
-      || echo "could not install postgresql: the cluster database test will fail and say why"
-  else
-    echo "postgresql is missing and cannot be installed here (needs root + apt-get): the cluster database test will fail"
-  fi
-fi
+}
+# The MLflow UI browser test drives the system's Chromium; the cluster database test runs a real PostgreSQL server.
+need_system_package chromium "the browser test" sh -c 'command -v chromium || command -v chromium-browser'
+need_system_package postgresql "the cluster database test" sh -c 'ls /usr/lib/postgresql/*/bin/postgres'
 if [ "$#" -gt 0 ]; then
   exec .venv/bin/python -m pytest "$@"
 fi
