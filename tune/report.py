@@ -226,6 +226,14 @@ def _html(spec: ExperimentSpec, summary: dict[str, Any], pngs: dict[str, Path], 
     warn_html = "".join(f'<p class="warn">&#9888; {esc(w)}</p>' for w in warnings)
     best = summary.get("best_dev_wer")
     reproduce = (f"slr export {summary.get('storage') or summary['sweep_dir']} --out best.yaml\nslr train --config best.yaml --out runs/best")
+    if best is None:  # every trial failed or none reported a dev WER: nothing to reproduce or export
+        best_html = ("<p class=\"warn\">No trial finished with a dev WER: there is no best trial to export. The "
+                     "trial outcomes below say why each one ended.</p>")
+    else:
+        best_html = (f"<p>Dev WER <b>{100 * best:.2f} %</b>: trial <code>{esc(str(summary.get('best_trial_id')))}"
+                     f"</code>, epoch {summary.get('best_epoch')}, MLflow run "
+                     f"<code>{esc(str(summary['mlflow'].get('best_run_id')))}</code>.</p>"
+                     f"<p>Reproduce it:</p><pre>{esc(reproduce)}</pre>")
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Sweep {esc(spec.name)}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}} img{{max-width:100%}}
@@ -237,9 +245,7 @@ by ASHA ({100 * counts.get('stopped-by-asha', 0) / n:.0f} %), {counts.get('faile
 ({100 * counts.get('failed', 0) / n:.0f} %, infeasible: {len(failed)}). Searcher {esc(spec.searcher.algorithm)},
 scheduler {esc(spec.scheduler.type)}, wall time {summary['wall_seconds']:.0f} s.</p>
 <h2>Best trial</h2>
-<p>Dev WER <b>{'n/a' if best is None else f'{100 * best:.2f} %'}</b>: trial <code>{esc(str(summary.get('best_trial_id')))}</code>,
-epoch {summary.get('best_epoch')}, MLflow run <code>{esc(str(summary['mlflow'].get('best_run_id')))}</code>.</p>
-<p>Reproduce it:</p><pre>{esc(reproduce)}</pre>
+{best_html}
 {warn_html}
 <h2>Hyperparameters against best dev WER</h2>{_img(pngs['params'], 'hyperparameter axis plots')}
 <p>Circles: completed; crosses: stopped by ASHA; red triangles: failed; green ring: the best trial.</p>

@@ -79,8 +79,10 @@ def init_ray(address: str | None, spec: ExperimentSpec) -> None:
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
-        # address="local": always a fresh local Ray, never a cluster some earlier `ray start` left behind
-        ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
+        # address="local": always a fresh local Ray, never a cluster some earlier `ray start` left behind; its
+        # session folder (logs, sockets, spilled objects) private to this user, not in the world-readable /tmp/ray
+        ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False,
+                 _temp_dir=private_ray_dir())
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
     check_resources(spec, nodes)
 
@@ -92,6 +94,26 @@ class SweepInterrupted(Exception):
         self.name, self.finished, self.running, self.total = name, finished, running, total
         super().__init__(f"sweep '{name}' was interrupted: {finished} of {total} trials finished, {running} were "
                          "still running (saved with their checkpoints); nothing was summarized or exported")
+
+
+def private_ray_dir() -> str:
+    """``$TMPDIR/slr-<uid>/ray``: Ray makes its own folder world-writable (0777), so the privacy is the parent's,
+    mode 0700 (a short path: Ray's socket paths must fit in 107 characters)."""
+    parent = Path(os.environ.get("TMPDIR", "/tmp")) / f"slr-{os.getuid()}"
+    parent.mkdir(mode=0o700, exist_ok=True)
+    parent.chmod(0o700)
+    return str(parent / "ray")
+
+
+# Ray Tune copies these from the driver into every trial's runtime environment, which Ray's runtime-env agent
+# writes to its log (world-readable by default). A local Ray's workers inherit the driver's environment anyway; a
+# cluster's nodes get their own credentials (cluster.yaml's instance profile, docs/cluster.md).
+SECRET_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN")
+
+
+def _keep_secrets_out_of_runtime_envs() -> None:
+    from ray.tune.execution import class_cache
+    class_cache.ENV_VARS_TO_PROPAGATE.difference_update(SECRET_ENV)
 
 
 def run_sweep(spec: ExperimentSpec, resume: bool = False, address: str | None = None,
@@ -132,6 +154,7 @@ def _run_locked(spec: ExperimentSpec, resume: bool, address: str | None, verbose
                 extra_callbacks: tuple) -> dict[str, Any]:
     from ray import tune
 
+    _keep_secrets_out_of_runtime_envs()
     sweep_dir = spec.sweep_dir
     if spec.remote:
         storage.check_writable(spec.sweep_uri, spec.storage_path)  # a missing bucket or bad credentials: fail before any trial

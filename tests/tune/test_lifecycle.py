@@ -185,3 +185,10 @@ def test_a_sweep_whose_every_trial_failed_exits_non_zero_and_keeps_its_artifacts
     experiment = client.get_experiment_by_name("allfail")
     assert experiment.artifact_location == (sweep / "mlartifacts").as_uri()
     assert len(list((sweep / "mlartifacts").rglob("config.yaml"))) == 2  # one per trial's run
+    report = _slr("report", str(sweep), "--no-mlflow")
+    assert report.returncode == 0, report.stderr
+    page = (sweep / "report" / "index.html").read_text()
+    assert "No trial finished with a dev WER" in page and "slr export" not in page and "None" not in page
+    # the local Ray's session folder (logs, sockets) is private to this user, not in world-readable /tmp/ray
+    private = Path(os.environ.get("TMPDIR", "/tmp")) / f"slr-{os.getuid()}"
+    assert private.stat().st_mode & 0o777 == 0o700 and list((private / "ray").glob("session_*"))

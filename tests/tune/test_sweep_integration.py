@@ -262,8 +262,15 @@ def test_no_secret_reaches_mlflow_or_the_sweep_files(finished_sweep, mlflow_serv
     logged = [str(v) for r in runs for v in (*r.data.params.values(), *r.data.tags.values())]
     files = [p.read_text(errors="ignore") for p in spec.sweep_dir.rglob("*")
              if p.is_file() and p.suffix in (".json", ".yaml", ".csv", ".jsonl", ".txt", ".html")]
+    # Ray's own logs too: Ray Tune copies AWS_* into each trial's runtime environment, which the runtime-env
+    # agent logs (tune.sweep keeps them out: a local Ray's workers inherit them, cluster nodes have their own)
+    import ray
+    session = Path(ray._private.worker._global_node.get_session_dir_path())
+    ray_logs = [p.read_text(errors="ignore") for p in (session / "logs").rglob("*") if p.is_file()]
+    assert any("runtime_env" in p.name for p in (session / "logs").rglob("*")), "the agent's log should be there"
     for secret in secrets:
         assert not any(secret in text for text in logged + files)
+        assert not any(secret in text for text in ray_logs), "a secret reached Ray's session logs"
 
 
 def test_optuna_dashboard_opens_the_sweeps_study(finished_sweep, services, tmp_path):
