@@ -34,7 +34,10 @@ paced_pid=$!
 .venv/bin/python -m pytest -m "ray and not paced" --basetemp "$base/ray" --durations=15 > "$base/ray.log" 2>&1 &
 ray_pid=$!
 set +e
-.venv/bin/python -m pytest -m "not ray" --basetemp "$base/rest" --durations=15
+# One torch thread per test process: three processes on two cores, each with torch's default of a thread per core,
+# spin in OpenMP waits on each other (a 30-epoch training fixture took 561 s instead of ~60). Trials on Ray get
+# one thread per CPU they hold anyway; tests of the thread setting set it themselves.
+OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 .venv/bin/python -m pytest -m "not ray" --basetemp "$base/rest" --durations=15
 rest=$?
 wait "$ray_pid"
 ray_rc=$?

@@ -330,7 +330,10 @@ def summarize(spec: ExperimentSpec, grid, corpus: str, tracker: SweepTracker | N
                              best_dev_wer=best, best_epoch=best_epoch, epochs=max(t.intermediate_values, default=0),
                              params={k: t.params.get(k) for k in spec.space}, checkpoint=None, machine={}))
             curves[trial_id] = []
-    ranked = sorted((r for r in rows if not math.isnan(r["best_dev_wer"])), key=lambda r: r["best_dev_wer"])
+    # ties go to the trial Optuna asked first, as `slr sweep status` has it, whatever order Ray lists them in
+    number = {t.user_attrs.get("ray_trial_id"): t.number for t in study.trials}
+    ranked = sorted((r for r in rows if not math.isnan(r["best_dev_wer"])),
+                    key=lambda r: (r["best_dev_wer"], number.get(r["trial_id"], math.inf)))
     best = ranked[0] if ranked else None
     sweep_dir = spec.sweep_dir
     summary = dict(

@@ -123,8 +123,11 @@ class SweepTracker:
             if run.info.status == "RUNNING":
                 self.open_before.add(trial_id)
                 self.open_params[trial_id] = dict(run.data.params)
-            history = self.client.get_metric_history(run.info.run_id, "train_loss")
-            self.logged_epoch[trial_id] = max((m.step for m in history), default=0)
+            # the last epoch logged: a restored trial re-reports from its checkpoint, and those epochs are skipped.
+            # Every trial reports dev_wer each epoch (train_loss only when it trains, not a replayed curve).
+            self.logged_epoch[trial_id] = max((m.step for key in ("dev_wer", "train_loss")
+                                               for m in self.client.get_metric_history(run.info.run_id, key)),
+                                              default=0)
         return self.parent_id
 
     def child(self, trial_id: str, params: dict[str, Any], config_yaml: str, restored: set[str] = frozenset()) -> None:

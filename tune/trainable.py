@@ -62,9 +62,9 @@ def train_trial(params: dict[str, Any], base: dict[str, Any], corpus: str, max_e
                      "report_time": time.time()},
                     checkpoint=checkpoint)
 
-    trainer = Trainer(cfg, corpus, work / "run", on_epoch=on_epoch)
-    restored = tune.get_checkpoint()
-    try:
+    try:  # the work folder goes whatever happens, a trainer that cannot start included
+        trainer = Trainer(cfg, corpus, work / "run", on_epoch=on_epoch)
+        restored = tune.get_checkpoint()
         if restored:
             with restored.as_directory() as d:
                 shutil.copyfile(Path(d) / "last.pt", work / "resume.pt")
