@@ -158,7 +158,7 @@ def test_resume_survives_kills_at_random_moments(tiny_corpus, tmp_path, mlflow_s
     for attempt in range(KILLS):
         driver = subprocess.Popen(_sweep(exp, "--resume"), stdout=log, stderr=subprocess.STDOUT, env=env,
                                   start_new_session=True)
-        if attempt % 2:  # right after retention deleted a checkpoint
+        if attempt % 2 == 0:  # right after retention deleted a checkpoint (first: while most of the sweep is left)
             killed = _kill_after_deletion(driver, sweep, timeout=120)
             after_deletion += killed
         else:  # at a random moment: while Ray starts, restores, trains or saves
