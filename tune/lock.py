@@ -33,9 +33,7 @@ class DriverLock:
     def acquire(self) -> DriverLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _lock(fd, fcntl.LOCK_EX, tries=20):  # ~1 s: `slr sweep status` holds a shared lock for a moment
             os.close(fd)
             holder = holder_of(self.path) or {}
             raise SweepLocked(
@@ -73,14 +71,23 @@ def holder_of(path: Path) -> dict[str, Any] | None:
         return None
     fd = os.open(path, os.O_RDONLY)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:  # held exclusively: a driver is running
+        if not _lock(fd, fcntl.LOCK_SH):  # held exclusively: a driver is running
             return _read(fd) or {"pid": "?", "host": "?", "since": "?"}
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
     finally:
         os.close(fd)
+
+
+def _lock(fd: int, kind: int, tries: int = 1) -> bool:
+    for attempt in range(tries):
+        try:
+            fcntl.flock(fd, kind | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if attempt + 1 < tries:
+                time.sleep(0.05)
+    return False
 
 
 def _read(fd: int) -> dict[str, Any]:
