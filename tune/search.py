@@ -246,7 +246,7 @@ class OptunaSearcher(Searcher):
             tid = self._orphans.pop(0)
             if study._storage.get_trial(tid).state != optuna.trial.TrialState.RUNNING:
                 continue  # told meanwhile (ASHA's lost decision, taken again on restore)
-            trial = self._complete_ask(study, tid)
+            trial = self._complete_ask(study, tid, orphan=True)
             trial.set_user_attr("ray_trial_id", trial_id)
             self._live[trial_id] = tid
             return dict(trial.params)
@@ -268,27 +268,24 @@ class OptunaSearcher(Searcher):
         self._live[trial_id] = trial._trial_id
         return dict(trial.params)
 
-    def _complete_ask(self, study: optuna.Study, tid: int) -> optuna.trial.Trial:
-        """Trial ``tid`` (new, or an orphan) with every parameter drawn. An ask the kill interrupted is finished
-        here as it would have been, with the sampler's study state put back to where that ask began (asks run one
-        at a time, so only the newest trial can be incomplete and the snapshot is its own)."""
+    def _complete_ask(self, study: optuna.Study, tid: int, orphan: bool = False) -> optuna.trial.Trial:
+        """Trial ``tid`` with every parameter drawn. For an ``orphan`` whose ask the kill interrupted, the ask is
+        finished as it would have been, with the sampler's study state put back to where that ask began (asks run
+        one at a time, so only the newest trial can be incomplete and the snapshot is its own)."""
         # TPE's and random search's draws are seeded per trial number: a driver restarted from scratch (its
         # sampler's generator new) draws what the uninterrupted one would have, and never an earlier trial's
         # startup point again (the same seed, replayed from its first draw, did exactly that).
         study.sampler = make_sampler(self.spec, study._storage.get_trial_number_from_id(tid))
         study._thread_local.cached_all_trials = None  # as Study.ask: the sampler sees the storage as it is now
         trial = optuna.trial.Trial(study, tid)
-        if set(trial.params) == set(self.dists):
-            return trial
-        before = study._storage.get_study_system_attrs(study._study_id).get(BEFORE_ASK, {})
-        now = study._storage.get_study_system_attrs(study._study_id)
-        restored = [key for key, value in before.items() if now.get(key) != value]
-        for key in restored:
-            study._storage.set_study_system_attr(study._study_id, key, before[key])
-        if restored or trial.params:  # an ask the kill interrupted, not a new trial
+        if orphan and set(trial.params) != set(self.dists):
+            attrs = study._storage.get_study_system_attrs(study._study_id)
+            for key, value in attrs.get(BEFORE_ASK, {}).items():
+                if attrs.get(key) != value:
+                    study._storage.set_study_system_attr(study._study_id, key, value)
             log.info("Optuna trial %d: its ask was interrupted by the driver's end; its parameters drawn again",
                      trial.number)
-            trial = optuna.trial.Trial(study, tid)
+            trial = optuna.trial.Trial(study, tid)  # a fresh look at the sampler's (restored) state
         for name, dist in self.dists.items():
             trial._suggest(name, dist)  # what Study.ask does; a parameter stored before the kill is kept
         return trial
