@@ -56,11 +56,12 @@ _COMMAND: list[str] = []
 
 def set_command(script: str, argv: list[str] | None) -> None:
     """Record the command line a result came from (``main(argv)`` may be called from Python, not a shell)."""
-    _COMMAND[:] = [os.path.relpath(script, ROOT), *(sys.argv[1:] if argv is None else argv)]
+    _COMMAND[:] = ["-m", f"benchmarks.{Path(script).stem}", *(sys.argv[1:] if argv is None else argv)]
 
 
 def command() -> str:
-    return "python " + shlex.join(_COMMAND or [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
+    """The command that reproduces a result, run from the repository root."""
+    return "python " + shlex.join(_COMMAND or ["-m", f"benchmarks.{Path(sys.argv[0]).stem}", *sys.argv[1:]])
 
 
 def save(name: str, results: dict[str, Any], out_dir: Path | None = None, compact: bool = False) -> Path:

@@ -2,7 +2,7 @@
 live once in the page cache whatever N is. Measures each reader process's PSS and USS (Linux
 /proc/PID/smaps_rollup) after it has read every sample, for N = 1, 2, 4 concurrent readers.
 
-    python benchmarks/corpus_memory.py --corpus corpora/quickstart
+    python -m benchmarks.corpus_memory --corpus corpora/quickstart
 Writes benchmarks/results/corpus_memory.json and a section of docs/benchmarks.md.
 """
 
@@ -14,8 +14,7 @@ import multiprocessing as mp
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, save, set_command, write_section  # noqa: E402
+from benchmarks._common import ROOT, save, set_command, write_section
 
 MiB = 2**20
 

@@ -3,10 +3,10 @@
 - per trial: time inside train/eval steps / trial wall time (from the trial's start to its last report);
 - per sweep: sweep wall time / ideal, ideal = total trial compute / concurrent slots.
 
-    slr sweep experiments/quickstart.yaml && python benchmarks/goodput.py sweeps/quickstart
+    slr sweep experiments/quickstart.yaml && python -m benchmarks.goodput sweeps/quickstart
     # side by side: the same sweep with a fresh worker process per trial
     slr sweep experiments/quickstart.yaml name=qs_noreuse reuse_workers=false
-    python benchmarks/goodput.py sweeps/quickstart sweeps/qs_noreuse
+    python -m benchmarks.goodput sweeps/quickstart sweeps/qs_noreuse
 Writes benchmarks/results/goodput.json and a section of docs/benchmarks.md.
 """
 
@@ -19,8 +19,7 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, save, set_command, write_section  # noqa: E402
+from benchmarks._common import ROOT, save, set_command, write_section
 
 
 def analyze(sweep_dir: Path) -> dict:

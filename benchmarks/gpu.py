@@ -3,8 +3,8 @@ off, torch.compile; FLOPs per frame and the fraction of the device's measured pe
 (as Ray's fractional slices: k tasks holding num_gpus=1/k each, or k plain processes capped to 1/k); CUDA CTC
 against CPU CTC; the per-process memory cap a trial sets.
 
-    python benchmarks/gpu.py                       # on a CUDA machine; writes benchmarks/results/gpu.json
-    python benchmarks/gpu.py --render gpu.json     # anywhere: the docs section from a saved result
+    python -m benchmarks.gpu                       # on a CUDA machine; writes benchmarks/results/gpu.json
+    python -m benchmarks.gpu --render gpu.json     # anywhere: the docs section from a saved result
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, save, set_command, write_section  # noqa: E402
-from throughput import measure_loader, train_step  # noqa: E402
+from benchmarks._common import ROOT, save, set_command, write_section
+from benchmarks.throughput import measure_loader
 
 PACK_BATCH = 32  # experiments/bench.yaml's batch size
 
@@ -38,7 +37,7 @@ def _trainer(corpus: str, batch_size: int, amp: bool, device: str = "cuda", **ov
     from slr.train import Trainer
     cfg = Config().override({"data.batch_size": batch_size, "train.amp": "bf16" if amp else "off",
                              "train.device": device, "features.standardize": False, **overrides})
-    return Trainer(cfg, corpus)
+    return Trainer(cfg.override({"data.corpus": str(corpus)}))
 
 
 def _staged(trainer, n: int) -> list:  # noqa: ANN001
@@ -67,12 +66,12 @@ def measure(corpus: str, batch_size: int, amp: bool, cudnn: bool = True, compile
         # Warm-up: every staged batch once, so a compiled model has met every shape (and both parities of T
         # mod 4) before the clock starts; eager modes only warm their cuDNN/cuBLAS caches.
         for b in batches:
-            train_step(trainer, b)
+            trainer.step(b)
         torch.cuda.synchronize()
         warmup_s = time.perf_counter() - t_first
         t0, frames = time.perf_counter(), 0
         for b in batches[warmup:]:
-            train_step(trainer, b)
+            trainer.step(b)
             frames += int(b.lengths.sum())
         torch.cuda.synchronize()
         train_fps = frames / (time.perf_counter() - t0)
@@ -108,7 +107,7 @@ def flops_per_frame(corpus: str, batch_size: int) -> dict[str, float]:
             trainer.forward(b)
     fwd = fc.get_total_flops()
     with FlopCounterMode(display=False) as fc:
-        trainer._loss(b).backward()
+        trainer.loss(b).backward()
     return dict(forward_flops_per_frame=fwd / frames, train_flops_per_frame=fc.get_total_flops() / frames)
 
 
@@ -149,7 +148,7 @@ def _ctc_parity(corpus: str) -> dict[str, float]:
     losses, grads = [], []
     for t in (cpu, gpu):
         t.model.train()
-        loss = t._loss(b.to(t.device))
+        loss = t.loss(b.to(t.device))
         loss.backward()
         losses.append(float(loss.detach()))
         grads.append(torch.cat([p.grad.flatten().cpu() for p in t.model.parameters() if p.grad is not None]))
@@ -181,14 +180,14 @@ def _timed_training(trainer, batches: list, seconds: float, wait_for_all) -> dic
     cuda = trainer.device.type == "cuda"
     trainer.model.train()
     for b in batches[:6]:
-        train_step(trainer, b)
+        trainer.step(b)
     if cuda:
         torch.cuda.synchronize()
     wait_for_all()
     t0, frames, i = time.perf_counter(), 0, 0
     while time.perf_counter() - t0 < seconds:
         b = batches[i % len(batches)]
-        train_step(trainer, b)
+        trainer.step(b)
         frames += int(b.lengths.sum())
         i += 1
     if cuda:
@@ -424,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.render:
         result, *repeats = (json.loads(Path(f).read_text()) for f in args.render)
-        body = render(result, repeats) + ("\n\nThis section was written from saved results with `python benchmarks/gpu.py "
+        body = render(result, repeats) + ("\n\nThis section was written from saved results with `python -m benchmarks.gpu "
                                           f"--render {' '.join(os.path.relpath(Path(f).resolve(), ROOT) for f in args.render)}`.")
         write_section(Path(args.doc), "gpu", body, measured=result)
         print(body)

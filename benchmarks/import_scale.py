@@ -2,7 +2,7 @@
 ~6,800 x ~140) are written as .npy files, imported with 1 and with all reader processes, and the peak
 memory of the importer (and of its worker processes) is compared with the size of the input.
 
-    python benchmarks/import_scale.py --samples 1000 --frames 140
+    python -m benchmarks.import_scale --samples 1000 --frames 140
 Writes benchmarks/results/import_scale.json and a section of docs/benchmarks.md.
 """
 
@@ -18,8 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, save, set_command, write_section  # noqa: E402
+from benchmarks._common import ROOT, save, set_command, write_section
 
 MiB = 2**20
 CHILD = """

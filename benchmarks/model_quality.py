@@ -11,20 +11,18 @@ under several training seeds, in worker processes of one torch thread each, and 
 Writes benchmarks/results/model_quality.json, docs/images/model_quality_curves.png and a section of
 docs/model_quality.md.
 
-    python benchmarks/model_quality.py --corpus corpora/quickstart --curve-epochs 20 --ablation-epochs 10 --seeds 3
+    python -m benchmarks.model_quality --corpus corpora/quickstart --curve-epochs 20 --ablation-epochs 10 --seeds 3
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, save, set_command, write_section  # noqa: E402
+from benchmarks._common import ROOT, save, set_command, write_section
 
 # The seed document's fixed baseline: its architecture (no frame skip) and its hyperparameters.
 SEED_HPARAMS = {"train.learning_rate": 3e-4, "train.warmup_epochs": 5.0, "model.dropout": 0.3,
@@ -59,7 +57,7 @@ def train(corpus: str, epochs: int, seed: int, changes: dict) -> dict:
                              "train.seed": seed, "train.checkpoint": False})
     wers: list[float] = []
     t0 = time.time()
-    Trainer(cfg, corpus, on_epoch=lambda m, _: wers.append(m["dev_wer"])).fit()
+    Trainer(cfg.override({"data.corpus": str(corpus)}), on_epoch=lambda m, _: wers.append(m["dev_wer"])).fit()
     return dict(seed=seed, dev_wer=wers, seconds=time.time() - t0)
 
 

@@ -5,7 +5,7 @@ inference frames/s), the CPU result (``throughput.json``) and the sweep shape of
 (100 trials, 100 epochs max, ASHA grace 10, reduction factor 3). The ASHA budget is successive halving's
 (every trial reaches the first rung, 1/rf of them the next, ...); asynchronous promotion spends a little more.
 
-    python benchmarks/scale_model.py
+    python -m benchmarks.scale_model
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, save, set_command, write_section  # noqa: E402
+from benchmarks._common import ROOT, save, set_command, write_section
 
 TRAIN_SENTENCES, DEV_SENTENCES, FRAMES = 5672, 540, 140  # PHOENIX-2014 train / dev, ~140 frames per sentence
 

@@ -11,9 +11,9 @@ itself) with a trainable that reads the table instead of training, for several s
 Reported: best dev WER so far against cumulative trial-epochs (anytime plot, PNG), and the ratio of
 trial-epochs TPE + ASHA needs to come within 1 WER point of full-budget random search's final best.
 
-    python benchmarks/search_efficiency.py build --epochs 20                  # ~28 min on 2 CPU cores
-    python benchmarks/search_efficiency.py build --epochs 20 --train-seed 1   # the second run of each
-    python benchmarks/search_efficiency.py replay --seeds 40 --trials 24 --grace 2 --workers 6   # 25 min
+    python -m benchmarks.search_efficiency build --epochs 20                  # ~28 min on 2 CPU cores
+    python -m benchmarks.search_efficiency build --epochs 20 --train-seed 1   # the second run of each
+    python -m benchmarks.search_efficiency replay --seeds 40 --trials 24 --grace 2 --workers 6   # 25 min
 
 The first table (``search_table_10ep.parquet``: 10 epochs, where most configurations never left the CTC blank
 plateau) stays for comparison: ``replay --table benchmarks/results/search_table_10ep.parquet``.
@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, save, set_command, write_section  # noqa: E402
+from benchmarks._common import ROOT, save, set_command, write_section
+from tune.trials import WER_THEN_LOSS
 
 RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_TABLE = RESULTS / "search_table_20ep.parquet"  # the headline; search_table_10ep.parquet: the first table
@@ -51,7 +51,7 @@ LOG_KEYS = {"train.learning_rate", "train.weight_decay"}
 RANK = "dev_loss"  # the sweep's default scheduler.metric (tune.experiment.SchedulerSpec)
 STRATEGIES = {  # name -> (searcher algorithm, scheduler, what ASHA ranks by, other searcher keys)
     "TPE + ASHA": ("tpe", "asha", RANK, {}),  # the sweep defaults: independent TPE, ASHA on dev loss
-    "TPE + ASHA on dev WER then loss": ("tpe", "asha", "dev_wer_then_loss", {}),  # the default until 2026-11-25
+    "TPE + ASHA on dev WER then loss": ("tpe", "asha", WER_THEN_LOSS, {}),  # the default until 2026-11-25
     "TPE + ASHA on dev WER": ("tpe", "asha", "dev_wer", {}),
     "multivariate TPE + ASHA": ("tpe", "asha", RANK, {"multivariate": True}),
     "TPE + ASHA, 8 startup": ("tpe", "asha", RANK, {"n_startup_trials": 8}),
@@ -73,7 +73,7 @@ def _train_point(args: tuple[str, int, dict[str, Any], int]) -> list[dict[str, A
                              "train.early_stopping_patience": 0, "data.batch_size": 4, "train.seed": seed})
     rows = []
     t0 = time.time()
-    trainer = Trainer(cfg, corpus, on_epoch=lambda m, _: rows.append(
+    trainer = Trainer(cfg.override({"data.corpus": str(corpus)}), on_epoch=lambda m, _: rows.append(
         {**point, "train_seed": seed, "epoch": m["epoch"], "dev_wer": m["dev_wer"], "dev_loss": m["dev_loss"],
          "seconds": time.time() - t0}))
     try:
@@ -143,7 +143,7 @@ class TableTrainable:
         import pandas as pd
         from ray import tune
 
-        from tune.search import with_rank_metric
+        from tune.trials import with_rank_metric
         table = with_train_seed(pd.read_parquet(self.table_path))
         point = {k: _snap(k, params[k], sorted(table[k].unique().tolist())) for k in GRID}
         rows = table
@@ -172,10 +172,9 @@ def replay_one(table_path: Path, algorithm: str, scheduler: str, seed: int, tria
                budget: int = 0) -> list[tuple[int, float]]:
     """One strategy run. Returns (trial-epochs spent, dev WER) per report in the order they happened, cut at
     ``budget`` trial-epochs when given."""
-    from ray import tune
-
     from tune.experiment import from_dict
-    from tune.search import METRIC, OptunaSearcher, make_scheduler
+    from tune.sweep import build_tuner
+    from tune.trials import METRIC
     name = f"{algorithm}-{scheduler}-{metric}-{'-'.join(f'{k}{v}' for k, v in (searcher or {}).items())}-{seed}"
     space = {"train.learning_rate": {"type": "loguniform", "low": 3e-4, "high": 1e-2},
              "model.dropout": {"type": "uniform", "low": 0.0, "high": 0.3},
@@ -189,12 +188,7 @@ def replay_one(table_path: Path, algorithm: str, scheduler: str, seed: int, tria
                                      "metric": metric},
                           baseline_first=False, mlflow={"enabled": False}))
     spec.sweep_dir.mkdir(parents=True, exist_ok=True)
-    tuner = tune.Tuner(  # the sweep's own searcher and scheduler construction (tune.search)
-        TableTrainable(str(table_path), seed),
-        tune_config=tune.TuneConfig(search_alg=OptunaSearcher(spec), scheduler=make_scheduler(spec),
-                                    num_samples=trials, max_concurrent_trials=1, reuse_actors=True),
-        run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0))
-    grid = tuner.fit()
+    grid = build_tuner(spec, TableTrainable(str(table_path), seed)).fit()  # the sweep's own Tuner
     events = []
     for result in grid:
         df = result.metrics_dataframe
@@ -217,9 +211,10 @@ def anytime(events: list[tuple[int, float]]) -> tuple[np.ndarray, np.ndarray]:
 
 def _start_ray() -> None:
     """A local Ray for this process (each replay worker has its own: a replay is latency-bound, not CPU-bound)."""
-    import tune  # noqa: F401 -- sets RAY_AUTH_MODE=token: must come before ray is imported
     import ray
     import ray.cloudpickle
+
+    import tune  # noqa: F401 -- sets RAY_AUTH_MODE=token: must come before ray is imported
     from tune.sweep import ensure_ray_token
     module = sys.modules[TableTrainable.__module__]
     if module.__name__ != "__main__":  # imported (tests, pool workers): Ray workers cannot import benchmarks/

@@ -4,7 +4,7 @@ Every run trains the same corpus for the same epoch budget (seed 0); each varian
 hyperparameter to a low or a high value of the quickstart search range, plus the two "bad" learning
 rates the issue names. Writes benchmarks/results/sensitivity.json and a section of docs/corpus.md.
 
-    python benchmarks/sensitivity.py --corpus corpora/quickstart --epochs 12
+    python -m benchmarks.sensitivity --corpus corpora/quickstart --epochs 12
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, save, set_command, write_section  # noqa: E402
+from benchmarks._common import ROOT, save, set_command, write_section
 
 BASE = {"data.batch_size": 4, "train.warmup_epochs": 1, "train.early_stopping_patience": 0}
 VARIANTS = [
@@ -42,7 +41,7 @@ def run(corpus: str, epochs: int, changes: dict) -> dict:
     cfg = Config().override({**BASE, "train.epochs": epochs, **changes})
     t0 = time.time()
     try:
-        summary = Trainer(cfg, corpus).fit()
+        summary = Trainer(cfg.override({"data.corpus": str(corpus)})).fit()
         best = summary["best_dev_wer"]
     except NonFiniteLossError:
         best = math.nan

@@ -12,8 +12,8 @@ Two measurements (docs/benchmarks.md, "Sweep at scale"):
   driver's time went (Optuna, MLflow writes, retention), MLflow writes per second and queue depth, and wall
   time against the ideal (trial-epochs x epoch time / slots). Target: no result waits more than 1 s.
 
-    python benchmarks/sweep_scale.py searcher [--trials 1000]
-    python benchmarks/sweep_scale.py sweep [--nodes 32 --slots 4 --trials 1000 --epoch-s 5]
+    python -m benchmarks.sweep_scale searcher [--trials 1000]
+    python -m benchmarks.sweep_scale sweep [--nodes 32 --slots 4 --trials 1000 --epoch-s 5]
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import ROOT, save, set_command, write_section  # noqa: E402
+from benchmarks._common import ROOT, save, set_command, write_section
+from tune.trials import with_rank_metric
 
 EPOCHS = 20
 
@@ -54,7 +54,7 @@ def quality(params: dict[str, Any]) -> float:
     return min(1.0, 0.08 + 0.6 * bowl + 0.8 * drop + 0.05 * blocks)
 
 
-def sim_trial(params: dict[str, Any], base: dict[str, Any], corpus: str, max_epochs: int,
+def sim_trial(params: dict[str, Any], base: dict[str, Any], max_epochs: int,
               gpu_fraction: float) -> None:
     """tune.trainable.train_trial's signature: reports the curve of ``quality(params)``, one epoch every
     SLR_SIM_EPOCH_S seconds, each with a checkpoint and its wall-clock report time."""
@@ -62,7 +62,7 @@ def sim_trial(params: dict[str, Any], base: dict[str, Any], corpus: str, max_epo
 
     from ray import tune
 
-    from tune.search import with_rank_metric
+    from tune.trials import with_rank_metric
     final, pace = quality(params), float(os.environ.get("SLR_SIM_EPOCH_S", "5"))
     start, best = 0, 1.0
     restored = tune.get_checkpoint()
@@ -109,8 +109,8 @@ def searcher_bench(trials: int) -> dict[str, Any]:
         result = {}
         for epoch in range(1, last + 1):
             wer = final + (1.0 - final) * math.exp(-epoch / 4.0)
-            result = {"epoch": epoch, "dev_wer": wer, "dev_loss": 1 + 10 * wer, "best_dev_wer": wer,
-                      "dev_wer_then_loss": wer, "finished": int(epoch >= EPOCHS)}
+            result = with_rank_metric({"epoch": epoch, "dev_wer": wer, "dev_loss": 1 + 10 * wer,
+                                       "best_dev_wer": wer, "finished": int(epoch >= EPOCHS)})
             t0 = time.perf_counter()
             searcher.on_trial_result(tid, result)
             report.append((i, time.perf_counter() - t0))

@@ -1,7 +1,7 @@
 """Trainer throughput of the seed baseline: train and inference frames/s, data loader frames/s, and the
 real-time factor of recognizing a 10 s sentence on one CPU core.
 
-    python benchmarks/throughput.py --corpus corpora/quickstart
+    python -m benchmarks.throughput --corpus corpora/quickstart
 Writes benchmarks/results/throughput.json and a section of docs/benchmarks.md.
 """
 
@@ -15,17 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, save, set_command, write_section  # noqa: E402
-
-
-def train_step(trainer, batch) -> None:  # noqa: ANN001 -- an slr Trainer and a Batch on its device
-    """One optimizer step as the trainer takes it (forward, CTC, backward, clip, AdamW), without its bookkeeping."""
-    loss = trainer._loss(batch)
-    trainer.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), 1.0)
-    trainer.optimizer.step()
+from benchmarks._common import ROOT, save, set_command, write_section
 
 
 def measure_training(corpus: str, steps: int, batch_size: int, amp: str = "off") -> dict:
@@ -33,7 +23,7 @@ def measure_training(corpus: str, steps: int, batch_size: int, amp: str = "off")
     from slr.config import Config
     from slr.train import Trainer
     cfg = Config().override({"data.batch_size": batch_size, "features.standardize": False, "train.amp": amp})
-    trainer = Trainer(cfg, corpus)
+    trainer = Trainer(cfg.override({"data.corpus": str(corpus)}))
     trainer.model.train()
     batches = []
     for batch in trainer.train_loader:
@@ -44,7 +34,7 @@ def measure_training(corpus: str, steps: int, batch_size: int, amp: str = "off")
     for i, batch in enumerate(batches):
         if i == 2:  # two warm-up steps
             t0, frames = time.perf_counter(), 0
-        train_step(trainer, batch.to(trainer.device))
+        trainer.step(batch.to(trainer.device))
         frames += int(batch.lengths.sum())
     train_seconds = time.perf_counter() - t0
     trainer.model.eval()
@@ -64,7 +54,7 @@ def measure_loader(corpus: str, batch_size: int, epochs: int = 2) -> dict:
     """Frames/s the data path delivers (memory-mapped corpus -> padded batches), no model."""
     from slr.config import Config
     from slr.train import Trainer
-    trainer = Trainer(Config().override({"data.batch_size": batch_size, "features.standardize": False}), corpus)
+    trainer = Trainer(Config().override({"data.batch_size": batch_size, "features.standardize": False, "data.corpus": str(corpus)}))
     t0, frames = time.perf_counter(), 0
     for epoch in range(epochs):
         trainer.sampler.set_epoch(epoch)

@@ -19,7 +19,7 @@ import torch
 
 from slr.config import AugmentConfig
 from slr.data import Batch
-from slr.features import FACE, LEFT_HAND, LEFT_SHOULDER, NUM_POINTS, POSE, RIGHT_HAND, RIGHT_SHOULDER
+from slr.layout import FACE, LEFT_HAND, LEFT_SHOULDER, NUM_POINTS, POSE, RIGHT_HAND, RIGHT_SHOULDER
 
 # MediaPipe Pose's left/right pairs (nose 0 is on the midline); a mirror swaps each pair.
 POSE_PAIRS = [(1, 4), (2, 5), (3, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16), (17, 18), (19, 20), (21, 22),

@@ -1,4 +1,5 @@
-"""The ``slr`` command line. Sweep commands import ``tune`` lazily: ``slr`` works without Ray."""
+"""The ``slr`` command line: data, training, evaluation and decoding. Other packages add their commands through the
+``slr.commands`` entry point group (``tune`` adds ``sweep``, ``export``, ``report``): ``slr`` never imports them."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from slr.config import PRECISIONS, RUNTIMES, Config, ConfigError, parse_override
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    if (code := _unknown_command(argv, parser.command_names)) is not None:
+        return code
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
@@ -42,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="slr", description="Continuous sign language recognition: corpora, CTC "
                                 "training, evaluation and Ray Tune sweeps.")
     p.add_argument("-v", "--verbose", action="store_true", help="more output; full tracebacks on errors")
+    p.add_argument("--version", action="version", version=f"slr-tune {version()}")
     sub = p.add_subparsers(title="commands", metavar="COMMAND")
 
     data = sub.add_parser("data", help="make and inspect corpora").add_subparsers(metavar="ACTION")
@@ -108,29 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("inputs", nargs="+", metavar="INPUT")
     dec.set_defaults(func=cmd_decode)
 
-    sweep = sub.add_parser("sweep", help="run a Ray Tune sweep from an experiment YAML (or: sweep status NAME)")
-    sweep.add_argument("experiment", help="experiment YAML, or 'status' followed by a sweep name/path")
-    sweep.add_argument("rest", nargs="*", metavar="key=value", help="dotted overrides of the experiment")
-    sweep.add_argument("--resume", action="store_true", help="restore a sweep whose driver died")
-    sweep.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
-    sweep.add_argument("--storage", help="storage path override (default: the experiment's)")
-    sweep.set_defaults(func=cmd_sweep)
-
-    exp = sub.add_parser("export", help="export a sweep's best trial as a complete training config")
-    exp.add_argument("sweep", help="sweep name (under --storage), sweep directory, or URI (s3://bucket/sweeps/NAME)")
-    exp.add_argument("--out", required=True, help="the YAML to write (complete config + provenance)")
-    exp.add_argument("--storage", default="sweeps", help="where sweeps live: a folder or a URI (default: sweeps)")
-    exp.add_argument("--register", metavar="MODEL_NAME", help="also register the best checkpoint in MLflow")
-    exp.add_argument("--force", action="store_true", help="replace the file --out if it exists")
-    exp.set_defaults(func=cmd_export)
-
-    rep = sub.add_parser("report", help="HTML report with plots of a finished sweep (also logged to MLflow)")
-    rep.add_argument("sweep", help="sweep name (under --storage), sweep directory, or URI (s3://bucket/sweeps/NAME)")
-    rep.add_argument("--storage", default="sweeps", help="where sweeps live: a folder or a URI (default: sweeps)")
-    rep.add_argument("--out", help="output folder (default: SWEEP/report; ./NAME-report for a sweep on a URI)")
-    rep.add_argument("--no-mlflow", action="store_true", help="do not log the report to the parent MLflow run")
-    rep.set_defaults(func=cmd_report)
-
+    for add in command_plugins():  # commands of installed extensions (`slr sweep`, `slr export`, ... from tune)
+        add(sub)
+    p.command_names = set(sub.choices)
     return p
 
 
@@ -239,7 +224,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError("data.corpus", "", "give --corpus DIR or set data.corpus in the config")
     cfg = cfg.override({"data.corpus": str(corpus)})
     _warn_if_machine_differs(args.config)
-    trainer = Trainer(cfg, corpus, out, progress=not args.quiet)  # opens and checks the corpus: nothing written yet
+    trainer = Trainer(cfg, out=out, progress=not args.quiet)  # opens and checks the corpus: nothing written yet
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(trainer.cfg.to_yaml())
     print(f"training {trainer.model.num_parameters():,} parameters on {trainer.device} "
@@ -283,25 +268,42 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- sweeps (need the tune extra) ----------------------------------------------------------------------
-def _tune():
+# -- commands from extensions -----------------------------------------------------------------------------
+PLUGIN_GROUP = "slr.commands"  # entry points: a function taking the subparsers and adding its commands
+# For the message when a command's extension is missing: which extra of slr-tune provides it
+EXTRA_OF = {"sweep": "tune", "export": "tune", "report": "tune", "mlflow-replay": "tune"}
+
+
+def command_plugins() -> list:
+    """The command-adding functions of installed packages (the ``slr.commands`` entry point group). ``slr``
+    names none of them: ``tune`` registers its commands there (pyproject.toml)."""
+    from importlib.metadata import entry_points
+    adders = []
+    for ep in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+        try:
+            adders.append(ep.load())
+        except (ImportError, AttributeError) as err:  # a broken extension must not take the core commands down
+            print(f"slr: warning: commands of '{ep.name}' ({ep.value}) are unavailable: {err}", file=sys.stderr)
+    return adders
+
+
+def _unknown_command(argv: list[str], known: set[str]) -> int | None:
+    """A command no installed package provides: say which extra does, instead of argparse's list of choices."""
+    first = next((a for a in argv if not a.startswith("-")), None)
+    if first in known or first not in EXTRA_OF:
+        return None
+    print(f"slr: '{first}' needs the {EXTRA_OF[first]} extra: pip install 'slr-tune[{EXTRA_OF[first]}]' "
+          "(Ray Tune, Optuna, MLflow)", file=sys.stderr)
+    return 2
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
     try:
-        import tune.cli as tune_cli
-    except ImportError as err:
-        raise RuntimeError(f"sweeps need Ray Tune, Optuna and MLflow: pip install 'slr-tune[tune]' ({err})") from None
-    return tune_cli
-
-
-def cmd_sweep(args: argparse.Namespace) -> int:
-    return _tune().sweep(args)
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    return _tune().export(args)
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    return _tune().report(args)
+        return installed("slr-tune")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 if __name__ == "__main__":

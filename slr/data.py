@@ -8,8 +8,21 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from slr.config import Config
 from slr.corpus.store import Corpus, Sample
 from slr.vocab import Vocabulary
+
+
+def check_layout(cfg: Config, corpus: Corpus) -> None:
+    """A config reads a corpus only in the layout it was made for: landmarks (holistic543) or precomputed
+    features of the width the config declares."""
+    want = "precomputed" if cfg.features.layout == "precomputed" else "holistic543"
+    if corpus.layout != want:
+        raise ValueError(f"{corpus.root}: corpus layout {corpus.layout!r} does not match "
+                         f"features.layout={cfg.features.layout!r}")
+    if want == "precomputed" and corpus.manifest["frame_dim"] != cfg.features.input_dim:
+        raise ValueError(f"{corpus.root}: frame width {corpus.manifest['frame_dim']} != "
+                         f"features.input_dim={cfg.features.input_dim}")
 
 
 def ctc_min_frames(labels: list[int]) -> int:

@@ -1,23 +1,79 @@
-"""Using a trained checkpoint: scoring a split, writing CTM, recognizing single recordings."""
+"""A model on a split: the one evaluation function the trainer (dev, every epoch) and ``slr eval`` (a checkpoint)
+both call; and using a trained checkpoint: inference wrappers, CTM, recognizing single recordings.
+
+Below training in the data flow: nothing here builds an optimizer or reads the train split.
+"""
 
 from __future__ import annotations
 
 import copy
+import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader
 
 from slr import checkpoint
-from slr.config import PRECISIONS, RUNTIMES, Config
+from slr.config import PRECISIONS, RUNTIMES, Config, DecodeConfig
 from slr.corpus.store import Corpus
-from slr.decode import align, beam_search, greedy
+from slr.data import Batch, BucketBatchSampler, SignDataset, check_layout, collate
+from slr.decode import align, beam_search, decode_batch, greedy
 from slr.features import FeaturePipeline
+from slr.metrics import score
 from slr.model import Student, fold_batch_norm
 from slr.vocab import Vocabulary
+
+
+def loader(dataset: SignDataset, sampler: BucketBatchSampler, num_workers: int = 0,
+           pin_memory: bool = False) -> DataLoader:
+    """Padded batches of ``dataset`` in the order of ``sampler`` (training and evaluation alike)."""
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,
+                      persistent_workers=num_workers > 0, pin_memory=pin_memory)
+
+
+def log_probs_of(features: FeaturePipeline, model: nn.Module, batch: Batch, device: torch.device,
+                 amp: bool = False) -> torch.Tensor:
+    """Landmarks -> features -> log-probs ``[T, B, V]`` float32 (bf16 autocast when ``amp``). ``model`` may be an
+    inference wrapper (:func:`for_inference`, ONNX Runtime): only its plain ``forward`` is called."""
+    frame_mask = batch.frame_mask.to(device)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        x = features(batch.x, batch.point_mask, frame_mask)  # [B, T, D]
+        return model(x, batch.lengths.to(device)).float()
+
+
+@torch.no_grad()
+def evaluate_split(model: nn.Module, features: FeaturePipeline, dataset: SignDataset, vocab: Vocabulary,
+                   decode: DecodeConfig, batch_size: int, device: torch.device, amp: bool = False,
+                   num_workers: int = 0, method: str | None = None) -> dict[str, Any]:
+    """Loss, WER and S/D/I of ``model`` on ``dataset`` (decoded as ``decode`` says, or by ``method``), with the
+    hypotheses (``hyps``), references (``refs``), sample ids, excluded samples and seconds taken.
+
+    The model is put in eval mode; batches keep the dataset's length order (no shuffling), so a split's
+    result does not depend on the batch composition of any training run."""
+    t0 = time.perf_counter()
+    sampler = BucketBatchSampler(dataset.lengths(), batch_size, 1, 0, shuffle=False)
+    model.eval()
+    loss_sum, ids, hyps = 0.0, [], []
+    for batch in loader(dataset, sampler, num_workers, pin_memory=device.type == "cuda"):
+        batch = batch.to(device)
+        log_probs = log_probs_of(features, model, batch, device, amp)  # [T, B, V]
+        loss = F.ctc_loss(log_probs, batch.targets, batch.lengths, batch.target_lengths, reduction="sum",
+                          zero_infinity=True)
+        loss_sum += loss.item()
+        decoded = decode_batch(log_probs, batch.lengths, method or decode.method, decode.beam_width)
+        hyps += [vocab.decode(h) for h in decoded]
+        ids += batch.ids
+    by_id = {s.id: s for s in dataset.samples}
+    refs = [by_id[i].glosses for i in ids]
+    result = score(refs, hyps, decode.scorer)
+    result.update(loss=loss_sum / max(1, len(ids)), ids=ids, hyps=hyps, refs=refs,
+                  excluded=dict(dataset.excluded), seconds=time.perf_counter() - t0)
+    return result
 
 
 class _Cast(nn.Module):
@@ -90,10 +146,8 @@ def evaluate_checkpoint(path: str | Path, corpus: str | Path | None, split: str,
                         beam: int = 0, precision: str = "fp32", runtime: str = "torch") -> dict[str, Any]:
     """WER, S/D/I and hypotheses of a checkpoint on a corpus split (greedy unless ``beam`` > 0), on CPU, with
     the model in ``precision`` on ``runtime`` (:func:`inference_model`)."""
-    from slr.train import Trainer  # the trainer owns batching and the forward pass; reuse it as is
-
     state = checkpoint.load(path)
-    updates: dict[str, Any] = {"train.device": "cpu", "train.checkpoint": False}
+    updates: dict[str, Any] = {}
     if scorer:
         updates["decode.scorer"] = scorer
     if beam:
@@ -105,11 +159,12 @@ def evaluate_checkpoint(path: str | Path, corpus: str | Path | None, split: str,
     if data.vocab.to_list() != state["vocab"]:
         raise ValueError(f"{path}: the model's vocabulary differs from {data.root}'s; evaluate on the corpus "
                          "it was trained on (or one imported with its vocabulary)")
-    trainer = Trainer(cfg, data)
-    trainer.model.load_state_dict(state["model"])
-    trainer.features.load_state_dict(state["features"])
-    trainer.model = inference_model(path, trainer.model, precision, runtime)
-    result = trainer.evaluate(split)
+    data.require_splits(split, purpose="evaluation")
+    check_layout(cfg, data)
+    _, vocab, features, model = load_model(path, state=state)
+    model = inference_model(path, model, precision, runtime)
+    dataset = SignDataset(data, split, vocab, cfg.data.max_frames)
+    result = evaluate_split(model, features, dataset, vocab, cfg.decode, cfg.data.batch_size, torch.device("cpu"))
     result.update(scorer=cfg.decode.scorer, fps=data.fps, precision=precision, runtime=runtime)
     return result
 

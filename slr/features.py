@@ -1,6 +1,6 @@
 """Landmarks -> model input, computed on the training device (never stored).
 
-MediaPipe Holistic order (543 points): pose 33, face 468, left hand 21, right hand 21. The default
+The layout facts (MediaPipe Holistic's 543 points) live in :mod:`slr.layout`. The default
 ``holistic543`` layout reproduces the seed's 6516 = 4 x 1629 input: normalized positions plus three
 temporal blocks (velocity, acceleration, position relative to the sample's mean). The layout is data
 -- modality name -> list of [start, stop) spans over the feature vector -- which the model reads, so
@@ -18,28 +18,7 @@ import torch
 from torch import nn
 
 from slr.config import FeaturesConfig
-
-NUM_POINTS = 543
-POSE = (0, 33)
-FACE = (33, 501)
-LEFT_HAND = (501, 522)
-RIGHT_HAND = (522, 543)
-LEFT_SHOULDER, RIGHT_SHOULDER = 11, 12
-POSITION_DIM = NUM_POINTS * 3  # 1629
-
-Spans = dict[str, list[tuple[int, int]]]
-
-
-def holistic_spans(num_temporal: int) -> Spans:
-    """Modality -> feature spans for the holistic543 layout (positions first, temporal blocks after)."""
-    def xyz(span: tuple[int, int]) -> tuple[int, int]:
-        return span[0] * 3, span[1] * 3
-    return {
-        "pose": [xyz(POSE)],
-        "face": [xyz(FACE)],
-        "hands": [(xyz(LEFT_HAND)[0], xyz(RIGHT_HAND)[1])],
-        "temporal": [(POSITION_DIM, POSITION_DIM * (1 + num_temporal))] if num_temporal else [],
-    }
+from slr.layout import LEFT_SHOULDER, NUM_POINTS, POSITION_DIM, RIGHT_SHOULDER, Spans, holistic_spans
 
 
 class FeaturePipeline(nn.Module):

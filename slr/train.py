@@ -26,12 +26,11 @@ from torch.utils.data import DataLoader
 
 from slr import checkpoint, losses
 from slr.augment import Augmenter
-from slr.config import Config, TrainConfig
+from slr.config import Config, ConfigError, TrainConfig
 from slr.corpus.store import Corpus
-from slr.data import Batch, BucketBatchSampler, SignDataset, collate
-from slr.decode import decode_batch
+from slr.data import Batch, BucketBatchSampler, SignDataset, check_layout, collate
+from slr.evaluate import evaluate_split, loader, log_probs_of
 from slr.features import FeaturePipeline
-from slr.metrics import score
 from slr.model import Student
 from slr.vocab import Vocabulary
 
@@ -74,10 +73,14 @@ def adopt_corpus_layout(cfg: Config, corpus: Corpus) -> Config:
 class Trainer:
     """Trains the student on a corpus directory; writes checkpoints and ``metrics.jsonl`` to ``out``."""
 
-    def __init__(self, config: Config, corpus: str | Path | Corpus | None = None, out: str | Path | None = None,
-                 on_epoch: EpochCallback | None = None, progress: bool = False):
+    def __init__(self, config: Config, *, out: str | Path | None = None, on_epoch: EpochCallback | None = None,
+                 progress: bool = False):
+        """``config.data.corpus`` names the corpus (its one source); ``out``: the run directory (None: nothing is
+        written); ``on_epoch``: the callback seam (module docstring); ``progress``: a bar and a line per epoch."""
         self._born = time.perf_counter()  # wall_seconds in the metrics count from here (setup included)
-        self.corpus = corpus if isinstance(corpus, Corpus) else Corpus(corpus or config.data.corpus)
+        if not config.data.corpus:
+            raise ConfigError("data.corpus", "", "the trainer needs a corpus directory")
+        self.corpus = Corpus(config.data.corpus)
         self.corpus.require_splits("train", "dev")
         self.cfg = config = adopt_corpus_layout(config, self.corpus)
         self.out = Path(out) if out else None
@@ -92,7 +95,7 @@ class Trainer:
             # only adds cast kernels; fp32 with TF32 tensor-core matmuls is fastest. "off" = strict fp32.
             tf32 = config.train.amp == "auto"
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
-        self._check_layout()
+        check_layout(config, self.corpus)
         torch.manual_seed(config.train.seed)
         self.vocab: Vocabulary = self.corpus.vocab
         self.features = FeaturePipeline(config.features).to(self.device)
@@ -171,28 +174,13 @@ class Trainer:
         bar = self._bar(self.train_loader, f"epoch {epoch}")
         for batch in bar:
             t0 = time.perf_counter()
-            self._set_lr(self.state["step"])
-            batch = batch.to(self.device)
-            if self.augment is not None:  # training split only; seeded by (train.seed, step)
-                batch = self.augment(batch, self.state["step"])
-            loss = self._loss(batch)
-            if 0 < self.cfg.train.inject_nonfinite_from_epoch <= epoch:  # fault injection for tests
-                loss = loss * float("nan")
-            self.optimizer.zero_grad(set_to_none=True)
-            finite = bool(torch.isfinite(loss))
-            if finite:
-                loss.backward()
-                norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
-                finite = bool(torch.isfinite(norm))
-            if not finite:
-                skipped += 1  # skip: no step on a NaN/Inf loss or gradient
-                self.optimizer.zero_grad(set_to_none=True)
+            loss = self.step(batch)
+            if loss is None:
+                skipped += 1
             else:
-                self.optimizer.step()
-                total += loss.item() * len(batch.ids)
+                total += loss * len(batch.ids)
                 count += len(batch.ids)
                 frames += int(batch.lengths.sum())
-            self.state["step"] += 1
             busy += time.perf_counter() - t0
             if self.progress:
                 bar.set_postfix(loss=f"{total / max(count, 1):.3f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2e}")
@@ -202,7 +190,29 @@ class Trainer:
                                      f"{self.cfg.train.max_nonfinite_fraction})")
         return total / max(count, 1), frames, skipped, busy
 
-    def _loss(self, batch: Batch) -> torch.Tensor:
+    def step(self, batch: Batch) -> float | None:
+        """One optimizer step on a training batch: the learning rate of this step, augmentation, loss, backward,
+        clipping. Returns the loss, or None when the loss or the gradient was not finite (NaN guard: no step is
+        taken, the gradients are dropped). The step counter advances either way."""
+        self._set_lr(self.state["step"])
+        batch = batch.to(self.device)
+        if self.augment is not None:  # training split only; seeded by (train.seed, step)
+            batch = self.augment(batch, self.state["step"])
+        self.state["step"] += 1
+        loss = self.loss(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        finite = bool(torch.isfinite(loss))
+        if finite:
+            loss.backward()
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+            finite = bool(torch.isfinite(norm))
+        if not finite:
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
+        self.optimizer.step()
+        return loss.item()
+
+    def loss(self, batch: Batch) -> torch.Tensor:
         """CTC on the main head, plus (when on) VAC's auxiliary CTC at T/4 and self-distillation into it."""
         log_probs, aux = self.forward(batch, with_aux=True)  # [T, B, V], [T'/4, B, V] or None; float32
         loss = F.ctc_loss(log_probs, batch.targets, batch.lengths, batch.target_lengths, blank=self.vocab.blank_id,
@@ -219,45 +229,25 @@ class Trainer:
     def forward(self, batch: Batch, with_aux: bool = False):
         """Landmarks -> features -> log-probs ``[T, B, V]`` (bf16 autocast if ``train.amp: bf16``; float32 out).
         ``with_aux``: ``(log_probs, aux_log_probs [T'/4, B, V] or None)`` (the auxiliary head, when built)."""
+        if not with_aux:
+            return log_probs_of(self.features, self.model, batch, self.device, self.amp)
         frame_mask = batch.frame_mask.to(self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             x = self.features(batch.x, batch.point_mask, frame_mask)  # [B, T, D]
-            if not with_aux:  # evaluation may run an inference wrapper of the model (slr.evaluate): plain forward
-                return self.model(x, batch.lengths.to(self.device)).float()
             return self.model.forward_train(x, batch.lengths.to(self.device))
 
     # -- evaluation -----------------------------------------------------------------------------------
-    @torch.no_grad()
     def evaluate(self, split: str, method: str | None = None) -> dict[str, Any]:
-        """Loss, WER and S/D/I on a split; also the hypotheses (``hyps``) and references (``refs``)."""
-        t0 = time.perf_counter()
+        """Loss, WER and S/D/I on a split; also the hypotheses (``hyps``) and references (``refs``)
+        (:func:`slr.evaluate.evaluate_split`)."""
         dataset = self.dev_set if split == "dev" else SignDataset(self.corpus, split, self.vocab,
                                                                   self.cfg.data.max_frames)
-        sampler = BucketBatchSampler(dataset.lengths(), self.cfg.data.batch_size, 1, 0, shuffle=False)
-        self.model.eval()
-        loss_sum, ids, hyps, refs = 0.0, [], [], []
-        for batch in self._loader(dataset, sampler):
-            batch = batch.to(self.device)
-            log_probs = self.forward(batch)
-            loss = F.ctc_loss(log_probs, batch.targets, batch.lengths, batch.target_lengths, reduction="sum",
-                              zero_infinity=True)
-            loss_sum += loss.item()
-            decoded = decode_batch(log_probs, batch.lengths, method or self.cfg.decode.method,
-                                   self.cfg.decode.beam_width)
-            hyps += [self.vocab.decode(h) for h in decoded]
-            ids += batch.ids
-        by_id = {s.id: s for s in dataset.samples}
-        refs = [by_id[i].glosses for i in ids]
-        result = score(refs, hyps, self.cfg.decode.scorer)
-        result.update(loss=loss_sum / max(1, len(ids)), ids=ids, hyps=hyps, refs=refs,
-                      excluded=dict(dataset.excluded), seconds=time.perf_counter() - t0)
-        return result
+        return evaluate_split(self.model, self.features, dataset, self.vocab, self.cfg.decode,
+                              self.cfg.data.batch_size, self.device, self.amp, self.cfg.data.num_workers, method)
 
     # -- helpers --------------------------------------------------------------------------------------
     def _loader(self, dataset: SignDataset, sampler: BucketBatchSampler) -> DataLoader:
-        workers = self.cfg.data.num_workers
-        return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
-                          persistent_workers=workers > 0, pin_memory=self.device.type == "cuda")
+        return loader(dataset, sampler, self.cfg.data.num_workers, pin_memory=self.device.type == "cuda")
 
     def _fit_features(self) -> None:
         """Standardization statistics from the first train batches of a fixed order (seeded)."""
@@ -325,12 +315,3 @@ class Trainer:
                     epochs=self.state["epoch"], stopped_early=stopped_early,
                     excluded=dict(train=len(self.train_set.excluded), dev=len(self.dev_set.excluded)),
                     parameters=self.model.num_parameters())
-
-    def _check_layout(self) -> None:
-        want = "precomputed" if self.cfg.features.layout == "precomputed" else "holistic543"
-        if self.corpus.layout != want:
-            raise ValueError(f"{self.corpus.root}: corpus layout {self.corpus.layout!r} does not match "
-                             f"features.layout={self.cfg.features.layout!r}")
-        if want == "precomputed" and self.corpus.manifest["frame_dim"] != self.cfg.features.input_dim:
-            raise ValueError(f"{self.corpus.root}: frame width {self.corpus.manifest['frame_dim']} != "
-                             f"features.input_dim={self.cfg.features.input_dim}")

@@ -1,23 +1,92 @@
-"""``slr sweep | sweep status | export`` (called from slr.cli, which imports this lazily)."""
+"""``tune``'s commands: ``slr sweep [run] | resume | status``, ``slr export``, ``slr report``, ``slr mlflow-replay``.
+
+They join the ``slr`` command line through the ``slr.commands`` entry point group (pyproject.toml), which calls
+:func:`add_commands`; ``slr`` itself never imports ``tune``. This module imports nothing of Ray, Optuna or MLflow
+at load, so ``slr --help`` stays fast and works without them; a command that needs them says how to install them.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
 from slr.config import ConfigError
+from tune.trials import FAILED, best_first, status_of_state
+
+
+INSTALL = "sweeps need Ray Tune, Optuna and MLflow: pip install 'slr-tune[tune]'"
+ACTIONS = ("run", "resume", "status")
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Add tune's commands to ``slr``'s subparsers (the ``slr.commands`` entry point)."""
+    sweep_ = sub.add_parser(
+        "sweep", help="run, resume or inspect a Ray Tune sweep from an experiment YAML",
+        usage="slr sweep [run] EXPERIMENT [key=value ...] | slr sweep resume EXPERIMENT [key=value ...] | "
+              "slr sweep status NAME", description="run: a new sweep (the default action); resume: go on with a "
+              "sweep whose driver stopped (the same as --resume); status: trials by state and the best dev WER so "
+              "far, from the sweep's Optuna storage, also while it runs.")
+    sweep_.add_argument("experiment", metavar="[ACTION] EXPERIMENT", help="an experiment YAML, or an action "
+                        f"({' | '.join(ACTIONS)}) followed by the experiment (for status: a sweep name or folder)")
+    sweep_.add_argument("rest", nargs="*", metavar="key=value", help="dotted overrides of the experiment")
+    sweep_.add_argument("--resume", action="store_true", help="restore a sweep whose driver died")
+    sweep_.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    sweep_.add_argument("--storage", help="storage path override (default: the experiment's)")
+    sweep_.set_defaults(func=_needs_deps(sweep))
+
+    exp = sub.add_parser("export", help="export a sweep's best trial as a complete training config")
+    exp.add_argument("sweep", help="sweep name (under --storage), sweep directory, or URI (s3://bucket/sweeps/NAME)")
+    exp.add_argument("--out", required=True, help="the YAML to write (complete config + provenance)")
+    exp.add_argument("--storage", default="sweeps", help="where sweeps live: a folder or a URI (default: sweeps)")
+    exp.add_argument("--register", metavar="MODEL_NAME", help="also register the best checkpoint in MLflow")
+    exp.add_argument("--force", action="store_true", help="replace the file --out if it exists")
+    exp.set_defaults(func=_needs_deps(export))
+
+    rep = sub.add_parser("report", help="HTML report with plots of a finished sweep (also logged to MLflow)")
+    rep.add_argument("sweep", help="sweep name (under --storage), sweep directory, or URI (s3://bucket/sweeps/NAME)")
+    rep.add_argument("--storage", default="sweeps", help="where sweeps live: a folder or a URI (default: sweeps)")
+    rep.add_argument("--out", help="output folder (default: SWEEP/report; ./NAME-report for a sweep on a URI)")
+    rep.add_argument("--no-mlflow", action="store_true", help="do not log the report to the parent MLflow run")
+    rep.set_defaults(func=_needs_deps(report))
+
+    rp = sub.add_parser("mlflow-replay", help="write the MLflow writes a sweep saved while its server was down",
+                        description="A sweep whose tracking server never came back saves the writes it could not "
+                        "make in SWEEP/mlflow_pending.jsonl; this sends them, in order, once the server is back.")
+    rp.add_argument("file", help="the sweep's mlflow_pending.jsonl")
+    rp.add_argument("--tracking-uri", required=True, help="the MLflow tracking server (or store) to write to")
+    rp.set_defaults(func=_needs_deps(mlflow_replay))
+
+
+def _needs_deps(command):  # noqa: ANN001, ANN202
+    """``command``, whose missing Ray / Optuna / MLflow is one clear line with the install command."""
+    import functools
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except ModuleNotFoundError as err:
+            if err.name and err.name.split(".")[0] in ("ray", "optuna", "mlflow", "matplotlib", "pandas"):
+                raise RuntimeError(f"{INSTALL} ({err})") from None
+            raise
+    return run
 
 
 def sweep(args: argparse.Namespace) -> int:
-    """``slr sweep``. ``args.trial_fn``, when set, replaces the trainable (tests/tune/table_sweep.py: trials
-    replaying measured curves run through exactly this command's checks, messages and exit codes)."""
-    if args.experiment == "status":
+    """``slr sweep [run | resume | status] ...``. ``args.trial_fn``, when set, replaces the trainable
+    (tests/tune/table_sweep.py: trials replaying measured curves run through exactly this command's checks,
+    messages and exit codes)."""
+    if args.experiment in ACTIONS:
+        action = args.experiment
         if not args.rest:
-            raise ConfigError("sweep status", "", "usage: slr sweep status NAME_OR_DIR")
-        return status(args.rest[0], args.storage or "sweeps")
+            raise ConfigError(f"sweep {action}", "", f"usage: slr sweep {action} "
+                              + ("NAME_OR_DIR" if action == "status" else "EXPERIMENT [key=value ...]"))
+        args.experiment, args.rest = args.rest[0], args.rest[1:]
+        if action == "status":
+            return status(args.experiment, args.storage or "sweeps")
+        args.resume = args.resume or action == "resume"
     from tune.experiment import load_experiment
     from tune.sweep import SweepInterrupted, run_sweep
     spec = load_experiment(args.experiment, args.rest, storage=args.storage)
@@ -33,7 +102,7 @@ def sweep(args: argparse.Namespace) -> int:
     _print_summary(summary)
     if summary["best_dev_wer"] is None:  # every trial failed: nothing to export, and scripts must see it
         print(f"slr: error: no trial of sweep '{spec.name}' finished with a dev WER "
-              f"({summary['trials_by_status']['failed']} failed); see {spec.sweep_dir / 'summary.json'}",
+              f"({summary['trials_by_status'][FAILED]} failed); see {spec.sweep_dir / 'summary.json'}",
               file=sys.stderr)
         return 1
     return 0
@@ -77,11 +146,6 @@ def resolve_sweep_dir(name_or_dir: str, storage: str = "sweeps") -> Path:
     raise FileNotFoundError(f"no sweep '{name_or_dir}' (looked in {path} and {Path(storage) / name_or_dir})")
 
 
-# Optuna's trial states in the words the rest of slr-tune uses (summary.json, MLflow tags)
-STATE_NAMES = {"RUNNING": "running", "COMPLETE": "completed", "PRUNED": "stopped-by-asha", "FAIL": "failed",
-               "WAITING": "queued"}
-
-
 def status(name_or_dir: str, storage: str) -> int:
     """Trials by state and the best dev WER so far, read from the sweep's Optuna storage."""
     import optuna
@@ -95,18 +159,13 @@ def status(name_or_dir: str, storage: str) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=spec.name, storage=spec.optuna_storage)
     states: dict[str, int] = {}
-    best = (math.inf, None)
     for t in study.trials:
-        state = STATE_NAMES.get(t.state.name, t.state.name.lower())
+        state = status_of_state(t.state.name)
         states[state] = states.get(state, 0) + 1
-        # intermediate values are the scheduler's metric (maybe dev loss): the best dev WER is a user attribute
-        values = [v for v in (t.user_attrs.get("best_dev_wer"), t.value) if v is not None]
-        for v in values:
-            if v < best[0]:
-                best = (v, t.user_attrs.get("ray_trial_id", f"#{t.number}"))
     print(f"sweep {spec.name}: " + ", ".join(f"{n} {k}" for k, n in sorted(states.items())))
-    if best[1] is not None:
-        print(f"best dev WER so far {100 * best[0]:.2f}% (trial {best[1]})")
+    if ranked := best_first(study.trials, _best_so_far, lambda t: t.number):
+        t = ranked[0]
+        print(f"best dev WER so far {100 * _best_so_far(t):.2f}% (trial {t.user_attrs.get('ray_trial_id', f'#{t.number}')})")
     from tune.lock import holder_of
     if holder := holder_of(sweep_dir):
         print(f"running: driver pid {holder.get('pid')} on {holder.get('host')} since {holder.get('since')}")
@@ -115,6 +174,19 @@ def status(name_or_dir: str, storage: str) -> int:
     else:
         print("interrupted: no driver is running it; resume it with `slr sweep EXPERIMENT --resume` "
               f"(its definition: {sweep_dir / 'experiment.yaml'})")
+    return 0
+
+
+def _best_so_far(t) -> float | None:  # noqa: ANN001 -- an optuna FrozenTrial
+    """A trial's best dev WER so far: intermediate values are the scheduler's metric (maybe dev loss), so it is the
+    user attribute the searcher keeps (or the value of a completed trial)."""
+    values = [v for v in (t.user_attrs.get("best_dev_wer"), t.value) if v is not None]
+    return min(values, default=None)
+
+
+def mlflow_replay(args: argparse.Namespace) -> int:
+    from tune.tracking import replay
+    print(f"replayed {replay(args.file, args.tracking_uri)} operations")
     return 0
 
 

@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slr.config import Config, ConfigError, _build, apply_overrides, parse_override, read_yaml
+from slr.config import Config, ConfigError, apply_overrides, build, parse_override, read_yaml
 from slr.corpus.synthetic import PRESETS
 from tune.storage import is_uri, join
+from tune.trials import RANK_METRICS
 
 # The seed's baseline: evaluated as the first trial of every sweep (values outside a key's range are clipped).
 SEED_BASELINE = {"train.learning_rate": 3e-4, "model.dropout": 0.3, "train.weight_decay": 1e-4,
@@ -38,7 +39,6 @@ DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
 SET_BY_THE_SWEEP = {"train.epochs": "a trial's budget is scheduler.max_epochs, else train.epochs under config:",
                     "data.corpus": "the corpus is the experiment's corpus: key",
                     "train.device": "the device follows resources.gpu"}
-RANK_METRICS = ("dev_wer_then_loss", "dev_wer", "dev_loss")
 
 
 def _check(ok: bool, key: str, value: Any, rule: str) -> None:
@@ -107,7 +107,7 @@ class SearcherSpec:
     multivariate: bool = False
     storage: str = ""  # Optuna RDB storage, any SQLAlchemy URL; default: sqlite beside the sweep
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
         _check(self.algorithm in ("tpe", "random", "qmc"), "searcher.algorithm", self.algorithm,
                "must be tpe, random or qmc")
         _check(self.n_startup_trials >= 0, "searcher.n_startup_trials", self.n_startup_trials, "must be >= 0")
@@ -127,7 +127,7 @@ class SchedulerSpec:
     # searcher seeds (docs/benchmarks.md). The best trial is always chosen by dev WER.
     metric: str = "dev_loss"
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
         _check(self.type in ("asha", "none"), "scheduler.type", self.type, "must be asha or none")
         _check(self.metric in RANK_METRICS, "scheduler.metric", self.metric, f"must be one of {RANK_METRICS}")
         _check(self.grace_period >= 1, "scheduler.grace_period", self.grace_period, "must be >= 1")
@@ -140,7 +140,7 @@ class ResourceSpec:
     cpu: float = 1.0
     gpu: float = 0.0
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
         _check(self.cpu > 0, "resources.cpu", self.cpu, "must be > 0")
         _check(self.gpu >= 0, "resources.gpu", self.gpu, "must be >= 0")
         if 0 < self.gpu < 1:
@@ -184,14 +184,24 @@ class ExperimentSpec:
     reuse_workers: bool = True  # a slot's worker process runs its next trial (Ray's reuse_actors)
     source: str = ""
 
+    def __post_init__(self) -> None:
+        validate(self)  # like slr's config: a spec that exists is a valid one
+
     # -- derived --------------------------------------------------------------------------------------
     def base_config(self) -> Config:
-        """The experiment's ``config:`` over slr's defaults; ``train.num_threads``, unless set there, is the trial's
-        CPU count (what Ray gives it), so every trial's recorded config says how it ran and reproduces."""
+        """The experiment's ``config:`` over slr's defaults, with ``data.corpus`` the experiment's corpus (its one
+        source: every trial, the summary and the exported config take it from here); ``train.num_threads``, unless
+        set there, is the trial's CPU count (what Ray gives it), so every trial's recorded config says how it ran
+        and reproduces."""
         cfg = Config.from_dict(self.config, source=self.source or None)
+        cfg = cfg.override({"data.corpus": str(self.corpus_dir)})
         if "num_threads" not in (self.config.get("train") or {}):
             cfg = cfg.override({"train.num_threads": max(1, int(self.resources.cpu))})
         return cfg
+
+    @property
+    def corpus_dir(self) -> Path:
+        return Path(self.corpus.path).resolve()
 
     @property
     def max_epochs(self) -> int:
@@ -292,22 +302,23 @@ def from_dict(raw: dict[str, Any], source: str = "") -> ExperimentSpec:
     sections = {"corpus": (CorpusSpec, corpus), "searcher": (SearcherSpec, raw.get("searcher", {})),
                 "scheduler": (SchedulerSpec, raw.get("scheduler", {})),
                 "resources": (ResourceSpec, raw.get("resources", {})), "mlflow": (MlflowSpec, raw.get("mlflow", {}))}
-    built = {name: _build(cls, value or {}, prefix=f"{name}.") for name, (cls, value) in sections.items()}
+    built = {name: build(cls, value or {}, prefix=f"{name}.") for name, (cls, value) in sections.items()}
     space_raw = raw.get("space", {}) or {}
     _check(isinstance(space_raw, dict), "space", space_raw, "must map dotted config keys to distributions")
-    space = {k: _build(ParamSpec, v, prefix=f"space.{k}.") for k, v in space_raw.items()}
+    space = {k: build(ParamSpec, v, prefix=f"space.{k}.") for k, v in space_raw.items()}
     config = raw.get("config", {}) or {}
     _check(isinstance(config, dict), "config", config, "must be a mapping of config sections")
     spec = ExperimentSpec(name=raw["name"], config=config, space=space, source=source,
                           **{k: raw[k] for k in ("num_trials", "max_concurrent", "storage_path", "local_path",
                                                  "baseline_first", "max_failures", "reuse_workers") if k in raw},
                           **built)
-    validate(spec)
     return spec
 
 
 def validate(spec: ExperimentSpec) -> None:
-    """Everything that can be checked without Ray: types, ranges, that every searched key exists."""
+    """Everything that can be checked without Ray: types, ranges, that every searched key exists, that every value
+    the searcher can draw builds a valid config. Run by the spec itself (``ExperimentSpec.__post_init__``); the
+    sections (searcher, scheduler, resources) check their own fields when they are built."""
     base = spec.base_config()  # raises with the key for a bad base config
     _check(_whole(spec.num_trials) and spec.num_trials >= 1, "num_trials", spec.num_trials, "must be a whole number >= 1")
     _check(_whole(spec.max_concurrent) and spec.max_concurrent >= 1, "max_concurrent", spec.max_concurrent,
@@ -317,8 +328,6 @@ def validate(spec: ExperimentSpec) -> None:
     _check(not spec.corpus.synth or spec.corpus.synth in PRESETS, "corpus.synth", spec.corpus.synth,
            f"unknown preset; one of {sorted(PRESETS)} (or leave it empty for an existing corpus)")
     _check(isinstance(spec.reuse_workers, bool), "reuse_workers", spec.reuse_workers, "must be true or false")
-    for part in (spec.searcher, spec.scheduler, spec.resources):
-        part.validate()
     flat = base.flat()
     for key, param in spec.space.items():
         _check(key in flat, f"space.{key}", key, "not a config key (e.g. train.learning_rate, model.num_blocks)")

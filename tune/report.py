@@ -17,8 +17,9 @@ import yaml
 
 from tune.experiment import ExperimentSpec, from_dict
 from tune.storage import is_uri
+from tune.trials import COMPLETED, FAILED, STATUSES, STOPPED, asha_milestones, best_first
 
-STATUS_STYLE = {"completed": ("o", "tab:blue"), "stopped-by-asha": ("x", "tab:gray"), "failed": ("v", "tab:red")}
+STATUS_STYLE = {COMPLETED: ("o", "tab:blue"), STOPPED: ("x", "tab:gray"), FAILED: ("v", "tab:red")}
 IMPORTANCE_METHOD = "fANOVA (optuna.importance.FanovaImportanceEvaluator, seed 0), completed trials only"
 
 
@@ -47,10 +48,15 @@ def load_sweep(sweep_dir: Path) -> tuple[ExperimentSpec, dict[str, Any], dict[st
     return spec, summary, curves
 
 
+def ranked(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The summary's trials best first (:func:`tune.trials.best_first`: ties to the trial asked first)."""
+    return best_first(summary["trials"], lambda t: t["best_dev_wer"] if _finite(t["best_dev_wer"]) else None,
+                      lambda t: t.get("number", math.inf))
+
+
 def boundary_warnings(spec: ExperimentSpec, summary: dict[str, Any], top: int = 3) -> list[str]:
     """A warning per numeric parameter whose best trials sit within 5 % of an edge of its range."""
-    ranked = sorted((t for t in summary["trials"] if _finite(t["best_dev_wer"])), key=lambda t: t["best_dev_wer"])
-    best = ranked[:top]
+    best = ranked(summary)[:top]
     out = []
     for key, p in spec.space.items():
         if p.type == "choice" or not best:
@@ -148,21 +154,20 @@ def _plot_curves(spec: ExperimentSpec, summary: dict[str, Any], curves: dict[str
                  path: Path, top: int = 3) -> Path:
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4))
-    ranked = [t["trial_id"] for t in sorted((t for t in summary["trials"] if _finite(t["best_dev_wer"])),
-                                             key=lambda t: t["best_dev_wer"])]
+    order = [t["trial_id"] for t in ranked(summary)]
     for tid, reports in curves.items():
         pts = [(r["epoch"], r["dev_wer"]) for r in reports if _finite(r.get("dev_wer"))]
-        if pts and tid not in ranked[:top]:
+        if pts and tid not in order[:top]:
             ax.plot(*zip(*pts), color="gray", alpha=0.3, lw=1)
-    for rank, tid in enumerate(ranked[:top]):
+    for rank, tid in enumerate(order[:top]):
         pts = [(r["epoch"], r["dev_wer"]) for r in curves.get(tid, []) if _finite(r.get("dev_wer"))]
         if pts:
             ax.plot(*zip(*pts), marker="o", lw=2, label=f"#{rank + 1} {tid}")
     if spec.scheduler.type == "asha":
-        rung = spec.scheduler.grace_period
-        while rung < spec.max_epochs:
-            ax.axvline(rung, color="tab:orange", ls="--", lw=1)
-            rung *= spec.scheduler.reduction_factor
+        s = spec.scheduler
+        for rung in asha_milestones(s.grace_period, s.reduction_factor, spec.max_epochs):
+            if rung < spec.max_epochs:  # the budget itself ends every trial: no decision there
+                ax.axvline(rung, color="tab:orange", ls="--", lw=1)
         ax.plot([], [], color="tab:orange", ls="--", label="ASHA rungs")
     ax.set_xlabel("epoch")
     ax.set_ylabel("dev WER")
@@ -191,7 +196,7 @@ def _plot_outcomes(summary: dict[str, Any], path: Path) -> Path:
     counts = dict(summary["trials_by_status"])
     states = summary.get("optuna_states", {})
     fig, ax = plt.subplots(figsize=(5, 2.6))
-    labels = ["completed", "stopped-by-asha", "failed"]
+    labels = list(STATUSES)
     total = max(1, sum(counts.get(k, 0) for k in labels))
     ax.bar(labels, [counts.get(k, 0) / total for k in labels], color=[STATUS_STYLE[k][1] for k in labels])
     ax.set_ylabel("fraction of trials")
@@ -213,7 +218,7 @@ def _html(spec: ExperimentSpec, summary: dict[str, Any], pngs: dict[str, Path], 
     esc = html.escape
     counts = summary["trials_by_status"]
     n = max(1, summary["num_trials"])
-    failed = [t for t in summary["trials"] if t["status"] == "failed"]
+    failed = [t for t in summary["trials"] if t["status"] == FAILED]
     best_cfg = sweep_dir / "best_config.yaml"
     rows = ""
     if best_cfg.exists():
@@ -240,9 +245,9 @@ def _html(spec: ExperimentSpec, summary: dict[str, Any], pngs: dict[str, Path], 
 table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:2px 8px;font-size:13px}}
 .warn{{color:#a60;font-weight:bold}} pre{{background:#f4f4f4;padding:8px}}</style></head><body>
 <h1>Sweep <code>{esc(spec.name)}</code></h1>
-<p>{summary['num_trials']} trials: {counts.get('completed', 0)} completed, {counts.get('stopped-by-asha', 0)} stopped
-by ASHA ({100 * counts.get('stopped-by-asha', 0) / n:.0f} %), {counts.get('failed', 0)} failed
-({100 * counts.get('failed', 0) / n:.0f} %, infeasible: {len(failed)}). Searcher {esc(spec.searcher.algorithm)},
+<p>{summary['num_trials']} trials: {counts.get(COMPLETED, 0)} completed, {counts.get(STOPPED, 0)} stopped
+by ASHA ({100 * counts.get(STOPPED, 0) / n:.0f} %), {counts.get(FAILED, 0)} failed
+({100 * counts.get(FAILED, 0) / n:.0f} %, infeasible: {len(failed)}). Searcher {esc(spec.searcher.algorithm)},
 scheduler {esc(spec.scheduler.type)}, wall time {summary['wall_seconds']:.0f} s.</p>
 <h2>Best trial</h2>
 {best_html}

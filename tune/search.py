@@ -24,9 +24,9 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import Searcher
 
 from tune.experiment import ExperimentSpec, ParamSpec
+from tune.trials import METRIC, STATE_OF_STATUS, status_of
 
 log = logging.getLogger(__name__)
-METRIC = "dev_wer"
 BEFORE_ASK = "slr:sampler_state_before_ask"  # study system attribute (OptunaSearcher.suggest)
 
 
@@ -92,17 +92,6 @@ def open_study(spec: ExperimentSpec, storage: str | None = None) -> optuna.Study
     if spec.baseline_first and not study.trials and spec.baseline():
         study.enqueue_trial(spec.baseline(), user_attrs={"baseline": True})
     return study
-
-
-TIE_BREAK = 1e-4  # dev loss (nats, ~1-15) x this stays below one word of dev WER on any usable dev set
-
-
-def with_rank_metric(metrics: dict[str, Any]) -> dict[str, Any]:
-    """Add ``dev_wer_then_loss``: dev WER, ties (the blank plateau: everything at 100 %) broken by dev loss."""
-    wer, loss = metrics.get("dev_wer"), metrics.get("dev_loss")
-    if wer is not None and loss is not None and math.isfinite(wer) and math.isfinite(loss):
-        return {**metrics, "dev_wer_then_loss": wer + TIE_BREAK * min(loss, 100.0)}
-    return metrics
 
 
 def make_scheduler(spec: ExperimentSpec, storage: str | None = None):  # noqa: ANN201 -- a ray.tune TrialScheduler
@@ -342,12 +331,7 @@ class OptunaSearcher(Searcher):
 
 
 def outcome(result: dict[str, Any] | None, error: bool) -> tuple[optuna.trial.TrialState, float | None]:
-    """How a finished Ray trial is told to Optuna (see the module docstring)."""
-    if error or not result or result.get("failed_reason"):
-        return optuna.trial.TrialState.FAIL, None
-    best = result.get("best_dev_wer")
-    if result.get("finished") and best is not None and math.isfinite(best):
-        return optuna.trial.TrialState.COMPLETE, float(best)
-    if result.get("finished"):
-        return optuna.trial.TrialState.FAIL, None
-    return optuna.trial.TrialState.PRUNED, None
+    """How a finished Ray trial is told to Optuna: its status (:func:`tune.trials.status_of`) as a trial state,
+    with the best dev WER as the value of a completed one."""
+    state = optuna.trial.TrialState[STATE_OF_STATUS[status_of(result, error)]]
+    return state, (float(result["best_dev_wer"]) if state == optuna.trial.TrialState.COMPLETE else None)

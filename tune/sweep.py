@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -22,19 +21,23 @@ from typing import Any
 import yaml
 
 from tune import storage
+from tune.callbacks import MlflowCallback, ProgressCallback
 from tune.experiment import ExperimentSpec, check_resources
 from tune.lock import DriverLock
 from tune.retention import CheckpointRetention
-from tune.search import METRIC, OptunaSearcher, make_scheduler, open_study, shown, trials_held
+from tune.search import OptunaSearcher, make_scheduler, open_study, shown, trials_held
+from tune.summary import summarize
+from tune.tracking import SweepTracker
 from tune.trainable import train_trial, trial_config
-from tune.tracking import MlflowCallback, ProgressCallback, SweepTracker
+from tune.trials import METRIC
 
 log = logging.getLogger(__name__)
 
 
-def prepare_corpus(spec: ExperimentSpec) -> str:
-    """The corpus directory; an embedded synthetic preset is generated on first use."""
-    path = Path(spec.corpus.path).resolve()
+def prepare_corpus(spec: ExperimentSpec) -> None:
+    """Make sure the experiment's corpus exists and can train: an embedded synthetic preset is generated on first
+    use."""
+    path = spec.corpus_dir
     if not (path / "manifest.json").exists():
         if not spec.corpus.synth:
             raise FileNotFoundError(f"corpus {path} does not exist (set corpus.synth to generate one)")
@@ -43,7 +46,6 @@ def prepare_corpus(spec: ExperimentSpec) -> str:
         generate(spec.corpus.synth, path, seed=spec.corpus.seed, progress=sys.stderr.isatty())
     from slr.corpus import Corpus
     Corpus(path).require_splits("train", "dev")  # here, not as every trial failing three times in Ray
-    return str(path)
 
 
 def ensure_ray_token() -> None:
@@ -170,7 +172,7 @@ def _run_locked(spec: ExperimentSpec, resume: bool, address: str | None, verbose
         raise FileExistsError(f"the Optuna study '{spec.name}' in searcher.storage {shown(spec.optuna_storage)} "
                               f"already holds {held} trials: pass --resume to continue that sweep, or choose "
                               "another name")
-    corpus = prepare_corpus(spec)
+    prepare_corpus(spec)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     # Absolute folders: status, report and export find the stores from any working directory.
     doc = {**spec.to_dict(), ("local_path" if spec.remote else "storage_path"): str(sweep_dir.parent)}
@@ -182,13 +184,13 @@ def _run_locked(spec: ExperimentSpec, resume: bool, address: str | None, verbose
             storage.upload(sweep_dir, spec.sweep_uri, ("experiment.yaml",))
     init_ray(address, spec)
 
-    base = spec.base_config().override({"data.corpus": corpus}).to_dict()
+    base = spec.base_config().to_dict()
     max_t = spec.max_epochs
     trainable = tune.with_resources(
-        tune.with_parameters(trial_fn, base=base, corpus=corpus, max_epochs=max_t,
+        tune.with_parameters(trial_fn, base=base, max_epochs=max_t,
                              gpu_fraction=spec.resources.gpu),
         {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
-    sweep_params = {"sweep": spec.name, "corpus": corpus, "num_trials": spec.num_trials,
+    sweep_params = {"sweep": spec.name, "corpus": str(spec.corpus_dir), "num_trials": spec.num_trials,
                     "searcher": spec.searcher.algorithm, "scheduler": spec.scheduler.type,
                     **{f"space.{k}": json.dumps(v.__dict__) for k, v in spec.space.items()}}
     # Ray keeps every checkpoint; CheckpointRetention deletes one only once the saved state has moved past it
@@ -198,23 +200,7 @@ def _run_locked(spec: ExperimentSpec, resume: bool, address: str | None, verbose
     if spec.mlflow.enabled:
         callbacks.append(MlflowCallback(_tracker(spec, background=spec.mlflow.background), sweep_params, _ParamsOf(base, max_t),
                                         spec.scheduler.grace_period, spec.scheduler.reduction_factor, max_t))
-    run_config = tune.RunConfig(
-        name=spec.name, storage_path=spec.ray_storage, callbacks=[*callbacks, *extra_callbacks], verbose=verbose,
-        failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=None, checkpoint_score_attribute=METRIC,
-                                                checkpoint_score_order="min"))
-    if resume:
-        tuner = tune.Tuner.restore(spec.sweep_uri, trainable=trainable, resume_errored=True, restart_errored=False,
-                                   param_space=None)
-    else:
-        # The scheduler and the searcher carry their own metrics (ASHA may rank by dev loss), so none here.
-        # reuse_workers (Ray's reuse_actors): a slot's worker process runs its next trial, with no process start,
-        # imports or corpus mapping per trial (docs/benchmarks.md, goodput). A driver killed just
-        # after a trial starts can leave an Optuna trial that Ray's last state save never saw: the searcher
-        # re-runs it as a new trial on resume and the tracker closes its old MLflow run as KILLED (orphaned).
-        tuner = tune.Tuner(trainable, run_config=run_config, tune_config=tune.TuneConfig(
-            search_alg=OptunaSearcher(spec), scheduler=make_scheduler(spec),
-            num_samples=-1, max_concurrent_trials=spec.max_concurrent, reuse_actors=spec.reuse_workers))
+    tuner = build_tuner(spec, trainable, [*callbacks, *extra_callbacks], verbose, resume)
     t0 = time.time()
     grid = tuner.fit()  # Ctrl-C: Ray stops the trials, saves the experiment state and returns
     tracker = _tracker(spec)
@@ -225,18 +211,46 @@ def _run_locked(spec: ExperimentSpec, resume: bool, address: str | None, verbose
             print(f"slr: MLflow at {spec.tracking_uri} is unreachable ({type(err).__name__}); the summary, trials.csv "
                   f"and best config are in {spec.sweep_dir} but not on the parent run", file=sys.stderr)
             tracker = None
-    if left := unfinished(spec):
+    study = open_study(spec)  # opened once: the record of outcomes for both questions below
+    if left := unfinished(spec, study):
         if tracker:
             tracker.interrupted()
         raise SweepInterrupted(spec.name, *left, spec.num_trials)
-    return summarize(spec, grid, corpus, tracker, wall_seconds=time.time() - t0)
+    return summarize(spec, grid, tracker, wall_seconds=time.time() - t0, study=study)
 
 
-def unfinished(spec: ExperimentSpec) -> tuple[int, int] | None:
+def build_tuner(spec: ExperimentSpec, trainable, callbacks: list | tuple = (), verbose: int = 0,  # noqa: ANN001
+                resume: bool = False):  # noqa: ANN201 -- a ray.tune.Tuner
+    """The sweep's Tuner, all its wiring in one expression: the Optuna searcher, ASHA (or FIFO), the run and
+    checkpoint configuration; or, with ``resume``, the same sweep restored from its saved state. ``trainable`` is
+    any Ray Tune trainable (the sweep's :func:`tune.trainable.train_trial` with its resources, or a benchmark's
+    table replay)."""
+    from ray import tune
+    if resume:
+        return tune.Tuner.restore(spec.sweep_uri, trainable=trainable, resume_errored=True, restart_errored=False,
+                                  param_space=None)
+    run_config = tune.RunConfig(
+        name=spec.name, storage_path=spec.ray_storage, callbacks=list(callbacks), verbose=verbose,
+        failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+        # Ray keeps every checkpoint; tune.retention.CheckpointRetention deletes one only once the saved state
+        # has moved past it
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=None, checkpoint_score_attribute=METRIC,
+                                                checkpoint_score_order="min"))
+    # The scheduler and the searcher carry their own metrics (ASHA may rank by dev loss), so none here; the
+    # searcher ends the sweep at num_trials. reuse_workers (Ray's reuse_actors): a slot's worker process runs its
+    # next trial, with no process start, imports or corpus mapping per trial (docs/benchmarks.md, goodput). A
+    # driver killed just after a trial starts can leave an Optuna trial that Ray's last state save never saw: the
+    # searcher re-runs it as a new trial on resume and the tracker closes its old MLflow run as KILLED (orphaned).
+    return tune.Tuner(trainable, run_config=run_config, tune_config=tune.TuneConfig(
+        search_alg=OptunaSearcher(spec), scheduler=make_scheduler(spec),
+        num_samples=-1, max_concurrent_trials=spec.max_concurrent, reuse_actors=spec.reuse_workers))
+
+
+def unfinished(spec: ExperimentSpec, study=None) -> tuple[int, int] | None:  # noqa: ANN001 -- an optuna.Study
     """(finished, running) trials of a sweep that is not done yet, from its study (the record of outcomes); None
     when every trial has its outcome."""
     import optuna
-    trials = open_study(spec).get_trials(deepcopy=False)
+    trials = (study or open_study(spec)).get_trials(deepcopy=False)
     finished = sum(t.state.is_finished() for t in trials)
     running = sum(t.state == optuna.trial.TrialState.RUNNING for t in trials)
     return None if running == 0 and finished >= spec.num_trials else (finished, running)
@@ -283,133 +297,3 @@ class _ParamsOf:
     def __call__(self, trial) -> tuple[dict[str, Any], str]:  # noqa: ANN001
         cfg = trial_config(self.base, trial.config, self.max_t)
         return cfg.flat(), cfg.to_yaml()
-
-
-def summarize(spec: ExperimentSpec, grid, corpus: str, tracker: SweepTracker | None,
-              wall_seconds: float) -> dict[str, Any]:
-    """summary.json + trials.csv + best_config.yaml; the best trial by its best dev WER over epochs."""
-    import optuna
-
-    study = open_study(spec)
-    by_state: dict[str, int] = {}
-    for t in study.trials:
-        by_state[t.state.name.lower()] = by_state.get(t.state.name.lower(), 0) + 1
-    # Optuna is told every outcome as it happens; Ray's restored state can be older (a killed driver)
-    told = {t.user_attrs.get("ray_trial_id"): t for t in study.trials if t.state.is_finished()}
-    outcome = {"COMPLETE": "completed", "PRUNED": "stopped-by-asha", "FAIL": "failed"}
-    rows, curves = [], {}
-    for result in grid:
-        df = result.metrics_dataframe
-        metrics = result.metrics or {}
-        best = float(df[METRIC].min()) if df is not None and METRIC in df and len(df) else math.nan
-        best_epoch = int(df.loc[df[METRIC].idxmin(), "epoch"]) if not math.isnan(best) else None
-        trial_id = metrics.get("trial_id") or Path(result.path).name
-        told_best = _told_best(told[trial_id]) if trial_id in told else (math.nan, None)
-        if not math.isnan(told_best[0]):
-            # Optuna's record is committed at every report; Ray's files can lack the epochs a killed driver had
-            # not synced (a trial then looked worse than it was and lost the ranking)
-            best, best_epoch = told_best
-        failed = result.error or metrics.get("failed_reason")
-        status = "failed" if failed else ("completed" if metrics.get("finished") else "stopped-by-asha")
-        epochs = int(metrics.get("epoch", 0))
-        if trial_id in told:
-            status = outcome.get(told[trial_id].state.name, status)
-            epochs = max(epochs, max(told[trial_id].intermediate_values, default=0))
-        params = result.config or (told[trial_id].params if trial_id in told else {})
-        rows.append(dict(trial_id=trial_id, path=result.path, status=status, best_dev_wer=best,
-                         best_epoch=best_epoch, epochs=epochs,
-                         params={k: params.get(k) for k in spec.space},
-                         checkpoint=_best_checkpoint(result, spec),
-                         machine={k[len("machine_"):]: v for k, v in (result.metrics or {}).items()
-                                  if k.startswith("machine_")}))
-        curves[trial_id] = _curve(df)
-    for trial_id, t in told.items():  # told, but never in a state Ray saved (the driver was killed first)
-        if trial_id and trial_id not in curves:
-            best, best_epoch = _told_best(t)
-            rows.append(dict(trial_id=trial_id, path=None, status=outcome.get(t.state.name, "failed"),
-                             best_dev_wer=best, best_epoch=best_epoch, epochs=max(t.intermediate_values, default=0),
-                             params={k: t.params.get(k) for k in spec.space}, checkpoint=None, machine={}))
-            curves[trial_id] = []
-    # ties go to the trial Optuna asked first, as `slr sweep status` has it, whatever order Ray lists them in
-    number = {t.user_attrs.get("ray_trial_id"): t.number for t in study.trials}
-    ranked = sorted((r for r in rows if not math.isnan(r["best_dev_wer"])),
-                    key=lambda r: (r["best_dev_wer"], number.get(r["trial_id"], math.inf)))
-    best = ranked[0] if ranked else None
-    sweep_dir = spec.sweep_dir
-    summary = dict(
-        sweep=spec.name, sweep_dir=str(sweep_dir), storage=spec.sweep_uri, corpus=corpus, num_trials=len(rows),
-        trials_by_status={s: sum(r["status"] == s for r in rows) for s in ("completed", "stopped-by-asha", "failed")},
-        optuna_states=by_state, optuna_storage=shown(spec.optuna_storage), study_name=spec.name,
-        best_trial_id=best["trial_id"] if best else None, best_dev_wer=best["best_dev_wer"] if best else None,
-        best_epoch=best["best_epoch"] if best else None, best_params=best["params"] if best else None,
-        best_checkpoint=best["checkpoint"] if best else None, best_machine=best["machine"] if best else None,
-        wall_seconds=wall_seconds,
-        mlflow=dict(tracking_uri=spec.tracking_uri, experiment=tracker.experiment_name if tracker else None,
-                    experiment_id=tracker.experiment_id if tracker else None,
-                    parent_run_id=tracker.parent_id if tracker else None,
-                    best_run_id=tracker.children.get(best["trial_id"]) if tracker and best else None),
-        trials=rows,
-    )
-    if optuna.trial.TrialState.COMPLETE in {t.state for t in study.trials}:
-        summary["optuna_best_value"] = study.best_value
-    (sweep_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    (sweep_dir / "curves.json").write_text(json.dumps(curves))
-    files = {"summary": sweep_dir / "summary.json", "trials": _write_csv(sweep_dir / "trials.csv", rows, spec)}
-    if best:
-        base = spec.base_config().override({"data.corpus": corpus}).to_dict()
-        cfg = trial_config(base, best["params"], spec.max_epochs)
-        (sweep_dir / "best_config.yaml").write_text(cfg.to_yaml())
-        files["best_config"] = sweep_dir / "best_config.yaml"
-    if spec.remote:
-        storage.upload(sweep_dir, spec.sweep_uri)
-    if tracker:
-        tracker.finish(summary, files)
-    return summary
-
-
-def _told_best(t) -> tuple[float, int | None]:  # noqa: ANN001 -- an optuna FrozenTrial
-    """A trial's best dev WER and its epoch as the study recorded them (for trials whose Ray reports are gone)."""
-    if "best_dev_wer" in t.user_attrs:  # OptunaSearcher.on_trial_result records both as they change
-        return float(t.user_attrs["best_dev_wer"]), t.user_attrs.get("best_epoch")
-    if not t.intermediate_values:
-        return math.nan, None
-    epoch = min(t.intermediate_values, key=lambda e: t.intermediate_values[e])
-    return float(t.intermediate_values[epoch]), epoch
-
-
-def _best_checkpoint(result, spec: ExperimentSpec) -> str | None:
-    """The trial's best checkpoint: a local path, or a URI under a remote storage_path."""
-    try:
-        from ray.train._internal.storage import _exists_at_fs_path
-        # the state lists checkpoints CheckpointRetention deleted after Ray's final save: only existing ones
-        pairs = [(m.get(METRIC), c.path) for c, m in result.best_checkpoints
-                 if m.get(METRIC) is not None and _exists_at_fs_path(c.filesystem, c.path)]
-    except Exception:  # noqa: BLE001 -- a trial without checkpoints
-        return None
-    if not pairs:
-        return None
-    path = min(pairs)[1]
-    return storage.uri_of(spec.storage_path, path) if spec.remote else path
-
-
-CURVE_KEYS = ("epoch", "dev_wer", "dev_loss", "train_loss", "lr", "best_dev_wer", "epoch_seconds")
-
-
-def _curve(df) -> list[dict[str, float]]:  # noqa: ANN001 -- a pandas DataFrame or None
-    """A trial's per-epoch reports (the numbers the report plots), JSON-safe."""
-    if df is None or not len(df):
-        return []
-    keys = [k for k in CURVE_KEYS if k in df]
-    return [{k: float(v) for k, v in zip(keys, row) if v == v} for row in df[keys].itertuples(index=False)]
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]], spec: ExperimentSpec) -> Path:
-    import csv
-    keys = ["trial_id", "status", "best_dev_wer", "best_epoch", "epochs", *spec.space]
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(keys)
-        for r in rows:
-            w.writerow([r["trial_id"], r["status"], r["best_dev_wer"], r["best_epoch"], r["epochs"],
-                        *(r["params"].get(k) for k in spec.space)])
-    return path

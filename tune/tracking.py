@@ -1,7 +1,8 @@
 """MLflow tracking for sweeps: one parent run per sweep, exactly one child run per trial.
 
-All MLflow writes happen in the sweep driver (a Ray Tune callback), never in trial workers, so an
-embedded sqlite store is only ever written by one process. Runs are found again by tags
+All MLflow writes happen in the sweep driver (fed by :class:`tune.callbacks.MlflowCallback`, a Ray Tune
+callback), never in trial workers, so an embedded sqlite store is only ever written by one process. This
+module imports no Ray: tests and ``slr mlflow-replay`` use it as it is. Runs are found again by tags
 (``slr.sweep`` on the parent, ``slr.trial_id`` on children, nested with ``mlflow.parentRunId``) rather
 than by ids kept in memory (Ray's MLflowLoggerCallback), so a restored sweep reuses its runs.
 
@@ -21,33 +22,22 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
-from ray.tune import Callback
+
+from tune.trials import FAILED, MLFLOW_METRICS
 
 log = logging.getLogger(__name__)
 logging.getLogger("mlflow").setLevel(logging.WARNING)  # no INFO lines about database migrations per sweep
 
-METRIC_KEYS = ("train_loss", "dev_loss", "dev_wer", "best_dev_wer", "lr", "epoch_seconds", "step_seconds",
-               "frames_per_second", "skipped_batches")
 PENDING = "mlflow_pending.jsonl"
 
 
-def asha_rung(epochs: int, grace: int, factor: float, max_t: int) -> int:
-    """Highest ASHA rung a trial reached after ``epochs`` (rung k is at grace * factor**k epochs)."""
-    rung, milestone = -1, grace
-    while milestone <= min(epochs, max_t):
-        rung += 1
-        milestone = math.ceil(milestone * factor)
-    return max(rung, 0)
-
-
 class SweepTracker:
-    """Parent/child runs for one sweep, with write buffering. Usable without Ray (tests, replay).
+    """Parent/child runs for one sweep, with write buffering.
 
     Every write after the parent run exists goes through :meth:`_do`: when the server is unreachable it is
     queued (in order) and retried at most every ``retry_seconds``, so an outage never stalls the sweep.
@@ -168,7 +158,7 @@ class SweepTracker:
             return  # an epoch re-reported after a restart from checkpoint is logged once
         self.logged_epoch[trial_id] = int(epoch)
         now = int(time.time() * 1000)
-        points = [Metric(k, float(result[k]), now, int(epoch)) for k in METRIC_KEYS
+        points = [Metric(k, float(result[k]), now, int(epoch)) for k in MLFLOW_METRICS
                   if isinstance(result.get(k), (int, float)) and math.isfinite(result[k])]
         self._do("log_batch", trial=trial_id, metrics=points)
 
@@ -179,7 +169,7 @@ class SweepTracker:
         if error:
             tags.append(RunTag("slr.error", error[:5000]))
         self._do("log_batch", trial=trial_id, tags=tags)
-        self._do("set_terminated", trial=trial_id, status="FAILED" if status == "failed" else "FINISHED")
+        self._do("set_terminated", trial=trial_id, status="FAILED" if status == FAILED else "FINISHED")
 
     def close_orphans(self, trials: set[str]) -> list[str]:
         """Close, as KILLED, the runs an earlier (killed) driver left RUNNING for trials the sweep does not have
@@ -219,7 +209,7 @@ class SweepTracker:
             if self.logged_status.get(trial_id) != status:
                 self._do("log_batch", trial=trial_id, tags=[RunTag("slr.status", status)])
             if trial_id in self.open_before:  # left open by a driver killed before it saw the trial end
-                self._do("set_terminated", trial=trial_id, status="FAILED" if status == "failed" else "FINISHED")
+                self._do("set_terminated", trial=trial_id, status="FAILED" if status == FAILED else "FINISHED")
                 self.open_before.discard(trial_id)
         self.close_orphans({row["trial_id"] for row in summary.get("trials", [])})
         best = summary.get("best_dev_wer")
@@ -361,7 +351,7 @@ class SweepTracker:
         self.saved_pending = len(self.pending)
         message = (f"MLflow at {self.tracking_uri} stayed unreachable: {len(self.pending)} writes could not be "
                    f"logged and are saved in {path}; when the server is back, replay them with\n"
-                   f"  python -m tune.tracking replay {path} --tracking-uri {self.tracking_uri}")
+                   f"  slr mlflow-replay {path} --tracking-uri {self.tracking_uri}")
         log.error(message)
         print(f"slr: {message}", file=sys.stderr, flush=True)
         self.pending.clear()
@@ -400,105 +390,3 @@ def replay(path: str | Path, tracking_uri: str) -> int:
         tracker._execute(item["op"], kwargs)
         done += 1
     return done
-
-
-class ProgressCallback(Callback):
-    """One line per finished trial with the best dev WER so far (Ray's own tables only with -v)."""
-
-    def __init__(self, num_trials: int, every_seconds: float = 30.0):
-        self.num_trials, self.done, self.best = num_trials, 0, (math.inf, "")
-        self.last: dict[str, dict[str, Any]] = {}
-        self.every, self.next_line = every_seconds, time.time() + every_seconds
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
-        self.last[trial.trial_id] = result
-        wer = result.get("dev_wer")
-        if wer is not None and wer < self.best[0]:
-            self.best = (wer, trial.trial_id)
-        if time.time() >= self.next_line:  # a heartbeat between trial completions, at most every 30 s
-            self.next_line = time.time() + self.every
-            running = [t for t in trials if t.status == "RUNNING"]
-            epochs = ", ".join(f"{t.trial_id} epoch {self.last.get(t.trial_id, {}).get('epoch', 0)}" for t in running)
-            print(f"  ... {len(running)} running ({epochs}); {self.done}/{self.num_trials} done; best dev WER so far "
-                  f"{100 * self.best[0]:.1f}%", flush=True)
-
-    def _line(self, trial, status: str) -> None:  # noqa: ANN001
-        self.done += 1
-        r = self.last.get(trial.trial_id) or trial.last_result or {}  # after a restore: Ray's saved last result
-        wer = r.get("best_dev_wer")
-        best = "-" if math.isinf(self.best[0]) else f"{100 * self.best[0]:.1f}% ({self.best[1]})"
-        print(f"[{self.done}/{self.num_trials}] trial {trial.trial_id} {status} after {r.get('epoch', 0)} epochs, "
-              f"best dev WER {'-' if wer is None else f'{100 * wer:.1f}%'}  |  sweep best {best}", flush=True)
-
-    def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001
-        if trial.trial_id not in self.last and not (trial.last_result or {}).get("epoch"):
-            self.done += 1
-            print(f"[{self.done}/{self.num_trials}] trial {trial.trial_id} ended before the restart (Optuna holds "
-                  "its outcome): counted, not run again", flush=True)
-            return
-        r = self.last.get(trial.trial_id) or trial.last_result or {}
-        self._line(trial, "completed" if r.get("finished") else "stopped by ASHA")
-
-    def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001
-        self._line(trial, "FAILED")
-
-
-class MlflowCallback(Callback):
-    """Ray Tune driver callback feeding a :class:`SweepTracker`."""
-
-    def __init__(self, tracker: SweepTracker, sweep_params: dict[str, Any],
-                 params_of: Callable[[Any], tuple[dict[str, Any], str]], grace: int, factor: float, max_t: int):
-        self.tracker, self.sweep_params, self.params_of = tracker, sweep_params, params_of
-        self.grace, self.factor, self.max_t = grace, factor, max_t
-        self.last_epoch: dict[str, int] = {}
-        self.finished: dict[str, bool] = {}
-        self.failed_reason: dict[str, str] = {}
-
-    def setup(self, **info):  # noqa: ANN003 -- also runs when a sweep is restored: re-find runs by tags
-        self.tracker.start(self.sweep_params)
-
-    def on_trial_start(self, iteration, trials, trial, **info):  # noqa: ANN001
-        params, config_yaml = self.params_of(trial)
-        self.tracker.child(trial.trial_id, params, config_yaml, restored={t.trial_id for t in trials})
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
-        if not self.tracker.known(trial.trial_id):
-            self.on_trial_start(iteration, trials, trial)
-        self.last_epoch[trial.trial_id] = int(result.get("epoch", 0))
-        self.finished[trial.trial_id] = bool(result.get("finished"))
-        if result.get("failed_reason"):
-            self.failed_reason[trial.trial_id] = str(result["failed_reason"])
-        self.tracker.metrics(trial.trial_id, result)
-
-    def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001
-        if trial.trial_id not in self.last_epoch and not trial.last_result:
-            return  # counted done on resume (Optuna holds its outcome): the sweep's end writes its status
-        epochs = self.last_epoch.get(trial.trial_id, 0)
-        reason = self.failed_reason.get(trial.trial_id)
-        status = "failed" if reason else ("completed" if self.finished.get(trial.trial_id) else "stopped-by-asha")
-        self.tracker.finish_trial(trial.trial_id, status, asha_rung(epochs, self.grace, self.factor, self.max_t),
-                                  reason)
-
-    def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001
-        epochs = self.last_epoch.get(trial.trial_id, 0)
-        error = None
-        if trial.error_file and os.path.exists(trial.error_file):
-            error = Path(trial.error_file).read_text()[-2000:]
-        self.tracker.finish_trial(trial.trial_id, "failed", asha_rung(epochs, self.grace, self.factor, self.max_t),
-                                  error)
-
-    def on_step_end(self, iteration, trials, **info):  # noqa: ANN001
-        self.tracker.flush()
-
-    def on_experiment_end(self, trials, **info):  # noqa: ANN001 -- last chance: log or save for replay
-        self.tracker.flush(final=True)  # runs left open by a killed driver are closed with the summary (finish)
-
-
-if __name__ == "__main__":  # python -m tune.tracking replay FILE --tracking-uri URI
-    import argparse
-    ap = argparse.ArgumentParser(description="replay MLflow writes buffered by a sweep")
-    ap.add_argument("action", choices=["replay"])
-    ap.add_argument("file")
-    ap.add_argument("--tracking-uri", required=True)
-    a = ap.parse_args()
-    print(f"replayed {replay(a.file, a.tracking_uri)} operations")

@@ -18,7 +18,7 @@ from ray import tune
 from slr.checkpoint import machine_facts
 from slr.config import Config
 from slr.train import NonFiniteLossError, Trainer
-from tune.search import with_rank_metric
+from tune.trials import with_rank_metric
 
 
 def trial_config(base: dict[str, Any], params: dict[str, Any], max_epochs: int) -> Config:
@@ -39,11 +39,12 @@ def pick_device(gpu_fraction: float) -> str:
     return "cpu"
 
 
-def train_trial(params: dict[str, Any], base: dict[str, Any], corpus: str, max_epochs: int,
+def train_trial(params: dict[str, Any], base: dict[str, Any], max_epochs: int,
                 gpu_fraction: float) -> None:
-    """Ray Tune function trainable."""
+    """Ray Tune function trainable: the sweep's ``base`` config (its corpus included: ``data.corpus``) with the
+    trial's ``params``, for ``max_epochs``, on its GPU slice or the CPU."""
     cfg = trial_config(base, params, max_epochs)  # train.num_threads = the trial's CPUs (ExperimentSpec.base_config)
-    cfg = cfg.override({"train.device": pick_device(gpu_fraction), "data.corpus": corpus})
+    cfg = cfg.override({"train.device": pick_device(gpu_fraction)})
     work = Path(tempfile.mkdtemp(prefix="slr-trial-"))
     report_dir = work / "report"
     # Where and since when this attempt runs: placement and concurrency are checkable from the results.
@@ -63,7 +64,7 @@ def train_trial(params: dict[str, Any], base: dict[str, Any], corpus: str, max_e
                     checkpoint=checkpoint)
 
     try:  # the work folder goes whatever happens, a trainer that cannot start included
-        trainer = Trainer(cfg, corpus, work / "run", on_epoch=on_epoch)
+        trainer = Trainer(cfg, out=work / "run", on_epoch=on_epoch)
         restored = tune.get_checkpoint()
         if restored:
             with restored.as_directory() as d:

@@ -21,7 +21,7 @@ import numpy as np
 from slr.corpus.annotations import Annotation, nfc, read_annotations
 from slr.corpus.readers import SUFFIXES, Recording, RecordingError, read_recording
 from slr.corpus.store import SPLITS, CorpusError, CorpusWriter, encode
-from slr.features import holistic_spans
+from slr.layout import holistic_spans
 from slr.vocab import Vocabulary
 
 REPORT = "import_report.json"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slr.features import NUM_POINTS
+from slr.layout import NUM_POINTS
 
 # pose-format component name -> points the holistic543 layout keeps (in this order)
 HOLISTIC_COMPONENTS = (("POSE_LANDMARKS", 33), ("FACE_LANDMARKS", 468), ("LEFT_HAND_LANDMARKS", 21),

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from slr.features import NUM_POINTS
+from slr.layout import NUM_POINTS
 from slr.vocab import Vocabulary
 
 FORMAT_VERSION = 1
@@ -227,13 +227,14 @@ class Corpus:
     def split(self, name: str) -> list[Sample]:
         return [s for s in self.samples if s.split == name]
 
-    def require_splits(self, *names: str) -> None:
-        """Training needs train samples to learn from and dev samples to score and select on."""
+    def require_splits(self, *names: str, purpose: str = "training") -> None:
+        """Training needs train samples to learn from and dev samples to score and select on; evaluation, the
+        split it scores."""
         missing = [n for n in names if not self.split(n)]
         if missing:
             present = sorted({s.split for s in self.samples})
             raise CorpusError(f"{self.root}: no {' and no '.join(missing)} samples (its splits: "
-                              f"{', '.join(present) or 'none'}); training needs {' and '.join(names)}")
+                              f"{', '.join(present) or 'none'}); {purpose} needs {' and '.join(names)}")
 
     def load(self, sample: Sample) -> tuple[np.ndarray, np.ndarray | None]:
         """Zero-copy views: ``xyz`` float16 ``[T, 543, 3]`` (or ``[T, D]``) and ``mask`` uint8 ``[T, 543]``."""

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from slr.corpus.store import CorpusWriter
-from slr.features import FACE, LEFT_HAND, NUM_POINTS, POSE, RIGHT_HAND
+from slr.layout import FACE, LEFT_HAND, NUM_POINTS, POSE, RIGHT_HAND
 
 
 @dataclass(frozen=True)

@@ -4,13 +4,11 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def _section(doc: Path, name: str) -> str:
@@ -20,18 +18,18 @@ def _section(doc: Path, name: str) -> str:
 
 
 def test_throughput(tiny_corpus, tmp_path):
-    import throughput
+    from benchmarks import throughput
 
     from slr.config import Config
     from slr.train import Trainer
     cfg = Config().override({"data.corpus": str(tiny_corpus), "train.epochs": 1, "model.num_blocks": 1})
-    Trainer(cfg, tiny_corpus, tmp_path / "run").fit()  # a checkpoint to score in each precision
+    Trainer(cfg.override({"data.corpus": str(tiny_corpus)}), out=tmp_path / "run").fit()  # a checkpoint to score in each precision
     doc = tmp_path / "b.md"
     assert throughput.main(["--corpus", str(tiny_corpus), "--steps", "3", "--compile", "--doc", str(doc),
                             "--results", str(tmp_path), "--checkpoint", str(tmp_path / "run" / "best.pt")]) == 0
     r = json.loads((tmp_path / "throughput.json").read_text())
     assert r["train_fps"] > 0 and r["inference_fps"] > 0 and r["loader_fps"] > 0 and 0 < r["rtf_1core"]
-    assert "frames/s" in _section(doc, "throughput") and "benchmarks/throughput.py" in r["command"]
+    assert "frames/s" in _section(doc, "throughput") and "-m benchmarks.throughput" in r["command"]
     assert r["times_real_time"] == pytest.approx(1 / r["rtf_1core"]) and r["vocab_size"] == 1232
     assert 0 <= r["int8_frame_agreement"] <= 1 and r["model_bytes"] >= 4 * r["parameters"]
     assert 0 <= r["bf16_frame_agreement"] <= 1 and r["bf16_latency_s"] > 0
@@ -50,7 +48,7 @@ def test_throughput(tiny_corpus, tmp_path):
 
 
 def test_corpus_memory(tiny_corpus, tmp_path):
-    import corpus_memory
+    from benchmarks import corpus_memory
     doc = tmp_path / "b.md"
     assert corpus_memory.main(["--corpus", str(tiny_corpus), "--n", "1", "2", "--doc", str(doc),
                                "--results", str(tmp_path)]) == 0
@@ -60,7 +58,7 @@ def test_corpus_memory(tiny_corpus, tmp_path):
 
 
 def test_sensitivity(tiny_corpus, tmp_path):
-    import sensitivity
+    from benchmarks import sensitivity
     doc = tmp_path / "c.md"
     doc.write_text("# corpus\n\n<!-- bench:sensitivity -->\nold\n<!-- /bench:sensitivity -->\n\ntail\n")
     assert sensitivity.main(["--corpus", str(tiny_corpus), "--epochs", "1", "--only", "2", "--doc", str(doc),
@@ -70,7 +68,7 @@ def test_sensitivity(tiny_corpus, tmp_path):
 
 
 def test_goodput_arithmetic(tmp_path):
-    import goodput
+    from benchmarks import goodput
     sweep = tmp_path / "s"
     sweep.mkdir()
     (sweep / "experiment.yaml").write_text("max_concurrent: 2\n")
@@ -105,7 +103,7 @@ def test_goodput_arithmetic(tmp_path):
 def test_search_efficiency_build_and_replay(tiny_corpus, tmp_path, monkeypatch):
     import optuna
     import pandas as pd
-    import search_efficiency as se
+    from benchmarks import search_efficiency as se
     table = tmp_path / "table.parquet"
     assert se.main(["build", "--corpus", str(tiny_corpus), "--epochs", "2", "--limit", "2", "--workers", "1",
                     "--table", str(table)]) == 0
@@ -149,7 +147,7 @@ def test_search_efficiency_build_and_replay(tiny_corpus, tmp_path, monkeypatch):
 
 
 def test_import_scale(tmp_path):
-    import import_scale
+    from benchmarks import import_scale
     doc = tmp_path / "b.md"
     assert import_scale.main(["--samples", "12", "--frames", "20", "--doc", str(doc), "--results", str(tmp_path)]) == 0
     r = json.loads((tmp_path / "import_scale.json").read_text())
@@ -158,7 +156,7 @@ def test_import_scale(tmp_path):
 
 
 def test_gpu_renders_a_saved_result_and_says_when_there_is_no_cuda(tmp_path, capsys):
-    import gpu
+    from benchmarks import gpu
     import torch
     doc = tmp_path / "b.md"
     saved = ROOT / "benchmarks" / "results" / "gpu.json"
@@ -184,7 +182,7 @@ def test_gpu_renders_a_saved_result_and_says_when_there_is_no_cuda(tmp_path, cap
 def test_gpu_packing_goes_through_ray_fractional_slices(tiny_corpus, tmp_path):
     """k trials as Ray tasks holding num_gpus=1/k each; without CUDA Ray is told of one logical GPU and the
     trials train on CPU, which checks the scheduling path (the GPU figure itself needs a GPU)."""
-    import gpu
+    from benchmarks import gpu
     import torch
     assert gpu.main(["--pack-only", "--pack", "1,2", "--pack-seconds", "1", "--pack-dtypes", "fp32",
                      "--corpus", str(tiny_corpus), "--results", str(tmp_path)]) == 0
@@ -199,7 +197,7 @@ def test_gpu_packing_goes_through_ray_fractional_slices(tiny_corpus, tmp_path):
 
 
 def test_scale_model(tmp_path):
-    import scale_model
+    from benchmarks import scale_model
     assert scale_model.asha_trial_epochs(100, 100, 10, 3) == pytest.approx(100 * 10 + 100 / 3 * 20 + 100 / 9 * 60
                                                                           + 100 / 27 * 10)
     doc = tmp_path / "b.md"
@@ -213,7 +211,7 @@ def test_scale_model(tmp_path):
 
 def test_model_quality(tiny_corpus, tmp_path):
     import json as _json
-    import model_quality
+    from benchmarks import model_quality
     doc = tmp_path / "mq.md"
     doc.write_text("# q\n\n<!-- bench:model_quality -->\nold\n<!-- /bench:model_quality -->\n\ntail\n")
     assert model_quality.main(["--corpus", str(tiny_corpus), "--curve-epochs", "2", "--ablation-epochs", "1",
@@ -230,7 +228,7 @@ def test_model_quality(tiny_corpus, tmp_path):
 
 @pytest.mark.ray
 def test_sweep_scale_measures_the_searcher_and_a_simulated_cluster(tiny_corpus, tmp_path):
-    import sweep_scale
+    from benchmarks import sweep_scale
     doc = tmp_path / "b.md"
     assert sweep_scale.main(["searcher", "--trials", "14", "--doc", str(doc), "--results", str(tmp_path)]) == 0
     r = json.loads((tmp_path / "sweep_scale_searcher.json").read_text())

@@ -28,6 +28,6 @@ def trained(fast_config, tiny_corpus, tmp_path_factory) -> Path:
     from slr.train import Trainer
     out = tmp_path_factory.mktemp("trained")
     cfg = fast_config(**{"data.corpus": str(tiny_corpus), "train.epochs": 30})
-    summary = Trainer(cfg, tiny_corpus, out).fit()
+    summary = Trainer(cfg.override({"data.corpus": str(tiny_corpus)}), out=out).fit()
     assert summary["best_dev_wer"] < 0.9
     return out / "best.pt"

@@ -103,8 +103,9 @@ def test_speed_keeps_lengths_feasible_even_for_short_samples(batch):
 
 def test_dev_batches_are_never_augmented(fast_config, tiny_corpus):
     from slr.train import Trainer
-    t = Trainer(fast_config(**{"augment.mirror": 1.0, "augment.speed": 0.3, "train.epochs": 1}), tiny_corpus)
-    plain = Trainer(fast_config(**{"train.epochs": 1}), tiny_corpus)
+    t = Trainer(fast_config(**{"augment.mirror": 1.0, "augment.speed": 0.3, "train.epochs": 1,
+                               "data.corpus": str(tiny_corpus)}))
+    plain = Trainer(fast_config(**{"train.epochs": 1, "data.corpus": str(tiny_corpus)}))
     calls = []
     augment = t.augment
 

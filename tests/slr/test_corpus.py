@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from slr.corpus import Corpus, CorpusError, CorpusWriter
-from slr.features import NUM_POINTS
+from slr.layout import NUM_POINTS
 
 
 def _write(tmp_path, n=3, frames=12):

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 def test_bf16_training_on_cuda_and_the_checkpoint_loads_on_cpu(tiny_corpus, tmp_path):
     cfg = Config().override({"train.device": "cuda", "train.amp": "bf16", "train.epochs": 3,
                              "train.warmup_epochs": 1, "model.num_blocks": 2, "data.batch_size": 8})
-    trainer = Trainer(cfg, tiny_corpus, tmp_path)
+    trainer = Trainer(cfg.override({"data.corpus": str(tiny_corpus)}), out=tmp_path)
     assert trainer.amp and next(trainer.model.parameters()).is_cuda
     summary = trainer.fit()
     history = trainer.state["history"]
@@ -31,8 +31,8 @@ def test_bf16_training_on_cuda_and_the_checkpoint_loads_on_cpu(tiny_corpus, tmp_
 
 def test_cuda_ctc_matches_cpu(tiny_corpus):
     over = {"model.dropout": 0.0, "train.amp": "off", "data.batch_size": 4, "model.num_blocks": 2}
-    cpu = Trainer(Config().override({**over, "train.device": "cpu"}), tiny_corpus)
-    gpu = Trainer(Config().override({**over, "train.device": "cuda"}), tiny_corpus)
+    cpu = Trainer(Config().override({**over, "train.device": "cpu", "data.corpus": str(tiny_corpus)}))
+    gpu = Trainer(Config().override({**over, "train.device": "cuda", "data.corpus": str(tiny_corpus)}))
     gpu.model.load_state_dict(cpu.model.state_dict())
     batch = next(iter(cpu.train_loader))
     losses = [float(t._loss(batch.to(t.device)).detach()) for t in (cpu, gpu)]

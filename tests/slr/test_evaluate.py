@@ -56,7 +56,7 @@ def test_unknown_precision_is_refused_by_name(trained):
 
 def test_a_checkpoint_without_a_corpus_asks_for_one(tiny_corpus, tmp_path):
     cfg = Config().override({"train.epochs": 1, "model.num_blocks": 1})  # trained with the corpus given apart
-    Trainer(cfg, tiny_corpus, tmp_path).fit()
+    Trainer(cfg.override({"data.corpus": str(tiny_corpus)}), out=tmp_path).fit()
     with pytest.raises(ValueError, match=r"best\.pt: the checkpoint names no corpus.*--corpus"):
         evaluate_checkpoint(tmp_path / "best.pt", None, "dev")
     assert evaluate_checkpoint(tmp_path / "best.pt", tiny_corpus, "dev")["sentences"] == 16

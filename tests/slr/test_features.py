@@ -2,7 +2,8 @@ import numpy as np
 import torch
 
 from slr.config import FeaturesConfig
-from slr.features import LEFT_SHOULDER, NUM_POINTS, RIGHT_SHOULDER, FeaturePipeline, normalize
+from slr.features import FeaturePipeline, normalize
+from slr.layout import LEFT_SHOULDER, NUM_POINTS, RIGHT_SHOULDER
 
 
 def _batch(T=10, B=2, seed=0):

@@ -25,13 +25,13 @@ def _digest(folder) -> dict[str, str]:
 def test_training_never_modifies_the_corpus(tiny_corpus, tmp_path):
     before = _digest(tiny_corpus)
     cfg = Config().override({"train.epochs": 1, "model.num_blocks": 1, "train.early_stopping_patience": 0})
-    Trainer(cfg, tiny_corpus, tmp_path / "run").fit()
+    Trainer(cfg.override({"data.corpus": str(tiny_corpus)}), out=tmp_path / "run").fit()
     assert _digest(tiny_corpus) == before
 
 
 def test_interrupted_checkpoint_write_keeps_the_last_good_one(tiny_corpus, tmp_path, monkeypatch):
     cfg = Config().override({"train.epochs": 2, "model.num_blocks": 1, "train.early_stopping_patience": 0})
-    trainer = Trainer(cfg, tiny_corpus, tmp_path)
+    trainer = Trainer(cfg.override({"data.corpus": str(tiny_corpus)}), out=tmp_path)
     real_save = torch.save
     calls = {"n": 0}
 

@@ -5,7 +5,7 @@ import numpy as np
 
 from slr.corpus import Corpus
 from slr.corpus.synthetic import PRESETS, generate, with_overrides
-from slr.features import LEFT_HAND, RIGHT_HAND
+from slr.layout import LEFT_HAND, RIGHT_HAND
 
 
 def _digest(root):

@@ -11,7 +11,7 @@ from slr.train import NonFiniteLossError, Trainer, lr_at
 
 def test_seed_bug_3_learning_rate_is_used_as_given(fast_config, tiny_corpus):
     cfg = fast_config(**{"train.learning_rate": 7.5e-4, "train.epochs": 20, "train.warmup_epochs": 5.0})
-    t = Trainer(cfg, tiny_corpus)
+    t = Trainer(cfg.override({"data.corpus": str(tiny_corpus)}))
     n = t.steps_per_epoch
     assert lr_at(0, n, cfg.train) == pytest.approx(0.1 * 7.5e-4)  # warmup starts at 10 %
     assert lr_at(5 * n, n, cfg.train) == pytest.approx(7.5e-4)  # and reaches the configured rate
@@ -29,7 +29,7 @@ def test_the_default_config_learns_tiny(tiny_corpus, tmp_path):
     seen = []
     cfg = Config().override({"data.corpus": str(tiny_corpus)})
     assert cfg.to_dict() == Config().override({"data.corpus": str(tiny_corpus)}).to_dict()  # nothing else changed
-    t = Trainer(cfg, tiny_corpus, tmp_path, on_epoch=lambda m, d: seen.append((m, d)))
+    t = Trainer(cfg.override({"data.corpus": str(tiny_corpus)}), out=tmp_path, on_epoch=lambda m, d: seen.append((m, d)))
     summary = t.fit()
     losses = [m["train_loss"] for m, _ in seen]
     assert all(math.isfinite(x) for x in losses)
@@ -48,7 +48,7 @@ def test_the_default_config_learns_tiny(tiny_corpus, tmp_path):
 def test_early_stopping_waits_while_the_dev_loss_still_falls(fast_config, tiny_corpus):
     """On the blank plateau dev WER is flat at 100 % while the loss falls: patience must not run out there. The dev
     results are scripted (the rule under test is the trainer's bookkeeping, not the model)."""
-    t = Trainer(fast_config(**{"train.epochs": 10, "train.early_stopping_patience": 2}), tiny_corpus)
+    t = Trainer(fast_config(**{"train.epochs": 10, "train.early_stopping_patience": 2, "data.corpus": str(tiny_corpus)}))
     dev_losses = iter([9.0, 8.0, 7.0, 6.0, 6.0, 6.5, 6.2, 5.0, 4.0, 3.0])
     t.evaluate = lambda split: dict(wer=1.0, loss=next(dev_losses), seconds=0.0)
     summary = t.fit()
@@ -65,7 +65,7 @@ def _run(cfg, corpus, out, stop_after=None, resume=None):
     def on_epoch(metrics, _):
         if metrics["epoch"] == stop_after:
             raise Killed
-    t = Trainer(cfg, corpus, out, on_epoch=on_epoch)
+    t = Trainer(cfg.override({"data.corpus": str(corpus)}), out=out, on_epoch=on_epoch)
     try:
         return t, t.fit(resume=resume)
     except Killed:
@@ -90,7 +90,7 @@ def test_seeded_runs_are_identical_on_cpu(fast_config, tiny_corpus, tmp_path):
 
 
 def test_nonfinite_batches_are_skipped_and_counted(fast_config, tiny_corpus, monkeypatch):
-    t = Trainer(fast_config(**{"train.epochs": 1}), tiny_corpus)
+    t = Trainer(fast_config(**{"train.epochs": 1, "data.corpus": str(tiny_corpus)}))
     real = t._loss
     calls = {"n": 0}
 
@@ -108,14 +108,14 @@ def test_nonfinite_batches_are_skipped_and_counted(fast_config, tiny_corpus, mon
 
 
 def test_a_run_whose_loss_stays_nonfinite_fails(fast_config, tiny_corpus, monkeypatch):
-    t = Trainer(fast_config(**{"train.epochs": 2}), tiny_corpus)
+    t = Trainer(fast_config(**{"train.epochs": 2, "data.corpus": str(tiny_corpus)}))
     monkeypatch.setattr(t, "_loss", lambda batch: torch.tensor(float("inf"), requires_grad=True))
     with pytest.raises(NonFiniteLossError, match="non-finite"):
         t.fit()
 
 
 def test_ctc_infeasible_samples_are_excluded_with_a_count(fast_config, tiny_corpus):
-    t = Trainer(fast_config(**{"data.max_frames": 3}), tiny_corpus)  # clip every sample to 3 frames
+    t = Trainer(fast_config(**{"data.max_frames": 3, "data.corpus": str(tiny_corpus)}))  # clip every sample to 3 frames
     assert t.train_set.excluded and all("needed by CTC" in why for why in t.train_set.excluded.values())
     assert len(t.train_set) + len(t.train_set.excluded) == 64
     for labels in t.train_set.labels:
@@ -148,7 +148,7 @@ def _one_batch(t):
 
 def test_auxiliary_ctc_off_is_the_plain_ctc_loss(fast_config, tiny_corpus):
     import torch.nn.functional as F
-    t = Trainer(fast_config(**{"train.epochs": 1}), tiny_corpus)
+    t = Trainer(fast_config(**{"train.epochs": 1, "data.corpus": str(tiny_corpus)}))
     assert t.model.aux_head is None
     b = _one_batch(t)
     torch.manual_seed(1)
@@ -162,7 +162,7 @@ def test_auxiliary_ctc_off_is_the_plain_ctc_loss(fast_config, tiny_corpus):
 def test_auxiliary_ctc_and_self_distillation_train_the_blocks(fast_config, tiny_corpus, distill):
     cfg = fast_config(**{"train.epochs": 1, "model.aux_ctc_weight": 1.0, "train.self_distill_weight": distill,
                          "model.dropout": 0.0})
-    t = Trainer(cfg, tiny_corpus)
+    t = Trainer(cfg.override({"data.corpus": str(tiny_corpus)}))
     b = _one_batch(t)
     log_probs, aux = t.forward(b, with_aux=True)
     assert aux.shape[0] == (log_probs.shape[0] + 3) // 4
@@ -216,7 +216,7 @@ def test_num_threads_is_honoured(fast_config, tiny_corpus, threads):
     before = torch.get_num_threads()
     seen = []
     try:
-        t = Trainer(fast_config(**{"train.epochs": 1, "train.num_threads": threads}), tiny_corpus,
+        t = Trainer(fast_config(**{"train.epochs": 1, "train.num_threads": threads, "data.corpus": str(tiny_corpus)}),
                     on_epoch=lambda m, _: seen.append(torch.get_num_threads()))
         t.fit()
     finally:

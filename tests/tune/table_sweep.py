@@ -2,10 +2,14 @@
 the search-efficiency table's measured per-epoch curves instead of training: deterministic and fast, so tests
 can compare an interrupted-and-resumed sweep's decisions with an uninterrupted one's.
 
-    python tests/tune/table_sweep.py EXPERIMENT.yaml TABLE.parquet [key=value ...] [--resume]
+    python tests/tune/table_sweep.py EXPERIMENT.yaml TABLE.parquet|--real-training [key=value ...] [--resume]
 
 Each trial reports one epoch every ``SLR_TABLE_EPOCH_S`` seconds (default 0.25) with a checkpoint, and resumes
-from its checkpoint as a real trial does.
+from its checkpoint as a real trial does. ``--real-training``: the real trainable instead.
+
+Fault injection (tests only; the product has no such switch): with ``SLR_TEST_NONFINITE_FROM_EPOCH=E`` every
+training loss from epoch E on is NaN, in every trial or, with ``SLR_TEST_NONFINITE_WHEN=key=value``, in the trials
+that drew that value; a table trial then ends as the real trainable ends a trial whose loss stays non-finite.
 """
 
 from __future__ import annotations
@@ -43,15 +47,42 @@ def curve(table_path: str, config: dict[str, Any]) -> list[dict[str, float]]:
     return rows.sort_values("epoch")[["epoch", "dev_wer", "dev_loss"]].to_dict("records")
 
 
-def table_trial(params: dict[str, Any], base: dict[str, Any], corpus: str, max_epochs: int,
+def nonfinite_from(params: dict[str, Any]) -> int:
+    """The epoch from which this trial's training loss is made NaN (0: never), from the environment."""
+    epoch = int(os.environ.get("SLR_TEST_NONFINITE_FROM_EPOCH", "0"))
+    key, _, value = os.environ.get("SLR_TEST_NONFINITE_WHEN", "").partition("=")
+    return epoch if not key or str(params.get(key)) == value else 0
+
+
+def real_trial(params: dict[str, Any], base: dict[str, Any], max_epochs: int, gpu_fraction: float) -> None:
+    """The real trainable (``tune.trainable.train_trial``), with the fault of :func:`nonfinite_from` injected into
+    this trial's trainer (this worker process only, and only for this trial: workers are reused)."""
+    from slr.train import Trainer
+    from tune.trainable import train_trial
+    epoch = nonfinite_from(params)
+    if not epoch:
+        return train_trial(params, base, max_epochs, gpu_fraction)
+    loss = Trainer.loss
+
+    def poisoned(self, batch):  # noqa: ANN001, ANN202 -- the epoch being trained is the one after the last done
+        value = loss(self, batch)
+        return value * float("nan") if self.state["epoch"] + 1 >= epoch else value
+    Trainer.loss = poisoned
+    try:
+        return train_trial(params, base, max_epochs, gpu_fraction)
+    finally:
+        Trainer.loss = loss
+
+
+def table_trial(params: dict[str, Any], base: dict[str, Any], max_epochs: int,
                 gpu_fraction: float) -> None:
     """tune.trainable.train_trial's signature; the table path comes in the environment (SLR_TABLE)."""
     from ray import tune
 
-    from tune.search import with_rank_metric
     from tune.trainable import trial_config
+    from tune.trials import with_rank_metric
     cfg = trial_config(base, params, max_epochs)
-    if cfg.train.inject_nonfinite_from_epoch:  # as the real trainable ends a trial whose loss stays non-finite
+    if nonfinite_from(params):  # as the real trainable ends a trial whose loss stays non-finite
         tune.report({"epoch": 1, "finished": 1, "failed_reason": "non-finite loss: injected (table trial)"})
         return
     epochs = curve(os.environ["SLR_TABLE"], cfg.flat())[:max_epochs]
@@ -77,9 +108,10 @@ def main(argv: list[str]) -> int:
     codes; the summary's best dev WER and trial count as a last JSON line."""
     from slr.cli import build_parser, run
     experiment, table, rest = argv[0], argv[1], argv[2:]
-    os.environ["SLR_TABLE"] = str(Path(table).resolve())
+    if table != "--real-training":
+        os.environ["SLR_TABLE"] = str(Path(table).resolve())
     args = build_parser().parse_args(["sweep", experiment, *rest])
-    args.trial_fn = table_trial
+    args.trial_fn = real_trial if table == "--real-training" else table_trial
     code = run(args)
     if code == 0:
         from tune.experiment import load_experiment

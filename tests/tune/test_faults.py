@@ -40,11 +40,16 @@ def _write_experiment(path: Path, corpus: Path, storage: Path, **changes) -> Pat
     return path
 
 
-def _start_sweep(exp: Path, log: Path, epoch_s: float | None = None) -> subprocess.Popen:
+def _start_sweep(exp: Path, log: Path, epoch_s: float | None = None,
+                 env: dict[str, str] | None = None) -> subprocess.Popen:
     """`slr sweep EXP`; with ``epoch_s``, the same sweep whose trials replay measured curves at one epoch per
     ``epoch_s`` seconds (tests/tune/table_sweep.py): for faults of the platform around training, not of training,
-    a sweep that lasts as long as the fault needs and no longer, on any machine."""
-    cmd, env = [sys.executable, "-m", "slr.cli", "sweep", str(exp)], dict(os.environ)
+    a sweep that lasts as long as the fault needs and no longer, on any machine. With ``env`` (fault injection:
+    table_sweep.py's SLR_TEST_* variables), real training through table_sweep.py's real_trial."""
+    cmd = [sys.executable, "-m", "slr.cli", "sweep", str(exp)]
+    if env and epoch_s is None:
+        cmd = [sys.executable, str(Path(__file__).parent / "table_sweep.py"), str(exp), "--real-training"]
+    env = {**os.environ, **(env or {})}
     if epoch_s is not None:
         cmd = [sys.executable, str(Path(__file__).parent / "table_sweep.py"), str(exp), str(TABLE)]
         env["SLR_TABLE_EPOCH_S"] = str(epoch_s)
@@ -179,11 +184,11 @@ def test_tracking_server_never_back_completes_and_replays(tiny_corpus, tmp_path,
         text = _finish(proc, log)
         pending = sweep_dir / "mlflow_pending.jsonl"
         assert pending.exists() and "could not be logged" in text
-        assert f"python -m tune.tracking replay {pending} --tracking-uri {uri}" in text
+        assert f"slr mlflow-replay {pending} --tracking-uri {uri}" in text
         assert json.loads((sweep_dir / "summary.json").read_text())["trials_by_status"]["completed"] == 2
 
         server = services.start_mlflow(root, port)
-        replay = subprocess.run([sys.executable, "-m", "tune.tracking", "replay", str(pending), "--tracking-uri", uri],
+        replay = subprocess.run([sys.executable, "-m", "slr.cli", "mlflow-replay", str(pending), "--tracking-uri", uri],
                                 capture_output=True, text=True, timeout=300)
         assert replay.returncode == 0, replay.stderr[-3000:]
         children = _children(uri, "gone")
@@ -196,14 +201,16 @@ def test_tracking_server_never_back_completes_and_replays(tiny_corpus, tmp_path,
 
 def test_nonfinite_trial_fails_with_its_reason_and_the_sweep_goes_on(tiny_corpus, tmp_path):
     exp = _write_experiment(tmp_path / "nan.yaml", tiny_corpus, tmp_path / "sweeps", num_trials=4,
-                            space={"train.inject_nonfinite_from_epoch": {"type": "choice", "values": [0, 2]}},
+                            space={"train.seed": {"type": "choice", "values": [0, 2]}},
                             searcher={"algorithm": "random", "seed": 1}, max_failures=2)
     log = tmp_path / "driver.log"
-    _finish(_start_sweep(exp, log), log)
+    # the trials that drew train.seed=2 have a NaN loss from epoch 2 on (tests/tune/table_sweep.py's fault hook)
+    poison = {"SLR_TEST_NONFINITE_FROM_EPOCH": "2", "SLR_TEST_NONFINITE_WHEN": "train.seed=2"}
+    _finish(_start_sweep(exp, log, env=poison), log)
     sweep_dir = tmp_path / "sweeps" / "nan"
     summary = json.loads((sweep_dir / "summary.json").read_text())
-    poisoned = [t for t in summary["trials"] if t["params"]["train.inject_nonfinite_from_epoch"] == 2]
-    healthy = [t for t in summary["trials"] if t["params"]["train.inject_nonfinite_from_epoch"] == 0]
+    poisoned = [t for t in summary["trials"] if t["params"]["train.seed"] == 2]
+    healthy = [t for t in summary["trials"] if t["params"]["train.seed"] == 0]
     assert poisoned and healthy, "seed 1 should sample both values"
     assert all(t["status"] == "failed" for t in poisoned) and all(t["status"] == "completed" for t in healthy)
     study = optuna.load_study(study_name="nan", storage=f"sqlite:///{sweep_dir / 'optuna.db'}")

@@ -170,12 +170,12 @@ def test_a_sweep_whose_every_trial_failed_exits_non_zero_and_keeps_its_artifacts
                                                                                              tmp_path):
     """Nothing to export is a failure scripts must see; and the embedded MLflow store's artifacts (each trial's
     config.yaml, the parent's files) live in the sweep folder, not in ./mlruns of wherever the sweep ran."""
-    exp = _experiment(tmp_path, tiny_corpus, "allfail", num_trials=2, mlflow={},
-                      config={"train": {"epochs": EPOCHS, "inject_nonfinite_from_epoch": 1}})
+    exp = _experiment(tmp_path, tiny_corpus, "allfail", num_trials=2, mlflow={})
     cwd = tmp_path / "elsewhere"
     cwd.mkdir()
     run = subprocess.run([sys.executable, str(ROOT / "tests" / "tune" / "table_sweep.py"), str(exp), str(TABLE)],
-                         capture_output=True, text=True, timeout=300, cwd=cwd)
+                         capture_output=True, text=True, timeout=300, cwd=cwd,
+                         env={**os.environ, "SLR_TEST_NONFINITE_FROM_EPOCH": "1"})  # every trial's loss NaN
     assert run.returncode == 1, run.stdout + run.stderr
     assert "no trial of sweep 'allfail' finished with a dev WER (2 failed)" in run.stderr
     sweep = tmp_path / "sweeps" / "allfail"

@@ -10,7 +10,8 @@ import pytest
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from tune.experiment import from_dict
-from tune.search import TIE_BREAK, OptunaSearcher, make_scheduler, with_rank_metric
+from tune.search import OptunaSearcher, make_scheduler
+from tune.trials import TIE_BREAK, with_rank_metric
 
 
 def _spec(tmp_path, num_trials=3, **scheduler):

@@ -1,0 +1,106 @@
+"""Ray Tune driver callbacks of a sweep: the console's progress lines and the feed into MLflow
+(:class:`tune.tracking.SweepTracker`, which knows nothing of Ray)."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+from tune.tracking import SweepTracker
+from tune.trials import COMPLETED, FAILED, STOPPED, asha_rung, status_of
+
+SHOWN = {COMPLETED: COMPLETED, STOPPED: "stopped by ASHA", FAILED: FAILED.upper()}  # on the console
+
+
+class ProgressCallback(Callback):
+    """One line per finished trial with the best dev WER so far (Ray's own tables only with -v)."""
+
+    def __init__(self, num_trials: int, every_seconds: float = 30.0):
+        self.num_trials, self.done, self.best = num_trials, 0, (math.inf, "")
+        self.last: dict[str, dict[str, Any]] = {}
+        self.every, self.next_line = every_seconds, time.time() + every_seconds
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
+        self.last[trial.trial_id] = result
+        wer = result.get("dev_wer")
+        if wer is not None and wer < self.best[0]:
+            self.best = (wer, trial.trial_id)
+        if time.time() >= self.next_line:  # a heartbeat between trial completions, at most every 30 s
+            self.next_line = time.time() + self.every
+            running = [t for t in trials if t.status == "RUNNING"]
+            epochs = ", ".join(f"{t.trial_id} epoch {self.last.get(t.trial_id, {}).get('epoch', 0)}" for t in running)
+            print(f"  ... {len(running)} running ({epochs}); {self.done}/{self.num_trials} done; best dev WER so far "
+                  f"{100 * self.best[0]:.1f}%", flush=True)
+
+    def _line(self, trial, status: str) -> None:  # noqa: ANN001
+        self.done += 1
+        r = self.last.get(trial.trial_id) or trial.last_result or {}  # after a restore: Ray's saved last result
+        wer = r.get("best_dev_wer")
+        best = "-" if math.isinf(self.best[0]) else f"{100 * self.best[0]:.1f}% ({self.best[1]})"
+        print(f"[{self.done}/{self.num_trials}] trial {trial.trial_id} {status} after {r.get('epoch', 0)} epochs, "
+              f"best dev WER {'-' if wer is None else f'{100 * wer:.1f}%'}  |  sweep best {best}", flush=True)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001
+        if trial.trial_id not in self.last and not (trial.last_result or {}).get("epoch"):
+            self.done += 1
+            print(f"[{self.done}/{self.num_trials}] trial {trial.trial_id} ended before the restart (Optuna holds "
+                  "its outcome): counted, not run again", flush=True)
+            return
+        r = self.last.get(trial.trial_id) or trial.last_result or {}
+        self._line(trial, SHOWN[status_of(r)])
+
+    def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001
+        self._line(trial, SHOWN[FAILED])
+
+
+class MlflowCallback(Callback):
+    """Ray Tune driver callback feeding a :class:`SweepTracker`."""
+
+    def __init__(self, tracker: SweepTracker, sweep_params: dict[str, Any],
+                 params_of: Callable[[Any], tuple[dict[str, Any], str]], grace: int, factor: float, max_t: int):
+        self.tracker, self.sweep_params, self.params_of = tracker, sweep_params, params_of
+        self.grace, self.factor, self.max_t = grace, factor, max_t
+        self.last: dict[str, dict[str, Any]] = {}  # trial id -> its last report seen by this driver
+
+    def setup(self, **info):  # noqa: ANN003 -- also runs when a sweep is restored: re-find runs by tags
+        self.tracker.start(self.sweep_params)
+
+    def on_trial_start(self, iteration, trials, trial, **info):  # noqa: ANN001
+        params, config_yaml = self.params_of(trial)
+        self.tracker.child(trial.trial_id, params, config_yaml, restored={t.trial_id for t in trials})
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
+        if not self.tracker.known(trial.trial_id):
+            self.on_trial_start(iteration, trials, trial)
+        self.last[trial.trial_id] = result
+        self.tracker.metrics(trial.trial_id, result)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001
+        if trial.trial_id not in self.last and not trial.last_result:
+            return  # counted done on resume (Optuna holds its outcome): the sweep's end writes its status
+        last = self.last.get(trial.trial_id) or trial.last_result
+        reason = last.get("failed_reason")
+        self.tracker.finish_trial(trial.trial_id, status_of(last), self._reached(trial),
+                                  str(reason) if reason else None)
+
+    def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001
+        error = None
+        if trial.error_file and os.path.exists(trial.error_file):
+            error = Path(trial.error_file).read_text()[-2000:]
+        self.tracker.finish_trial(trial.trial_id, status_of(None, error=True), self._reached(trial), error)
+
+    def _reached(self, trial) -> int:  # noqa: ANN001
+        epochs = int((self.last.get(trial.trial_id) or trial.last_result or {}).get("epoch", 0))
+        return asha_rung(epochs, self.grace, self.factor, self.max_t)
+
+    def on_step_end(self, iteration, trials, **info):  # noqa: ANN001
+        self.tracker.flush()
+
+    def on_experiment_end(self, trials, **info):  # noqa: ANN001 -- last chance: log or save for replay
+        self.tracker.flush(final=True)  # runs left open by a killed driver are closed with the summary (finish)
