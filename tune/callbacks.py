@@ -63,8 +63,9 @@ class MlflowCallback(Callback):
     """Ray Tune driver callback feeding a :class:`SweepTracker`."""
 
     def __init__(self, tracker: SweepTracker, sweep_params: dict[str, Any],
-                 params_of: Callable[[Any], tuple[dict[str, Any], str]], grace: int, factor: float, max_t: int):
-        self.tracker, self.sweep_params, self.params_of = tracker, sweep_params, params_of
+                 params_of: Callable[[Any], tuple[dict[str, Any], str]], grace: int, factor: float, max_t: int,
+                 tags_of: Callable[[Any], dict[str, str]] | None = None):
+        self.tracker, self.sweep_params, self.params_of, self.tags_of = tracker, sweep_params, params_of, tags_of
         self.grace, self.factor, self.max_t = grace, factor, max_t
         self.last: dict[str, dict[str, Any]] = {}  # trial id -> its last report seen by this driver
 
@@ -73,7 +74,8 @@ class MlflowCallback(Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info):  # noqa: ANN001
         params, config_yaml = self.params_of(trial)
-        self.tracker.child(trial.trial_id, params, config_yaml, restored={t.trial_id for t in trials})
+        self.tracker.child(trial.trial_id, params, config_yaml, restored={t.trial_id for t in trials},
+                           run_tags=self.tags_of(trial) if self.tags_of else None)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
         if not self.tracker.known(trial.trial_id):

@@ -121,7 +121,14 @@ def resume_command(args: argparse.Namespace) -> str:
 def _print_summary(s: dict) -> None:
     counts = ", ".join(f"{v} {k}" for k, v in s["trials_by_status"].items())
     print(f"\nsweep '{s['sweep']}' done in {s['wall_seconds']:.0f}s: {s['num_trials']} trials ({counts})")
-    if s["best_dev_wer"] is not None:
+    if s.get("rerank"):
+        print(rerank_table(s["rerank"]))
+    if s["best_dev_wer"] is not None and s.get("best_run"):
+        run = s["best_run"]
+        print(f"best dev WER {100 * s['best_dev_wer']:.2f}% (trial {s['best_trial_id']}, mean of its "
+              f"{s['rerank']['seeds']} re-rank seeds; its best run: seed {run['seed']}, {100 * run['best_dev_wer']:.2f}% "
+              f"at epoch {run['best_epoch']})")
+    elif s["best_dev_wer"] is not None:
         print(f"best dev WER {100 * s['best_dev_wer']:.2f}% (trial {s['best_trial_id']}, epoch {s['best_epoch']})")
         print(f"best params  {json.dumps(s['best_params'])}")
         print(f"best config  {Path(s['sweep_dir']) / 'best_config.yaml'}")
@@ -130,6 +137,18 @@ def _print_summary(s: dict) -> None:
         print(f"MLflow       experiment '{ml['experiment']}' (id {ml['experiment_id']}), parent run "
               f"{ml['parent_run_id']}\n  open it:   mlflow ui --backend-store-uri {ml['tracking_uri']} "
               "--host 127.0.0.1 --port 5000   then http://127.0.0.1:5000")
+
+
+def rerank_table(stage: dict) -> str:
+    """The re-ranking stage's candidates, winner first: mean and spread over the new seeds, each run's WER."""
+    lines = [f"re-ranked the search's {len(stage['candidates'])} best trials over {stage['seeds']} new training seeds "
+             f"({stage['trial_epochs']} trial-epochs):"]
+    for c in stage["candidates"]:
+        mean = "-" if c["mean_dev_wer"] is None else f"{100 * c['mean_dev_wer']:.2f}% +- {100 * c['std_dev_wer']:.2f}"
+        runs = ", ".join(f"seed {s}: " + ("-" if w != w else f"{100 * w:.1f}%") for s, w in zip(c["seeds"], c["dev_wers"]))
+        mark = "  <- winner" if c["trial_id"] == stage["winner"] else ""
+        lines.append(f"  trial {c['trial_id']}  mean dev WER {mean}  ({runs}){mark}")
+    return "\n".join(lines)
 
 
 def resolve_sweep_dir(name_or_dir: str, storage: str = "sweeps") -> Path:
@@ -170,6 +189,9 @@ def status(name_or_dir: str, storage: str) -> int:
     if holder := holder_of(sweep_dir):
         print(f"running: driver pid {holder.get('pid')} on {holder.get('host')} since {holder.get('since')}")
     elif (sweep_dir / "summary.json").exists():
+        summary = json.loads((sweep_dir / "summary.json").read_text())
+        if summary.get("rerank"):
+            print(rerank_table(summary["rerank"]))
         print(f"finished: {sweep_dir / 'summary.json'}")
     else:
         print("interrupted: no driver is running it; resume it with `slr sweep EXPERIMENT --resume` "

@@ -159,6 +159,18 @@ class MlflowSpec:
 
 
 @dataclass
+class RerankSpec:
+    """After the search: the ``top_k`` best trials trained again with ``seeds`` new training seeds each; the
+    winner by mean dev WER (tune.rerank). ``top_k: 0`` = off."""
+    top_k: int = 0
+    seeds: int = 3
+
+    def __post_init__(self) -> None:
+        _check(_whole(self.top_k) and self.top_k >= 0, "rerank.top_k", self.top_k, "must be a whole number >= 0")
+        _check(_whole(self.seeds) and self.seeds >= 1, "rerank.seeds", self.seeds, "must be a whole number >= 1")
+
+
+@dataclass
 class CorpusSpec:
     path: str = ""
     synth: str = ""  # preset to generate into path when it does not exist yet
@@ -179,6 +191,7 @@ class ExperimentSpec:
     storage_path: str = "sweeps"  # a local folder, or a URI every node reaches (s3://bucket/sweeps)
     local_path: str = "sweeps"  # with a URI storage_path: the driver's own files (SQLite stores, write queue)
     mlflow: MlflowSpec = field(default_factory=MlflowSpec)
+    rerank: RerankSpec = field(default_factory=RerankSpec)
     baseline_first: bool = True
     max_failures: int = 2  # per trial: restarts from its last checkpoint after a worker dies
     reuse_workers: bool = True  # a slot's worker process runs its next trial (Ray's reuse_actors)
@@ -301,7 +314,8 @@ def from_dict(raw: dict[str, Any], source: str = "") -> ExperimentSpec:
            "required: a corpus directory, or {path: DIR, synth: PRESET}")
     sections = {"corpus": (CorpusSpec, corpus), "searcher": (SearcherSpec, raw.get("searcher", {})),
                 "scheduler": (SchedulerSpec, raw.get("scheduler", {})),
-                "resources": (ResourceSpec, raw.get("resources", {})), "mlflow": (MlflowSpec, raw.get("mlflow", {}))}
+                "resources": (ResourceSpec, raw.get("resources", {})), "mlflow": (MlflowSpec, raw.get("mlflow", {})),
+                "rerank": (RerankSpec, raw.get("rerank", {}))}
     built = {name: build(cls, value or {}, prefix=f"{name}.") for name, (cls, value) in sections.items()}
     space_raw = raw.get("space", {}) or {}
     _check(isinstance(space_raw, dict), "space", space_raw, "must map dotted config keys to distributions")
@@ -352,6 +366,10 @@ def validate(spec: ExperimentSpec) -> None:
     for key in ("storage_path", "local_path"):
         _check(isinstance(getattr(spec, key), str) and bool(getattr(spec, key).strip()), key, getattr(spec, key),
                "must name a folder (or a URI such as s3://bucket/sweeps)")
+    _check(spec.rerank.top_k <= spec.num_trials, "rerank.top_k", spec.rerank.top_k,
+           f"cannot exceed num_trials={spec.num_trials}")
+    _check(spec.rerank.top_k == 0 or "train.seed" not in spec.space, "rerank.top_k", spec.rerank.top_k,
+           "re-ranking retrains with new training seeds: it cannot be combined with searching train.seed")
     _check_storage("storage_path", spec.storage_path)
     if spec.remote:
         _check_storage("local_path", spec.local_path)

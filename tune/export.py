@@ -34,6 +34,7 @@ def export_best(sweep_dir: Path, out: str | Path, register: str | None = None) -
         reproduces=("within a tolerance: CUDA kernels are nondeterministic" if "cuda" in machine
                     else "exactly on CPU with the same torch, CPU kernels and train.num_threads"),
     )
+    doc["provenance"].update(_rerank_provenance(summary))  # the re-ranked winner's run, and every seed's result
     if register:
         doc["provenance"]["registered_model"] = _register(summary, register)
     out = Path(out)
@@ -41,6 +42,19 @@ def export_best(sweep_dir: Path, out: str | Path, register: str | None = None) -
     out.write_text(f"# exported by `slr export {summary['sweep']}`; retrain: slr train --config {out.name} "
                    "--out runs/best\n" + yaml.safe_dump(doc, sort_keys=False))
     return out
+
+
+def _rerank_provenance(summary: dict) -> dict:
+    """After a re-rank: the config is the winner's with its best run's training seed; record every seed's result."""
+    stage, run = summary.get("rerank"), summary.get("best_run")
+    if not stage or not run:
+        return {}
+    winner = next(c for c in stage["candidates"] if c["trial_id"] == stage["winner"])
+    return dict(dev_wer=run["best_dev_wer"], trial_id=run["trial_id"], rerank=dict(
+        candidate=winner["trial_id"], mean_dev_wer=winner["mean_dev_wer"], std_dev_wer=winner["std_dev_wer"],
+        seeds=winner["seeds"], dev_wers=winner["dev_wers"], run_ids=winner["runs"],
+        search_dev_wer=summary["search_best"]["best_dev_wer"], search_trial_id=summary["search_best"]["best_trial_id"],
+        candidates={c["trial_id"]: c["mean_dev_wer"] for c in stage["candidates"]}))
 
 
 def _register(summary: dict, name: str) -> str:

@@ -208,6 +208,22 @@ def _plot_outcomes(summary: dict[str, Any], path: Path) -> Path:
 
 
 # -- the page ---------------------------------------------------------------------------------------
+def _rerank_html(stage: dict[str, Any] | None, esc) -> str:  # noqa: ANN001 -- html.escape
+    """The re-ranking stage's table: each candidate's mean and spread over its new seeds, and each run."""
+    if not stage:
+        return ""
+    rows = ""
+    for c in stage["candidates"]:
+        mean = "-" if c["mean_dev_wer"] is None else f"{100 * c['mean_dev_wer']:.2f} % &plusmn; {100 * c['std_dev_wer']:.2f}"
+        runs = ", ".join(f"seed {s}: {'-' if w != w else f'{100 * w:.1f} %'}" for s, w in zip(c["seeds"], c["dev_wers"]))
+        won = " (winner)" if c["trial_id"] == stage["winner"] else ""
+        rows += f"<tr><td><code>{esc(str(c['trial_id']))}</code>{won}</td><td>{mean}</td><td>{esc(runs)}</td></tr>"
+    return (f"<h3>Re-ranked over {stage['seeds']} new training seeds</h3><p>The search's {len(stage['candidates'])} "
+            f"best trials trained again ({stage['trial_epochs']} trial-epochs); the winner has the best mean dev WER "
+            "(the search's own run, selected for being low, is not in the mean).</p>"
+            f"<table><tr><th>trial</th><th>mean dev WER &plusmn; spread</th><th>runs</th></tr>{rows}</table>")
+
+
 def _img(path: Path, alt: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
@@ -239,6 +255,7 @@ def _html(spec: ExperimentSpec, summary: dict[str, Any], pngs: dict[str, Path], 
                      f"</code>, epoch {summary.get('best_epoch')}, MLflow run "
                      f"<code>{esc(str(summary['mlflow'].get('best_run_id')))}</code>.</p>"
                      f"<p>Reproduce it:</p><pre>{esc(reproduce)}</pre>")
+    best_html += _rerank_html(summary.get("rerank"), esc)
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Sweep {esc(spec.name)}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}} img{{max-width:100%}}

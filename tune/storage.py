@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-MIRRORED = ("experiment.yaml", "summary.json", "curves.json", "trials.csv", "best_config.yaml")
+MIRRORED = ("experiment.yaml", "summary.json", "curves.json", "trials.csv", "best_config.yaml", "rerank.json")
 
 
 def is_uri(path: str) -> bool:

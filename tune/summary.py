@@ -18,8 +18,9 @@ from tune.trials import CURVE_KEYS, METRIC, STATUSES, best_first, status_of, sta
 
 
 def summarize(spec: ExperimentSpec, grid, tracker: SweepTracker | None,  # noqa: ANN001
-              wall_seconds: float, study=None) -> dict[str, Any]:  # noqa: ANN001 -- a ResultGrid, an optuna.Study
-    """summary.json + trials.csv + best_config.yaml; the best trial by its best dev WER over epochs."""
+              wall_seconds: float, study=None) -> tuple[dict[str, Any], dict[str, list]]:  # noqa: ANN001
+    """The search's summary (every trial's outcome; the best trial by its best dev WER over epochs) and every
+    trial's curve, from Ray's ``grid`` and the Optuna ``study``; :func:`write` saves them."""
     import optuna
 
     study = study or open_study(spec)
@@ -50,7 +51,7 @@ def summarize(spec: ExperimentSpec, grid, tracker: SweepTracker | None,  # noqa:
         rows.append(dict(trial_id=trial_id, number=number.get(trial_id), path=result.path, status=status,
                          best_dev_wer=best, best_epoch=best_epoch, epochs=epochs,
                          params={k: params.get(k) for k in spec.space},
-                         checkpoint=_best_checkpoint(result, spec),
+                         checkpoint=best_checkpoint(result, spec),
                          machine={k[len("machine_"):]: v for k, v in (result.metrics or {}).items()
                                   if k.startswith("machine_")}))
         curves[trial_id] = _curve(df)
@@ -80,14 +81,42 @@ def summarize(spec: ExperimentSpec, grid, tracker: SweepTracker | None,  # noqa:
     )
     if optuna.trial.TrialState.COMPLETE in {t.state for t in study.trials}:
         summary["optuna_best_value"] = study.best_value
+    return summary, curves
+
+
+def with_rerank(summary: dict[str, Any], stage: dict[str, Any], run_ids: dict[str, str]) -> dict[str, Any]:
+    """The summary with the re-ranking stage's record (tune.rerank.results) and its winner as the sweep's best:
+    ``best_dev_wer`` is then the winner's mean over its new seeds, ``best_run`` the run its exported config
+    retrains; the search's own best stays as ``search_best``."""
+    summary = {**summary, "rerank": stage, "search_best": {k: summary[k] for k in (
+        "best_trial_id", "best_dev_wer", "best_epoch", "best_params", "best_checkpoint")}}
+    winner, run = next((c for c in stage["candidates"] if c["trial_id"] == stage["winner"]), None), stage["best_run"]
+    if winner is None or run is None:
+        return summary  # no candidate finished a run: the search's best stays the best
+    summary.update(best_trial_id=winner["trial_id"], best_dev_wer=winner["mean_dev_wer"],
+                   best_epoch=run["best_epoch"], best_params=winner["params"], best_checkpoint=run["checkpoint"],
+                   best_machine=run["machine"], best_run=run)
+    summary["mlflow"] = {**summary["mlflow"], "best_run_id": run_ids.get(run["trial_id"])}
+    return summary
+
+
+def write(spec: ExperimentSpec, summary: dict[str, Any], curves: dict[str, list],
+          tracker: SweepTracker | None) -> dict[str, Any]:
+    """summary.json, curves.json, trials.csv and best_config.yaml (the best trial's full config; after a re-rank,
+    the winner's with the training seed of its best run); mirrored to a URI storage; the MLflow runs closed."""
+    sweep_dir = spec.sweep_dir
     (sweep_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     (sweep_dir / "curves.json").write_text(json.dumps(curves))
-    files = {"summary": sweep_dir / "summary.json", "trials": _write_csv(sweep_dir / "trials.csv", rows, spec)}
-    if best:
-        base = spec.base_config().to_dict()
-        cfg = trial_config(base, best["params"], spec.max_epochs)
+    files = {"summary": sweep_dir / "summary.json",
+             "trials": _write_csv(sweep_dir / "trials.csv", summary["trials"], spec)}
+    if summary["best_trial_id"]:
+        params = (summary.get("best_run") or {}).get("params") or summary["best_params"]
+        cfg = trial_config(spec.base_config().to_dict(), params, spec.max_epochs)
         (sweep_dir / "best_config.yaml").write_text(cfg.to_yaml())
         files["best_config"] = sweep_dir / "best_config.yaml"
+    if summary.get("rerank"):
+        (sweep_dir / "rerank.json").write_text(json.dumps(summary["rerank"], indent=2, default=str))
+        files["rerank"] = sweep_dir / "rerank.json"
     if spec.remote:
         storage.upload(sweep_dir, spec.sweep_uri)
     if tracker:
@@ -105,7 +134,7 @@ def _told_best(t) -> tuple[float, int | None]:  # noqa: ANN001 -- an optuna Froz
     return float(t.intermediate_values[epoch]), epoch
 
 
-def _best_checkpoint(result, spec: ExperimentSpec) -> str | None:
+def best_checkpoint(result, spec: ExperimentSpec) -> str | None:  # noqa: ANN001 -- a ray.tune.Result
     """The trial's best checkpoint: a local path, or a URI under a remote storage_path."""
     try:
         from ray.train._internal.storage import _exists_at_fs_path

@@ -26,7 +26,8 @@ from tune.experiment import ExperimentSpec, check_resources
 from tune.lock import DriverLock
 from tune.retention import CheckpointRetention
 from tune.search import OptunaSearcher, make_scheduler, open_study, shown, trials_held
-from tune.summary import summarize
+from tune import rerank
+from tune.summary import summarize, with_rerank, write
 from tune.tracking import SweepTracker
 from tune.trainable import train_trial, trial_config
 from tune.trials import METRIC
@@ -92,10 +93,10 @@ def init_ray(address: str | None, spec: ExperimentSpec) -> None:
 class SweepInterrupted(Exception):
     """The sweep ended before its trials did (Ctrl-C, or Ray stopped it): nothing was summarized."""
 
-    def __init__(self, name: str, finished: int, running: int, total: int):
-        self.name, self.finished, self.running, self.total = name, finished, running, total
-        super().__init__(f"sweep '{name}' was interrupted: {finished} of {total} trials finished, {running} were "
-                         "still running (saved with their checkpoints); nothing was summarized or exported")
+    def __init__(self, name: str, where: str):
+        self.name = name
+        super().__init__(f"sweep '{name}' was interrupted: {where} (saved with their checkpoints); nothing was "
+                         "summarized or exported")
 
 
 def private_ray_dir() -> str:
@@ -203,20 +204,61 @@ def _run_locked(spec: ExperimentSpec, resume: bool, address: str | None, verbose
     tuner = build_tuner(spec, trainable, [*callbacks, *extra_callbacks], verbose, resume)
     t0 = time.time()
     grid = tuner.fit()  # Ctrl-C: Ray stops the trials, saves the experiment state and returns
-    tracker = _tracker(spec)
-    if tracker:  # runs are found by tags, so this works the same after a restore
-        try:
-            tracker.start(sweep_params)
-        except Exception as err:  # noqa: BLE001 -- the sweep's results must not depend on the server
-            print(f"slr: MLflow at {spec.tracking_uri} is unreachable ({type(err).__name__}); the summary, trials.csv "
-                  f"and best config are in {spec.sweep_dir} but not on the parent run", file=sys.stderr)
-            tracker = None
+    tracker = _open_tracker(spec, sweep_params)
     study = open_study(spec)  # opened once: the record of outcomes for both questions below
     if left := unfinished(spec, study):
         if tracker:
             tracker.interrupted()
-        raise SweepInterrupted(spec.name, *left, spec.num_trials)
-    return summarize(spec, grid, tracker, wall_seconds=time.time() - t0, study=study)
+        raise SweepInterrupted(spec.name, f"{left[0]} of {spec.num_trials} trials finished, {left[1]} were still "
+                                          "running")
+    summary, curves = summarize(spec, grid, tracker, wall_seconds=time.time() - t0, study=study)
+    if spec.rerank.top_k and summary["best_trial_id"]:
+        stage = _rerank(spec, summary, trial_fn, base, sweep_params, verbose, extra_callbacks)
+        tracker = _open_tracker(spec, sweep_params)  # finds the stage's runs too
+        if left := rerank.unfinished_runs(stage):
+            if tracker:
+                tracker.interrupted()
+            raise SweepInterrupted(spec.name, f"the search is done, but {left} re-rank runs of "
+                                              f"{spec.rerank.top_k * spec.rerank.seeds} were not")
+        summary = with_rerank(summary, rerank.results(spec, stage, tracker.children if tracker else {}),
+                              tracker.children if tracker else {})
+    summary["wall_seconds"] = time.time() - t0
+    return write(spec, summary, curves, tracker)
+
+
+def _rerank(spec: ExperimentSpec, summary: dict[str, Any], trial_fn, base: dict[str, Any],  # noqa: ANN001, ANN202
+            sweep_params: dict[str, Any], verbose: int, extra_callbacks: tuple):
+    """The re-ranking stage (tune.rerank) with the sweep's callbacks: checkpoint retention, progress, MLflow."""
+    n = spec.rerank.top_k * spec.rerank.seeds
+    print(f"re-ranking the {spec.rerank.top_k} best trials over {spec.rerank.seeds} new training seeds each "
+          f"({n} runs) ...", flush=True)
+    callbacks: list = [CheckpointRetention(rerank.stage_uri(spec))]
+    if verbose == 0:
+        callbacks.append(ProgressCallback(n))
+    if spec.mlflow.enabled:
+        callbacks.append(MlflowCallback(_tracker(spec, background=spec.mlflow.background), sweep_params,
+                                        _ParamsOf(base, spec.max_epochs, key="run"), spec.max_epochs, 2,
+                                        spec.max_epochs, tags_of=_rerank_tags))
+    return rerank.run_stage(spec, summary, trial_fn, base, [*callbacks, *extra_callbacks], verbose)
+
+
+def _rerank_tags(trial) -> dict[str, str]:  # noqa: ANN001
+    run = trial.config["run"]
+    return {"slr.stage": rerank.STAGE, "slr.rerank_of": str(run["candidate"]), "slr.rerank_seed": str(run["seed"])}
+
+
+def _open_tracker(spec: ExperimentSpec, sweep_params: dict[str, Any]) -> SweepTracker | None:
+    """The driver's own tracker with the sweep's runs found (by tags: the same after a restore), or None when MLflow
+    is off or unreachable (the sweep's results must not depend on the server)."""
+    tracker = _tracker(spec)
+    if tracker:
+        try:
+            tracker.start(sweep_params)
+        except Exception as err:  # noqa: BLE001
+            print(f"slr: MLflow at {spec.tracking_uri} is unreachable ({type(err).__name__}); the summary, trials.csv "
+                  f"and best config are in {spec.sweep_dir} but not on the parent run", file=sys.stderr)
+            tracker = None
+    return tracker
 
 
 def build_tuner(spec: ExperimentSpec, trainable, callbacks: list | tuple = (), verbose: int = 0,  # noqa: ANN001
@@ -289,11 +331,13 @@ def _tracker(spec: ExperimentSpec, background: bool = False) -> SweepTracker | N
 
 
 class _ParamsOf:
-    """Trial -> (flattened resolved config, config YAML) for its MLflow run (picklable, unlike a lambda)."""
+    """Trial -> (flattened resolved config, config YAML) for its MLflow run (picklable, unlike a lambda).
+    ``key``: where the trial's values sit in its Ray config (a re-rank run's under ``run``)."""
 
-    def __init__(self, base: dict[str, Any], max_t: int):
-        self.base, self.max_t = base, max_t
+    def __init__(self, base: dict[str, Any], max_t: int, key: str | None = None):
+        self.base, self.max_t, self.key = base, max_t, key
 
     def __call__(self, trial) -> tuple[dict[str, Any], str]:  # noqa: ANN001
-        cfg = trial_config(self.base, trial.config, self.max_t)
+        values = trial.config[self.key]["params"] if self.key else trial.config
+        cfg = trial_config(self.base, values, self.max_t)
         return cfg.flat(), cfg.to_yaml()

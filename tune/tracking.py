@@ -120,7 +120,8 @@ class SweepTracker:
                                               default=0)
         return self.parent_id
 
-    def child(self, trial_id: str, params: dict[str, Any], config_yaml: str, restored: set[str] = frozenset()) -> None:
+    def child(self, trial_id: str, params: dict[str, Any], config_yaml: str, restored: set[str] = frozenset(),
+              run_tags: dict[str, str] | None = None) -> None:
         """The trial's run: created once (queued if the server is down).
 
         A driver killed after Optuna handed out a trial but before Ray saved it leaves that trial's run open,
@@ -142,7 +143,8 @@ class SweepTracker:
             self._do("log_batch", trial=trial_id, tags=[RunTag("slr.trial_id", trial_id),
                                                         RunTag("slr.adopted_from", old)])
             return
-        self._do("create_child", trial=trial_id, params=params, config_yaml=config_yaml)
+        self._do("create_child", trial=trial_id, params=params, config_yaml=config_yaml,
+                 run_tags=run_tags or {"slr.stage": "search"})
 
     def known(self, trial_id: str) -> bool:
         return trial_id in self.children or self._queued(None, trial_id)
@@ -202,7 +204,8 @@ class SweepTracker:
     def finish(self, summary: dict[str, Any], files: dict[str, Path]) -> None:
         if self.parent_id is None:
             return
-        for row in summary.get("trials", []):  # the summary (Optuna's told outcomes) is the record: runs match it
+        rows = [*summary.get("trials", []), *(summary.get("rerank") or {}).get("runs", [])]
+        for row in rows:  # the summary (Optuna's told outcomes, the re-rank runs) is the record: runs match it
             trial_id, status = row["trial_id"], row["status"]
             if trial_id not in self.children:
                 continue
@@ -211,10 +214,17 @@ class SweepTracker:
             if trial_id in self.open_before:  # left open by a driver killed before it saw the trial end
                 self._do("set_terminated", trial=trial_id, status="FAILED" if status == FAILED else "FINISHED")
                 self.open_before.discard(trial_id)
-        self.close_orphans({row["trial_id"] for row in summary.get("trials", [])})
+        self.close_orphans({row["trial_id"] for row in rows})
         best = summary.get("best_dev_wer")
         if best is not None:
             self._do("log_metric", run_id=self.parent_id, key="best_dev_wer", value=float(best))
+        for c in (summary.get("rerank") or {}).get("candidates", []):  # each candidate's mean and spread
+            if c["mean_dev_wer"] is not None:
+                self._do("log_batch", run_id=self.parent_id, metrics=[
+                    Metric(f"rerank_mean_dev_wer/{c['trial_id']}", float(c["mean_dev_wer"]), _now(), 0),
+                    Metric(f"rerank_std_dev_wer/{c['trial_id']}", float(c["std_dev_wer"]), _now(), 0)])
+        if summary.get("rerank"):
+            self._do("log_batch", run_id=self.parent_id, tags=[RunTag("slr.rerank_winner", str(summary["rerank"]["winner"]))])
         for path in files.values():
             if Path(path).exists():
                 self._do("log_artifact", run_id=self.parent_id, local_path=str(path))
@@ -234,7 +244,7 @@ class SweepTracker:
                 return
             run = client.create_run(self.experiment_id, run_name=trial, tags={
                 "mlflow.parentRunId": self.parent_id, "slr.sweep": self.sweep_name, "slr.trial_id": trial,
-                "slr.role": "trial", "slr.status": "running"})
+                "slr.role": "trial", "slr.status": "running", **kwargs.get("run_tags", {})})
             client.log_batch(run.info.run_id, params=[Param(k, _short(v)) for k, v in kwargs["params"].items()])
             client.log_text(run.info.run_id, kwargs["config_yaml"], "config.yaml")
             self.children[trial] = run.info.run_id
@@ -355,6 +365,10 @@ class SweepTracker:
         log.error(message)
         print(f"slr: {message}", file=sys.stderr, flush=True)
         self.pending.clear()
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
 
 
 def _short(v: Any) -> str:

@@ -7,7 +7,8 @@ from slr.augment import Augmenter, mirror_index
 from slr.config import AugmentConfig, Config, ConfigError
 from slr.corpus.store import Corpus
 from slr.data import SignDataset, collate, ctc_min_frames
-from slr.features import FeaturePipeline, LEFT_HAND, RIGHT_HAND
+from slr.features import FeaturePipeline
+from slr.layout import LEFT_HAND, RIGHT_HAND
 
 ON = dict(rotation=20.0, scale=0.2, shear=0.2, translate=0.3, speed=0.3, frame_drop=0.2, hand_dropout=0.8,
           modality_dropout=0.8, mirror=1.0)

@@ -35,5 +35,5 @@ def test_cuda_ctc_matches_cpu(tiny_corpus):
     gpu = Trainer(Config().override({**over, "train.device": "cuda", "data.corpus": str(tiny_corpus)}))
     gpu.model.load_state_dict(cpu.model.state_dict())
     batch = next(iter(cpu.train_loader))
-    losses = [float(t._loss(batch.to(t.device)).detach()) for t in (cpu, gpu)]
+    losses = [float(t.loss(batch.to(t.device)).detach()) for t in (cpu, gpu)]
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)

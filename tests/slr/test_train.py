@@ -91,7 +91,7 @@ def test_seeded_runs_are_identical_on_cpu(fast_config, tiny_corpus, tmp_path):
 
 def test_nonfinite_batches_are_skipped_and_counted(fast_config, tiny_corpus, monkeypatch):
     t = Trainer(fast_config(**{"train.epochs": 1, "data.corpus": str(tiny_corpus)}))
-    real = t._loss
+    real = t.loss
     calls = {"n": 0}
 
     def poisoned(batch):
@@ -99,7 +99,7 @@ def test_nonfinite_batches_are_skipped_and_counted(fast_config, tiny_corpus, mon
         loss = real(batch)
         return loss * float("nan") if calls["n"] == 2 else loss
 
-    monkeypatch.setattr(t, "_loss", poisoned)
+    monkeypatch.setattr(t, "loss", poisoned)
     before = {k: v.clone() for k, v in t.model.state_dict().items()}
     t.fit()
     assert t.state["history"][0]["skipped_batches"] == 1
@@ -109,7 +109,7 @@ def test_nonfinite_batches_are_skipped_and_counted(fast_config, tiny_corpus, mon
 
 def test_a_run_whose_loss_stays_nonfinite_fails(fast_config, tiny_corpus, monkeypatch):
     t = Trainer(fast_config(**{"train.epochs": 2, "data.corpus": str(tiny_corpus)}))
-    monkeypatch.setattr(t, "_loss", lambda batch: torch.tensor(float("inf"), requires_grad=True))
+    monkeypatch.setattr(t, "loss", lambda batch: torch.tensor(float("inf"), requires_grad=True))
     with pytest.raises(NonFiniteLossError, match="non-finite"):
         t.fit()
 
@@ -152,7 +152,7 @@ def test_auxiliary_ctc_off_is_the_plain_ctc_loss(fast_config, tiny_corpus):
     assert t.model.aux_head is None
     b = _one_batch(t)
     torch.manual_seed(1)
-    loss = t._loss(b)
+    loss = t.loss(b)
     torch.manual_seed(1)
     plain = F.ctc_loss(t.forward(b), b.targets, b.lengths, b.target_lengths, reduction="mean")
     assert torch.equal(loss, plain)
@@ -166,7 +166,7 @@ def test_auxiliary_ctc_and_self_distillation_train_the_blocks(fast_config, tiny_
     b = _one_batch(t)
     log_probs, aux = t.forward(b, with_aux=True)
     assert aux.shape[0] == (log_probs.shape[0] + 3) // 4
-    loss = t._loss(b)
+    loss = t.loss(b)
     assert torch.isfinite(loss)
     # the auxiliary terms alone reach the blocks, and not the BiLSTM or the main head
     from slr import losses

@@ -35,12 +35,14 @@ def _nearest(key: str, value: float, grid: list[float]) -> float:
 
 
 def curve(table_path: str, config: dict[str, Any]) -> list[dict[str, float]]:
-    """The table's training seed 0 run of the grid point nearest to the flat ``config``, by epoch."""
+    """The table's run of the grid point nearest to the flat ``config``, by epoch: the table's training seed
+    ``train.seed`` modulo the seeds it holds (a re-rank run's new seed gets the other measured run)."""
     import numpy as np
     import pandas as pd
     rows = pd.read_parquet(table_path)
     if "train_seed" in rows:
-        rows = rows[rows["train_seed"] == 0]
+        seeds = sorted(rows["train_seed"].unique().tolist())
+        rows = rows[rows["train_seed"] == seeds[int(config.get("train.seed", 0)) % len(seeds)]]
     for key in [k for k in rows.columns if k in config]:
         grid = sorted(rows[key].unique().tolist())
         rows = rows[np.isclose(rows[key], _nearest(key, float(config[key]), grid))]
