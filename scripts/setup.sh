@@ -14,7 +14,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install --upgrade pip &&
     # shellcheck disable=SC2086
     .venv/bin/python -m pip install ${SLR_TORCH:-torch==2.13.0} &&
-    .venv/bin/python -m pip install -e ".[tune,onnx,test]"
+    .venv/bin/python -m pip install -e ".[tune,onnx,lm,test]"
   } > .venv/install.log 2>&1 || { tail -30 .venv/install.log; echo "setup failed; full log: .venv/install.log"; exit 1; }
   touch "$stamp"
 fi

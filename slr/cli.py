@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", required=True, help="corpus directory to create")
     synth.add_argument("--signer-independent", action="store_true", help="dev/test signers never seen in train")
     synth.add_argument("--force", action="store_true", help="replace a corpus already in --out")
+    synth.add_argument("--sentences", metavar="FILE", help="sign the gloss sequences of this annotation file "
+                       "(PHOENIX .stm / .corpus.csv, or id,signer,split,glosses CSV) instead of the preset's unigram "
+                       "law: real sentence structure, e.g. ../shared/data/phoenix2014/phoenix2014-groundtruth-train.stm")
     synth.set_defaults(func=cmd_synth)
     stats = data.add_parser("stats", help="summarize a corpus directory")
     stats.add_argument("corpus")
@@ -136,8 +139,12 @@ def refuse_to_overwrite(path: str | Path, force: bool, what: str) -> None:
 def cmd_synth(args: argparse.Namespace) -> int:
     from slr.corpus.synthetic import generate
     refuse_to_overwrite(args.out, args.force, "files (a corpus?)")
+    sentences = None
+    if args.sentences:
+        from slr.corpus.annotations import read_annotations
+        sentences = [a.glosses for a in read_annotations(args.sentences)]  # errors name the file and line
     out = generate(args.preset, args.out, seed=args.seed, signer_independent=args.signer_independent,
-                   progress=sys.stderr.isatty())
+                   progress=sys.stderr.isatty(), sentences=sentences, sentences_source=args.sentences or "")
     print(f"wrote {args.preset} corpus to {out}")
     return cmd_stats(argparse.Namespace(corpus=str(out), json=False))
 
@@ -271,7 +278,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 # -- commands from extensions -----------------------------------------------------------------------------
 PLUGIN_GROUP = "slr.commands"  # entry points: a function taking the subparsers and adding its commands
 # For the message when a command's extension is missing: which extra of slr-tune provides it
-EXTRA_OF = {"sweep": "tune", "export": "tune", "report": "tune", "mlflow-replay": "tune"}
+EXTRA_OF = {"sweep": "tune", "export": "tune", "report": "tune", "mlflow-replay": "tune", "tune-decode": "tune"}
 
 
 def command_plugins() -> list:

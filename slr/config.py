@@ -211,13 +211,24 @@ class AugmentConfig:
 class DecodeConfig:
     """How log-probs become glosses, and how they are scored."""
 
-    method: str = "greedy"  # greedy | beam
-    beam_width: int = 8  # prefix beam search width (method=beam)
+    method: str = "greedy"  # greedy | beam | beam_lm (beam search fused with a gloss n-gram LM: needs flashlight-text)
+    beam_width: int = 8  # prefix beam search width (method=beam or beam_lm)
     scorer: str = "plain"  # plain | phoenix2014
+    lm_path: str = ""  # the gloss LM file (method=beam_lm; written by slr tune-decode or slr.lm)
+    lm_weight: float = 0.5  # LM log-probability weight in the fused score (method=beam_lm)
+    lm_bonus: float = 0.0  # insertion bonus per gloss (method=beam_lm; > 0 counters the LM's bias to short output)
+    lm_order: int = 2  # n-gram order of an LM trained by slr tune-decode (2: the lowest PHOENIX dev perplexity, docs/benchmarks.md)
+    lm_discount: float = 0.75  # absolute discount of that LM's smoothing (interpolated, slr.lm)
 
     def __post_init__(self) -> None:
-        _check(self.method in ("greedy", "beam"), "decode.method", self.method, "must be greedy or beam")
+        _check(self.method in ("greedy", "beam", "beam_lm"), "decode.method", self.method,
+               "must be greedy, beam or beam_lm")
         _check(self.beam_width >= 1, "decode.beam_width", self.beam_width, "must be >= 1")
+        _check(self.method != "beam_lm" or bool(self.lm_path), "decode.lm_path", self.lm_path,
+               "method beam_lm needs a gloss LM file (slr tune-decode SWEEP trains one)")
+        _check(self.lm_weight >= 0, "decode.lm_weight", self.lm_weight, "must be >= 0")
+        _check(self.lm_order >= 1, "decode.lm_order", self.lm_order, "must be >= 1")
+        _check(0 < self.lm_discount < 1, "decode.lm_discount", self.lm_discount, "must be in (0, 1)")
         _check(self.scorer in ("plain", "phoenix2014"), "decode.scorer", self.scorer, "must be plain or phoenix2014")
 
 

@@ -67,12 +67,15 @@ def beam_search(log_probs: torch.Tensor | np.ndarray, beam: int = 8, length: int
 
 
 def decode_batch(log_probs: torch.Tensor, lengths: torch.Tensor, method: str = "greedy",
-                 beam: int = 8) -> list[list[int]]:
-    """``[T, B, V]`` log-probs -> label id lists, one per sample."""
+                 beam: int = 8, lm: dict | None = None) -> list[list[int]]:
+    """``[T, B, V]`` log-probs -> label id lists, one per sample. ``lm`` (method ``beam_lm``): the keyword
+    arguments of :func:`lm_beam_search` (vocab, lm, weight, bonus)."""
     lp = log_probs.detach().float().cpu()
     out = []
     for b, n in enumerate(lengths.tolist()):
-        if method == "beam":
+        if method == "beam_lm":
+            out.append(lm_beam_search(lp[:, b], beam=beam, length=n, **(lm or {})))
+        elif method == "beam":
             out.append(beam_search(lp[:, b], beam, n))
         else:
             out.append([tok.id for tok in greedy(lp[:, b], n)])
@@ -121,3 +124,70 @@ def align(log_probs: torch.Tensor | np.ndarray, labels: list[int], length: int |
         else:
             tokens.append(Token(ext[s], t, t + 1))
     return tokens
+
+
+# -- beam search with a gloss language model (flashlight-text) -----------------------------------------------
+def lm_decoder_available() -> bool:
+    try:
+        import flashlight.lib.text.decoder  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _fusion_lm(lm, vocab: list[str], weight: float, bonus: float):  # noqa: ANN001, ANN202 -- a GlossLM
+    """flashlight-text's ``LM`` interface over a :class:`slr.lm.GlossLM`: each label scores
+    ``weight * log P(gloss | previous glosses) + bonus`` (the insertion bonus), the sentence end
+    ``weight * log P(</s> | ...)``. A state is the label sequence so far (flashlight hands each path its own)."""
+    from flashlight.lib.text.decoder import LM, LMState
+
+    from slr.lm import EOS
+
+    class FusionLM(LM):
+        def __init__(self) -> None:
+            LM.__init__(self)
+            self.context: dict[LMState, tuple[str, ...]] = {}
+
+        def start(self, start_with_nothing: bool) -> LMState:
+            state = LMState()
+            self.context[state] = ()
+            return state
+
+        def score(self, state: LMState, token: int) -> tuple[LMState, float]:
+            child = state.child(token)
+            glosses = self.context[state]
+            self.context.setdefault(child, (*glosses, vocab[token]))
+            return child, weight * lm.logprob(glosses, vocab[token]) + bonus
+
+        def finish(self, state: LMState) -> tuple[LMState, float]:
+            return state, weight * lm.logprob(self.context[state], EOS)
+
+    return FusionLM()
+
+
+def lm_beam_search(log_probs: torch.Tensor | np.ndarray, vocab: list[str], lm=None, weight: float = 0.0,  # noqa: ANN001
+                   bonus: float = 0.0, beam: int = 8, length: int | None = None) -> list[int]:
+    """CTC beam search fused with a gloss LM (shallow fusion), by flashlight-text's lexicon-free decoder (summing
+    the paths of a prefix, as the prefix beam search does). ``vocab``: the model's labels by index (blank 0);
+    ``lm``: a :class:`slr.lm.GlossLM` over ``vocab[1:]``, or None for no LM. Returns the best label sequence.
+
+    Raises:
+        RuntimeError: flashlight-text is not installed (``pip install 'slr-tune[lm]'``).
+    """
+    if not lm_decoder_available():
+        raise RuntimeError("decode.method=beam_lm needs flashlight-text: pip install 'slr-tune[lm]' "
+                           "(or decode with method beam, which needs nothing)")
+    from flashlight.lib.text.decoder import CriterionType, LexiconFreeDecoder, LexiconFreeDecoderOptions, ZeroLM
+    lp = torch.as_tensor(log_probs[:length]).float().cpu().contiguous()  # [T, V]
+    T, V = lp.shape
+    options = LexiconFreeDecoderOptions(beam_size=beam, beam_size_token=V, beam_threshold=1e3, lm_weight=1.0,
+                                        sil_score=0.0, log_add=True, criterion_type=CriterionType.CTC)
+    fusion = ZeroLM() if lm is None else _fusion_lm(lm, vocab, weight, bonus)
+    decoder = LexiconFreeDecoder(options, fusion, BLANK, BLANK, [])
+    best = decoder.decode(lp.data_ptr(), T, V)[0]
+    labels, prev = [], BLANK
+    for k in best.tokens:  # the best path, one token per frame (plus flashlight's start/end markers: -1)
+        if k != prev and k > BLANK:
+            labels.append(int(k))
+        prev = k
+    return labels

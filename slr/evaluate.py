@@ -7,6 +7,7 @@ Below training in the data flow: nothing here builds an optimizer or reads the t
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 import warnings
 from pathlib import Path
@@ -46,6 +47,15 @@ def log_probs_of(features: FeaturePipeline, model: nn.Module, batch: Batch, devi
         return model(x, batch.lengths.to(device)).float()
 
 
+def lm_options(decode: DecodeConfig, vocab: Vocabulary) -> dict[str, Any]:
+    """The gloss LM of ``decode.lm_path`` with its fusion weights, for :func:`slr.decode.lm_beam_search`; an LM
+    over other glosses than the model's is refused, naming the file."""
+    from slr.lm import GlossLM
+    labels = vocab.to_list()
+    return dict(vocab=labels, lm=GlossLM.load(decode.lm_path, vocab=labels[1:]), weight=decode.lm_weight,
+                bonus=decode.lm_bonus)
+
+
 @torch.no_grad()
 def evaluate_split(model: nn.Module, features: FeaturePipeline, dataset: SignDataset, vocab: Vocabulary,
                    decode: DecodeConfig, batch_size: int, device: torch.device, amp: bool = False,
@@ -58,6 +68,8 @@ def evaluate_split(model: nn.Module, features: FeaturePipeline, dataset: SignDat
     t0 = time.perf_counter()
     sampler = BucketBatchSampler(dataset.lengths(), batch_size, 1, 0, shuffle=False)
     model.eval()
+    method = method or decode.method
+    fusion = lm_options(decode, vocab) if method == "beam_lm" else None
     loss_sum, ids, hyps = 0.0, [], []
     for batch in loader(dataset, sampler, num_workers, pin_memory=device.type == "cuda"):
         batch = batch.to(device)
@@ -65,7 +77,7 @@ def evaluate_split(model: nn.Module, features: FeaturePipeline, dataset: SignDat
         loss = F.ctc_loss(log_probs, batch.targets, batch.lengths, batch.target_lengths, reduction="sum",
                           zero_infinity=True)
         loss_sum += loss.item()
-        decoded = decode_batch(log_probs, batch.lengths, method or decode.method, decode.beam_width)
+        decoded = decode_batch(log_probs, batch.lengths, method, decode.beam_width, fusion)
         hyps += [vocab.decode(h) for h in decoded]
         ids += batch.ids
     by_id = {s.id: s for s in dataset.samples}
@@ -143,7 +155,8 @@ def load_model(path: str | Path, device: str = "cpu", state: dict[str, Any] | No
 
 
 def evaluate_checkpoint(path: str | Path, corpus: str | Path | None, split: str, scorer: str | None = None,
-                        beam: int = 0, precision: str = "fp32", runtime: str = "torch") -> dict[str, Any]:
+                        beam: int = 0, precision: str = "fp32", runtime: str = "torch",
+                        decode: DecodeConfig | None = None) -> dict[str, Any]:
     """WER, S/D/I and hypotheses of a checkpoint on a corpus split (greedy unless ``beam`` > 0), on CPU, with
     the model in ``precision`` on ``runtime`` (:func:`inference_model`)."""
     state = checkpoint.load(path)
@@ -152,7 +165,10 @@ def evaluate_checkpoint(path: str | Path, corpus: str | Path | None, split: str,
         updates["decode.scorer"] = scorer
     if beam:
         updates.update({"decode.method": "beam", "decode.beam_width": beam})
-    cfg = Config.from_dict(state["config"], source=str(path)).override(updates)
+    cfg = Config.from_dict(state["config"], source=str(path))
+    if decode is not None:  # e.g. an exported config's tuned decoding (slr tune-decode)
+        updates = {**{f"decode.{k}": v for k, v in dataclasses.asdict(decode).items()}, **updates}
+    cfg = cfg.override(updates)
     if not (corpus or cfg.data.corpus):
         raise ValueError(f"{path}: the checkpoint names no corpus (data.corpus); give one with --corpus DIR")
     data = Corpus(corpus or cfg.data.corpus)

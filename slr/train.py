@@ -238,8 +238,12 @@ class Trainer:
 
     # -- evaluation -----------------------------------------------------------------------------------
     def evaluate(self, split: str, method: str | None = None) -> dict[str, Any]:
-        """Loss, WER and S/D/I on a split; also the hypotheses (``hyps``) and references (``refs``)
-        (:func:`slr.evaluate.evaluate_split`)."""
+        """Loss, WER and S/D/I on ``train`` or ``dev``; also the hypotheses (``hyps``) and references (``refs``)
+        (:func:`slr.evaluate.evaluate_split`). The test split is a lockbox: training, trials and re-rank runs never
+        look at it; it is scored once for a finished sweep's winner (``slr export``) or by ``slr eval``."""
+        if split == "test":
+            raise ValueError("the trainer never evaluates the test split (the lockbox: only the chosen model is "
+                             "scored on it, by `slr export` or `slr eval --split test`)")
         dataset = self.dev_set if split == "dev" else SignDataset(self.corpus, split, self.vocab,
                                                                   self.cfg.data.max_frames)
         return evaluate_split(self.model, self.features, dataset, self.vocab, self.cfg.decode,

@@ -42,6 +42,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     exp.add_argument("--storage", default="sweeps", help="where sweeps live: a folder or a URI (default: sweeps)")
     exp.add_argument("--register", metavar="MODEL_NAME", help="also register the best checkpoint in MLflow")
     exp.add_argument("--force", action="store_true", help="replace the file --out if it exists")
+    exp.add_argument("--no-test", action="store_true", help="do not score the winner on the test split (the "
+                     "lockbox: every export that scores it is one more look, counted in SWEEP/lockbox.json)")
     exp.set_defaults(func=_needs_deps(export))
 
     rep = sub.add_parser("report", help="HTML report with plots of a finished sweep (also logged to MLflow)")
@@ -50,6 +52,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     rep.add_argument("--out", help="output folder (default: SWEEP/report; ./NAME-report for a sweep on a URI)")
     rep.add_argument("--no-mlflow", action="store_true", help="do not log the report to the parent MLflow run")
     rep.set_defaults(func=_needs_deps(report))
+
+    td = sub.add_parser("tune-decode", help="tune the winner's decoding (beam width, gloss LM weight, insertion "
+                        "bonus) on its cached dev posteriors", description="Computes the winner's dev log-probs "
+                        "once, trains a gloss n-gram LM on the train split and runs an Optuna study (the sweep's "
+                        "storage, study SWEEP-decode) over beam width, LM weight and insertion bonus; slr export "
+                        "then writes the tuned decoding into the exported config. Needs flashlight-text "
+                        "(pip install 'slr-tune[lm]').")
+    td.add_argument("sweep", help="sweep name (under --storage) or sweep directory")
+    td.add_argument("--storage", default="sweeps", help="where sweeps live (default: sweeps)")
+    td.add_argument("--trials", type=int, default=30, help="decoding settings to try (default: 30)")
+    td.set_defaults(func=_needs_deps(tune_decode))
 
     rp = sub.add_parser("mlflow-replay", help="write the MLflow writes a sweep saved while its server was down",
                         description="A sweep whose tracking server never came back saves the writes it could not "
@@ -206,6 +219,17 @@ def _best_so_far(t) -> float | None:  # noqa: ANN001 -- an optuna FrozenTrial
     return min(values, default=None)
 
 
+def tune_decode(args: argparse.Namespace) -> int:
+    from tune.decoding import DECODE, tune_decode as run
+    sweep_dir = resolve_sweep_dir(args.sweep, args.storage)
+    r = run(sweep_dir, trials=args.trials)
+    print(f"dev WER: greedy {100 * r['greedy_dev_wer']:.2f}%, beam {100 * r['beam_dev_wer']:.2f}%, beam + gloss LM "
+          f"{100 * r['dev_wer']:.2f}% (beam {r['beam_width']}, LM weight {r['lm_weight']:.2f}, bonus "
+          f"{r['lm_bonus']:.2f}; LM dev perplexity {r['lm_dev_perplexity']:.1f})\nwrote {sweep_dir / DECODE}; "
+          f"`slr export {args.sweep}` puts these settings in the exported config")
+    return 0
+
+
 def mlflow_replay(args: argparse.Namespace) -> int:
     from tune.tracking import replay
     print(f"replayed {replay(args.file, args.tracking_uri)} operations")
@@ -213,10 +237,19 @@ def mlflow_replay(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
+    import yaml
+
     from slr.cli import refuse_to_overwrite
     from tune.export import export_best
     refuse_to_overwrite(args.out, args.force, "a file")
-    out = export_best(resolve_sweep_dir(args.sweep, args.storage), args.out, register=args.register)
+    out = export_best(resolve_sweep_dir(args.sweep, args.storage), args.out, register=args.register,
+                      test_split=not args.no_test)
+    test = (yaml.safe_load(Path(out).read_text()).get("provenance") or {}).get("test")
+    if test:
+        print(f"test WER {100 * test['wer']:.2f}% (S {test['substitutions']}  D {test['deletions']}  "
+              f"I {test['insertions']}  N {test['words']}, scorer {test['scorer']}): the sweep's test split has now "
+              f"been looked at {test['looks']} time{'s' if test['looks'] > 1 else ''}"
+              + (" -- every look after the first is recorded: report the first" if test["looks"] > 1 else ""))
     print(f"wrote {out}\nretrain it:  slr train --config {out} --out runs/best")
     return 0
 

@@ -11,8 +11,9 @@ from slr.checkpoint import code_version
 from slr.config import Config
 
 
-def export_best(sweep_dir: Path, out: str | Path, register: str | None = None) -> Path:
-    """Write the best trial's full resolved config (not only the searched keys) plus provenance."""
+def export_best(sweep_dir: Path, out: str | Path, register: str | None = None, test_split: bool = True) -> Path:
+    """Write the best trial's full resolved config (not only the searched keys) plus provenance; with
+    ``test_split``, the winner's test WER (:func:`score_test`: one more look at the lockbox) goes with it."""
     summary_path = sweep_dir / "summary.json"
     if not summary_path.exists():
         raise FileNotFoundError(f"{summary_path} missing: the sweep has not finished (slr sweep status)")
@@ -20,6 +21,10 @@ def export_best(sweep_dir: Path, out: str | Path, register: str | None = None) -
     if not summary.get("best_trial_id"):
         raise ValueError(f"sweep {summary['sweep']} has no trial with a dev WER to export")
     cfg = Config.load(sweep_dir / "best_config.yaml")
+    decode = _tuned_decoding(sweep_dir)
+    if decode:
+        cfg = cfg.override({f"decode.{k}": decode[k] for k in ("method", "beam_width", "lm_weight", "lm_bonus",
+                                                                "lm_path", "lm_order", "lm_discount")})
     doc = cfg.to_dict()
     machine = summary.get("best_machine") or {}
     doc["provenance"] = dict(
@@ -34,7 +39,13 @@ def export_best(sweep_dir: Path, out: str | Path, register: str | None = None) -
         reproduces=("within a tolerance: CUDA kernels are nondeterministic" if "cuda" in machine
                     else "exactly on CPU with the same torch, CPU kernels and train.num_threads"),
     )
+    if decode:
+        doc["provenance"]["decode"] = {k: decode[k] for k in ("dev_wer", "greedy_dev_wer", "beam_dev_wer", "trials",
+                                                              "study", "lm_dev_perplexity")}
     doc["provenance"].update(_rerank_provenance(summary))  # the re-ranked winner's run, and every seed's result
+    if test_split and (test := score_test(sweep_dir, summary, cfg.decode)):
+        doc["provenance"]["test"] = test
+        _record_test(sweep_dir, summary, test)
     if register:
         doc["provenance"]["registered_model"] = _register(summary, register)
     out = Path(out)
@@ -57,6 +68,24 @@ def _rerank_provenance(summary: dict) -> dict:
         candidates={c["trial_id"]: c["mean_dev_wer"] for c in stage["candidates"]}))
 
 
+def _record_test(sweep_dir: Path, summary: dict, test: dict) -> None:
+    """The test result in summary.json and on the sweep's parent MLflow run (best effort: the file is the record)."""
+    summary["test"] = test
+    (sweep_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    parent = (summary.get("mlflow") or {}).get("parent_run_id")
+    if not parent:
+        return
+    try:
+        from mlflow.tracking import MlflowClient
+        client = MlflowClient(tracking_uri=summary["mlflow"]["tracking_uri"])
+        client.log_metric(parent, "test_wer", float(test["wer"]), step=test["looks"])
+        client.set_tag(parent, "slr.test_looks", str(test["looks"]))
+    except Exception as err:  # noqa: BLE001 -- an unreachable server must not lose the export
+        import sys
+        print(f"slr: warning: the test WER is in {sweep_dir / 'summary.json'} but not on the MLflow parent run "
+              f"({type(err).__name__})", file=sys.stderr)
+
+
 def _register(summary: dict, name: str) -> str:
     """Log the best checkpoint as an artifact of its run and register it as a model version."""
     from mlflow.tracking import MlflowClient
@@ -75,3 +104,45 @@ def _register(summary: dict, name: str) -> str:
         pass
     version = client.create_model_version(name, f"runs:/{run_id}/checkpoint", run_id=run_id)
     return f"{name}/{version.version}"
+
+
+LOCKBOX = "lockbox.json"  # every look at a sweep's test split: when, which checkpoint, the result
+
+
+def _tuned_decoding(sweep_dir: Path) -> dict | None:
+    """``slr tune-decode``'s result for this sweep's winner, if it was run for the current winner."""
+    from tune.decoding import DECODE
+    path = sweep_dir / DECODE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def score_test(sweep_dir: Path, summary: dict, decode=None) -> dict | None:  # noqa: ANN001 -- a DecodeConfig
+    """The winner's test WER (with S/D/I and the scorer), computed here and nowhere else for a sweep: no trial and no
+    re-rank run evaluates test (slr.train.Trainer refuses). Each call is a look at the lockbox, recorded in
+    ``<sweep>/lockbox.json``; the returned record says how many looks there have been. None when the corpus has no
+    test split or the winner has no checkpoint."""
+    import time
+
+    from slr.corpus import Corpus
+    from slr.evaluate import evaluate_checkpoint
+    ckpt = summary.get("best_checkpoint")
+    corpus = summary.get("corpus")
+    if not ckpt or not corpus or not Path(corpus).exists() or not Corpus(corpus).split("test"):
+        return None
+    from tune import storage
+    if storage.is_uri(ckpt):
+        import tempfile
+        ckpt = str(storage.fetch_dir(ckpt, Path(tempfile.mkdtemp(prefix="slr-ckpt-"))))
+    if not (Path(ckpt) / "last.pt").exists():  # a trial that replays curves (tests) holds no model
+        print(f"slr: note: {ckpt} holds no model checkpoint (last.pt): no test WER", file=__import__("sys").stderr)
+        return None
+    result = evaluate_checkpoint(Path(ckpt) / "last.pt", corpus, "test", decode=decode)
+    path = sweep_dir / LOCKBOX
+    looks = json.loads(path.read_text())["looks"] if path.exists() else []
+    record = dict(trial_id=summary["best_trial_id"], checkpoint=summary.get("best_checkpoint"),
+                  wer=result["wer"], substitutions=result["substitutions"], deletions=result["deletions"],
+                  insertions=result["insertions"], words=result["words"], sentences=result["sentences"],
+                  scorer=result["scorer"], decode=decode.method if decode else "greedy", when=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    looks.append(record)
+    path.write_text(json.dumps({"looks": looks}, indent=2))
+    return {**record, "looks": len(looks)}

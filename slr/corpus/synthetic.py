@@ -72,24 +72,38 @@ class Signer:
 
 
 def generate(preset: str | Preset, out: str | Path, seed: int = 0, signer_independent: bool = False,
-             progress: bool = False) -> Path:
+             progress: bool = False, sentences: list[tuple[str, ...]] | None = None,
+             sentences_source: str = "") -> Path:
     """Write a synthetic corpus to ``out`` and return its path.
 
     Args:
         preset: a name in :data:`PRESETS` or a :class:`Preset`.
         signer_independent: if True, dev and test use signers never seen in train.
+        sentences: real gloss sequences (e.g. PHOENIX-2014's train annotations) to sign instead of drawing glosses
+            from the preset's unigram law: each sample signs one of them, drawn uniformly (a sentence longer than
+            the preset's ``length_max`` glosses: a random window of that length), so the corpus has real sentence
+            structure and a gloss language model has something to learn. The vocabulary is their glosses.
+        sentences_source: where ``sentences`` came from, recorded in the manifest.
     """
     name = preset if isinstance(preset, str) else "custom"
     p = PRESETS[preset] if isinstance(preset, str) else preset
     rng = np.random.default_rng(seed)
-    glosses = [f"G{i:04d}" for i in range(p.types)]
+    if sentences is not None:
+        sentences = [tuple(s) for s in sentences if s]
+        if not sentences:
+            raise ValueError(f"{sentences_source or 'sentences'}: no gloss sequence to sign")
+        vocab = sorted({g for s in sentences for g in s})
+        p = replace(p, types=len(vocab))
+    glosses = vocab if sentences is not None else [f"G{i:04d}" for i in range(p.types)]
     protos = [_prototype(rng, p) for _ in glosses]
+    index = {g: i for i, g in enumerate(glosses)}
     freq = 1.0 / (np.arange(1, p.types + 1) + p.zipf_q) ** p.zipf_a
     freq /= freq.sum()
     signers = [_signer(rng) for _ in range(p.signers)]
     face = _face_template()
-    writer = CorpusWriter(out, fps=FPS, extra=dict(synthetic=dict(preset=name, seed=seed,
-                                                                  signer_independent=signer_independent)))
+    writer = CorpusWriter(out, fps=FPS, extra=dict(synthetic=dict(
+        preset=name, seed=seed, signer_independent=signer_independent,
+        **({"sentences": sentences_source or "given", "sentence_count": len(sentences)} if sentences else {}))))
     plan = [("train", p.train), ("dev", p.dev), ("test", p.test)]
     total = p.train + p.dev + p.test
     bar = _progress(total, progress)
@@ -99,13 +113,26 @@ def generate(preset: str | Preset, out: str | Path, seed: int = 0, signer_indepe
         pool = list(range(held_out, p.signers)) if split == "train" else list(range(held_out or p.signers))
         for i in range(count):
             s = int(rng.choice(pool))
-            length = int(np.clip(round(rng.normal(p.length_mean, p.length_sd)), p.length_min, p.length_max))
-            ids = rng.choice(p.types, size=length, p=freq)
+            if sentences is not None:
+                ids = _sentence(rng, sentences, p.length_max, index)
+            else:
+                length = int(np.clip(round(rng.normal(p.length_mean, p.length_sd)), p.length_min, p.length_max))
+                ids = rng.choice(p.types, size=length, p=freq)
             xyz, mask = _render(rng, [protos[j] for j in ids], signers[s], face)
             writer.add(f"{split}-{i:05d}", f"Signer{s + 1:02d}", split, [glosses[j] for j in ids], xyz, mask)
             bar.update(1)
     bar.close()
     return writer.close()
+
+
+def _sentence(rng: np.random.Generator, sentences: list[tuple[str, ...]], longest: int,
+              index: dict[str, int]) -> np.ndarray:
+    """One of ``sentences`` (uniformly), as gloss indices; a random window of ``longest`` glosses if longer."""
+    glosses = sentences[int(rng.integers(len(sentences)))]
+    if len(glosses) > longest:
+        start = int(rng.integers(len(glosses) - longest + 1))
+        glosses = glosses[start:start + longest]
+    return np.array([index[g] for g in glosses])
 
 
 def _progress(total: int, enabled: bool):

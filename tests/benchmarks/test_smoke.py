@@ -245,3 +245,23 @@ def test_sweep_scale_measures_the_searcher_and_a_simulated_cluster(tiny_corpus, 
     assert "2 simulated nodes" in _section(doc, "sweep_scale")
     from tune.search import OptunaSearcher
     assert OptunaSearcher.suggest.__name__ == "suggest"  # the benchmark's timers are gone again
+
+
+def test_rerank(tmp_path):
+    from benchmarks import rerank
+    doc = tmp_path / "b.md"
+    assert rerank.main(["--replays", "50", "--doc", str(doc), "--results", str(tmp_path)]) == 0
+    r = json.loads((tmp_path / "rerank.json").read_text())
+    assert r["configurations"] == 64 and r["replays"] == 50 and 1 <= r["rerank_rank"] <= 64
+    assert r["best_possible_true_wer"] <= min(r["single_true_wer"], r["rerank_true_wer"], r["both_true_wer"])
+    assert "Re-ranked winners" in _section(doc, "rerank") and "-m benchmarks.rerank" in r["command"]
+
+
+def test_lm_decoding_perplexity(shared_data, tmp_path):
+    from benchmarks import lm_decoding
+    doc = tmp_path / "b.md"
+    assert lm_decoding.main(["--phoenix", str(shared_data / "phoenix2014"), "--doc", str(doc),
+                             "--results", str(tmp_path)]) == 0
+    r = json.loads((tmp_path / "lm_decoding.json").read_text())["perplexity"]
+    assert r["vocab"] > 1000 and r["perplexity"]["2"] < r["perplexity"]["1"]  # the bigram beats the unigram
+    assert "dev perplexity" in _section(doc, "lm_decoding")

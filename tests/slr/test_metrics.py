@@ -43,13 +43,26 @@ def test_phoenix2014_hypothesis_normalization(hyp, expected):
     assert phoenix2014_normalize(hyp) == expected
 
 
-def test_phoenix_scorer_normalizes_hypotheses_not_references():
+def test_phoenix_scorer_normalizes_hypotheses_and_brings_references_to_the_ground_truth_form():
     refs = [["__ON__", "SONNE", "REGION"]]
     hyps = [["__ON__", "S0NNE", "loc-REGION", "__EPENTHESIS__"]]
     assert score(refs, hyps, "plain")["wer"] > 0
     assert score(refs, hyps, "phoenix2014")["wer"] == 0.0
-    # a reference gloss the rules would change is kept: only hypotheses are normalized
-    assert score([["loc-REGION"]], [["loc-REGION"]], "phoenix2014")["wer"] == 1.0
+    # a raw .corpus.csv reference (loc-REGION) is scored as the cleaned ground-truth STM has it (REGION)
+    assert score([["loc-REGION"]], [["REGION"]], "phoenix2014")["wer"] == 0.0
+    assert score([["loc-REGION"]], [["REGION"]], "plain")["wer"] == 1.0
+    with pytest.raises(ValueError, match="after the PHOENIX-2014 rules"):
+        score([["__EPENTHESIS__"]], [["A"]], "phoenix2014")
+
+
+@pytest.mark.parametrize("split", ["train", "dev", "test"])
+def test_the_reference_rules_leave_the_real_ground_truth_as_it_is(shared_data, split):
+    from slr.corpus.annotations import read_annotations
+    from slr.metrics import phoenix2014_reference
+    stm = shared_data / "phoenix2014" / f"phoenix2014-groundtruth-{split}.stm"
+    annotations = read_annotations(stm)
+    assert len(annotations) > 500
+    assert [a for a in annotations if phoenix2014_reference(a.glosses) != list(a.glosses)] == []
 
 
 def test_scores_real_phoenix_annotations(shared_data):

@@ -84,3 +84,32 @@ def test_signer_independent_split(tmp_path):
     train = {s.signer for s in c.split("train")}
     held = {s.signer for s in c.split("dev") + c.split("test")}
     assert train and held and not train & held
+
+
+def test_sentences_from_an_annotation_file_are_signed_as_given(shared_data, tmp_path):
+    """`slr data synth --sentences FILE`: each sample signs a real PHOENIX sentence (or a window of one when longer
+    than the preset allows), so the corpus has real sentence structure; the vocabulary is the file's glosses."""
+    from slr.cli import main
+    from slr.corpus.annotations import read_annotations
+    stm = shared_data / "phoenix2014" / "phoenix2014-groundtruth-train.stm"
+    real = [" ".join(a.glosses) for a in read_annotations(stm)]
+    out = tmp_path / "phx"
+    assert main(["data", "synth", "--preset", "tiny", "--sentences", str(stm), "--out", str(out)]) == 0
+    corpus = Corpus(out)
+    longest = PRESETS["tiny"].length_max
+    for sample in corpus.samples:
+        assert 1 <= len(sample.glosses) <= longest
+        text = " ".join(sample.glosses)
+        assert any(f" {text} " in f" {r} " for r in real), text  # a contiguous part of a real sentence
+    vocab = {g for r in real for g in r.split()}
+    assert set(corpus.vocab.to_list()[2:]) <= vocab and corpus.manifest["synthetic"]["sentences"] == str(stm)
+    # the same seed, the same corpus
+    again = generate("tiny", tmp_path / "again", sentences=[a.glosses for a in read_annotations(stm)])
+    assert [s.glosses for s in Corpus(again).samples] == [s.glosses for s in corpus.samples]
+
+
+def test_sentences_file_errors_name_the_file(tmp_path, capsys):
+    from slr.cli import main
+    missing = tmp_path / "nothing.stm"
+    assert main(["data", "synth", "--preset", "tiny", "--sentences", str(missing), "--out", str(tmp_path / "o")]) != 0
+    assert str(missing) in capsys.readouterr().err

@@ -222,3 +222,21 @@ def test_num_threads_is_honoured(fast_config, tiny_corpus, threads):
     finally:
         torch.set_num_threads(before)
     assert seen == [threads]
+
+
+def test_training_never_looks_at_the_test_split(fast_config, tiny_corpus, monkeypatch):
+    """The lockbox: a run (and so every trial and re-rank run) builds train and dev datasets only, and the trainer
+    refuses to score test."""
+    import slr.train as train_module
+    opened = []
+    real = train_module.SignDataset
+
+    def recording(corpus, split, *args, **kwargs):  # noqa: ANN001, ANN202
+        opened.append(split)
+        return real(corpus, split, *args, **kwargs)
+    monkeypatch.setattr(train_module, "SignDataset", recording)
+    t = Trainer(fast_config(**{"train.epochs": 2, "data.corpus": str(tiny_corpus)}))
+    t.fit()
+    assert set(opened) == {"train", "dev"}
+    with pytest.raises(ValueError, match="never evaluates the test split"):
+        t.evaluate("test")

@@ -334,3 +334,67 @@ def test_report_opens_in_a_real_browser_with_every_plot(finished_sweep, tmp_path
             page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_the_test_split_is_a_lockbox(finished_sweep, mlflow_server, tmp_path):
+    """No trial looks at test; `slr export` scores the winner on it, and every further look is counted and
+    recorded (lockbox.json, summary.json, the parent run)."""
+    import subprocess
+    import sys
+
+    from slr.evaluate import evaluate_checkpoint
+    spec, summary = finished_sweep
+    for trial in summary["trials"]:  # every report of every trial: train and dev only
+        for line in (Path(trial["path"]) / "result.json").read_text().splitlines():
+            assert not [k for k in json.loads(line) if k.startswith("test")]
+    lockbox = spec.sweep_dir / "lockbox.json"
+    before = len(json.loads(lockbox.read_text())["looks"]) if lockbox.exists() else 0
+
+    def export(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "slr.cli", "export", str(spec.sweep_dir), "--out",
+                               str(tmp_path / "best.yaml"), "--force", *extra], capture_output=True, text=True,
+                              timeout=600)
+    first = export()
+    assert first.returncode == 0, first.stderr
+    test = yaml.safe_load((tmp_path / "best.yaml").read_text())["provenance"]["test"]
+    expected = evaluate_checkpoint(Path(summary["best_checkpoint"]) / "last.pt", summary["corpus"], "test")
+    assert test["wer"] == pytest.approx(expected["wer"]) and test["scorer"] == "plain"
+    assert {"substitutions", "deletions", "insertions", "words"} <= set(test) and test["looks"] == before + 1
+    assert f"looked at {before + 1} time" in first.stdout
+    assert json.loads((spec.sweep_dir / "summary.json").read_text())["test"]["looks"] == before + 1
+    parent = MlflowClient(mlflow_server).get_run(summary["mlflow"]["parent_run_id"])
+    assert parent.data.metrics["test_wer"] == pytest.approx(expected["wer"])
+    again = export()
+    assert again.returncode == 0 and f"looked at {before + 2} times" in again.stdout and "report the first" in again.stdout
+    assert len(json.loads(lockbox.read_text())["looks"]) == before + 2
+    quiet = export("--no-test")
+    assert quiet.returncode == 0 and "test" not in yaml.safe_load((tmp_path / "best.yaml").read_text())["provenance"]
+    assert len(json.loads(lockbox.read_text())["looks"]) == before + 2
+
+
+def test_decoding_is_tuned_on_cached_posteriors_and_exported(finished_sweep, tmp_path):
+    """`slr tune-decode`: the winner's dev posteriors once, a gloss LM from the train split, a real Optuna study over
+    beam width, LM weight and bonus whose first trial is the plain beam; the export carries the tuned decoding."""
+    import subprocess
+    import sys
+    spec, summary = finished_sweep
+    run = subprocess.run([sys.executable, "-m", "slr.cli", "tune-decode", str(spec.sweep_dir), "--trials", "4"],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert "beam + gloss LM" in run.stdout
+    r = json.loads((spec.sweep_dir / "decode.json").read_text())
+    assert r["dev_wer"] <= r["beam_dev_wer"] and r["method"] == "beam_lm" and Path(r["lm_path"]).exists()
+    assert (spec.sweep_dir / "decode_cache.npz").exists() and r["samples"] > 0 and r["lm_dev_perplexity"] > 1
+    study = optuna.load_study(study_name=f"{spec.name}-decode", storage=spec.optuna_storage)
+    assert len(study.trials) == 4 and study.trials[0].params["lm_weight"] == 0.0
+    assert study.best_value == pytest.approx(r["dev_wer"])
+    again = subprocess.run([sys.executable, "-m", "slr.cli", "tune-decode", str(spec.sweep_dir), "--trials", "5"],
+                           capture_output=True, text=True, timeout=600)  # goes on with the same study
+    assert again.returncode == 0 and len(optuna.load_study(study_name=f"{spec.name}-decode",
+                                                           storage=spec.optuna_storage).trials) == 5
+    from tune.export import export_best
+    doc = yaml.safe_load(export_best(spec.sweep_dir, tmp_path / "best.yaml", test_split=False).read_text())
+    tuned = json.loads((spec.sweep_dir / "decode.json").read_text())
+    assert doc["decode"]["method"] == "beam_lm" and doc["decode"]["lm_weight"] == pytest.approx(tuned["lm_weight"])
+    assert doc["provenance"]["decode"]["beam_dev_wer"] == pytest.approx(tuned["beam_dev_wer"])
+    (spec.sweep_dir / "decode.json").unlink()  # the other tests export the plain winner
