@@ -143,6 +143,7 @@ def _print_summary(s: dict) -> None:
               f"at epoch {run['best_epoch']})")
     elif s["best_dev_wer"] is not None:
         print(f"best dev WER {100 * s['best_dev_wer']:.2f}% (trial {s['best_trial_id']}, epoch {s['best_epoch']})")
+    if s["best_dev_wer"] is not None:
         print(f"best params  {json.dumps(s['best_params'])}")
         print(f"best config  {Path(s['sweep_dir']) / 'best_config.yaml'}")
     ml = s["mlflow"]
