@@ -86,7 +86,8 @@ def _spec(storage: Path, trials: int, concurrent: int, epochs: int, corpus: str,
           more: list[str] | None = None):  # noqa: ANN202
     from tune.experiment import load_experiment
     overrides = [*(more or []), f"num_trials={trials}", f"max_concurrent={concurrent}", f"storage_path={storage}",
-                 f"config.train.epochs={epochs}", f"corpus.path={corpus}", "corpus.synth=tiny", "name=scale"]
+                 f"config.train.epochs={epochs}", f"corpus.path={corpus}", "corpus.synth=tiny", "name=scale",
+                 "rerank.top_k=0"]  # the search at scale (bench.yaml re-ranks after it)
     overrides += [f"mlflow.tracking_uri={tracking_uri}"] if tracking_uri else ["mlflow.enabled=false"]
     return load_experiment(ROOT / "experiments" / "bench.yaml", overrides)
 
@@ -234,7 +235,7 @@ def _sweep_on_cluster(work: Path, corpus: Path, uri: str, nodes: int, slots: int
     import ray
     from ray.cluster_utils import Cluster
 
-    from tune import retention, search, tracking
+    from tune import callbacks, retention, search, tracking
     from tune.sweep import ensure_ray_token, run_sweep
     ensure_ray_token()
     # no pool of idle workers per node on top of the trials' own (one per CPU, 4 x nodes processes that would
@@ -253,7 +254,7 @@ def _sweep_on_cluster(work: Path, corpus: Path, uri: str, nodes: int, slots: int
                              (search.OptunaSearcher, "on_trial_complete", "optuna tell"),
                              (tracking.SweepTracker, "_execute", "mlflow write"),
                              (retention.CheckpointRetention, "on_step_end", "checkpoint retention"),
-                             (tracking.MlflowCallback, "on_trial_result", "mlflow callback (result)")]:
+                             (callbacks.MlflowCallback, "on_trial_result", "mlflow callback (result)")]:
         timed.wrap(cls, name, label)
     trackers: list = []  # the sweep's trackers, for their queue depth
     timed.wrap(tracking.SweepTracker, "_do", "mlflow enqueue or write")

@@ -36,7 +36,7 @@ def test_yaml_round_trip_is_lossless(tmp_path):
     ("model.lstm_layers", 0, ">= 1"),
     ("data.batch_size", 0, ">= 1"),
     ("train.device", "tpu", "cuda"),
-    ("decode.method", "viterbi", "greedy or beam"),
+    ("decode.method", "viterbi", "greedy, beam or beam_lm"),
 ])
 def test_invalid_values_name_key_value_and_rule(key, value, rule):
     with pytest.raises(ConfigError) as err:

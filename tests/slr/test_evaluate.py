@@ -55,8 +55,12 @@ def test_unknown_precision_is_refused_by_name(trained):
 
 
 def test_a_checkpoint_without_a_corpus_asks_for_one(tiny_corpus, tmp_path):
-    cfg = Config().override({"train.epochs": 1, "model.num_blocks": 1})  # trained with the corpus given apart
+    from slr import checkpoint
+    cfg = Config().override({"train.epochs": 1, "model.num_blocks": 1})
     Trainer(cfg.override({"data.corpus": str(tiny_corpus)}), out=tmp_path).fit()
+    state = checkpoint.load(tmp_path / "best.pt")  # as an older checkpoint, trained with the corpus given apart
+    state["config"]["data"]["corpus"] = ""
+    checkpoint.save(state, tmp_path / "best.pt")
     with pytest.raises(ValueError, match=r"best\.pt: the checkpoint names no corpus.*--corpus"):
         evaluate_checkpoint(tmp_path / "best.pt", None, "dev")
     assert evaluate_checkpoint(tmp_path / "best.pt", tiny_corpus, "dev")["sentences"] == 16

@@ -235,7 +235,7 @@ def test_training_never_looks_at_the_test_split(fast_config, tiny_corpus, monkey
         opened.append(split)
         return real(corpus, split, *args, **kwargs)
     monkeypatch.setattr(train_module, "SignDataset", recording)
-    t = Trainer(fast_config(**{"train.epochs": 2, "data.corpus": str(tiny_corpus)}))
+    t = Trainer(fast_config(**{"train.epochs": 1, "data.corpus": str(tiny_corpus)}))
     t.fit()
     assert set(opened) == {"train", "dev"}
     with pytest.raises(ValueError, match="never evaluates the test split"):

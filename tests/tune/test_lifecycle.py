@@ -151,9 +151,11 @@ def test_one_driver_per_sweep_a_stale_lock_is_taken_over_and_a_changed_experimen
     assert _end(resumed) == 0, log.read_text()[-3000:]
     trials = _study(sweep, "solo")
     assert len(trials) == 3 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert all(sorted(t.intermediate_values) == list(range(1, EPOCHS + 1)) for t in trials)  # every epoch reported
     for path in sweep.glob("*_trial_*/result.json"):  # one driver at a time: no epoch trained twice at once
+        # (Ray's result.json lags the study: a trial that ended just before the kill may miss its last lines)
         epochs = [json.loads(x)["epoch"] for x in path.read_text().splitlines()]
-        assert sorted(set(epochs)) == list(range(1, EPOCHS + 1))
+        assert len(epochs) == len(set(epochs)) and set(epochs) <= set(range(1, EPOCHS + 1))
     assert "finished" in _slr("sweep", "status", str(sweep)).stdout
 
 
