@@ -67,7 +67,7 @@ glosses, {p['dev_oov_tokens']} unseen in train and scored as `<unk>`) of the LM 
 {rows}
 
 Order 1 is the add-one unigram model, the baseline an n-gram LM is measured against.""")
-    if d := r.get("decoding"):
+    for d in r.get("decoding", []):
         rows = "\n".join(f"| {name} | {100 * w['dev']:.2f} % | {100 * w['test']:.2f} % |" for name, w in d["wer"].items())
         t = d["tuned"]
         parts.append(f"""
@@ -84,7 +84,8 @@ dev by `slr tune-decode`, {t['trials']} Optuna trials: beam {t['beam_width']}, L
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--phoenix", type=Path, help="folder of the PHOENIX-2014 ground-truth .stm files")
-    ap.add_argument("--sweep", type=Path, help="a finished sweep whose winner is decoded")
+    ap.add_argument("--sweep", type=Path, action="append", default=[],
+                    help="a finished sweep whose winner is decoded (repeat for several)")
     ap.add_argument("--trials", type=int, default=30)
     ap.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks.md")
     ap.add_argument("--results", type=Path, default=None)
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.phoenix:
         result["perplexity"] = perplexities(args.phoenix)
     if args.sweep:
-        result["decoding"] = decodings(args.sweep, args.trials)
+        result["decoding"] = [decodings(sweep, args.trials) for sweep in args.sweep]
     if not result:
         ap.error("give --phoenix, --sweep or both")
     path = save("lm_decoding", result, args.results)
