@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import yaml
@@ -81,7 +82,6 @@ def _record_test(sweep_dir: Path, summary: dict, test: dict) -> None:
         client.log_metric(parent, "test_wer", float(test["wer"]), step=test["looks"])
         client.set_tag(parent, "slr.test_looks", str(test["looks"]))
     except Exception as err:  # noqa: BLE001 -- an unreachable server must not lose the export
-        import sys
         print(f"slr: warning: the test WER is in {sweep_dir / 'summary.json'} but not on the MLflow parent run "
               f"({type(err).__name__})", file=sys.stderr)
 
@@ -134,7 +134,7 @@ def score_test(sweep_dir: Path, summary: dict, decode=None) -> dict | None:  # n
         import tempfile
         ckpt = str(storage.fetch_dir(ckpt, Path(tempfile.mkdtemp(prefix="slr-ckpt-"))))
     if not (Path(ckpt) / "last.pt").exists():  # a trial that replays curves (tests) holds no model
-        print(f"slr: note: {ckpt} holds no model checkpoint (last.pt): no test WER", file=__import__("sys").stderr)
+        print(f"slr: note: {ckpt} holds no model checkpoint (last.pt): no test WER", file=sys.stderr)
         return None
     result = evaluate_checkpoint(Path(ckpt) / "last.pt", corpus, "test", decode=decode)
     path = sweep_dir / LOCKBOX
