@@ -44,7 +44,7 @@ def test_evaluation_stands_below_training():
     assert _hits([ROOT / "slr" / "evaluate.py"], "slr.train") == []
 
 
-@pytest.mark.parametrize("module", ["tracking.py", "trials.py", "experiment.py", "cli.py"])
+@pytest.mark.parametrize("module", ["tracking.py", "trials.py", "experiment.py", "cli.py", "savedstate.py"])
 def test_tune_modules_that_need_no_ray_import_none(module):
     assert _hits([ROOT / "tune" / module], "ray") == []
 

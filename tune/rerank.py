@@ -17,7 +17,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from tune import storage
+from tune import savedstate, storage
 from tune.experiment import ExperimentSpec
 from tune.trials import COMPLETED, METRIC, best_first, status_of
 
@@ -63,6 +63,7 @@ def run_stage(spec: ExperimentSpec, summary: dict[str, Any], trial_fn, base: dic
         {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
     uri = stage_uri(spec)
     if tune.Tuner.can_restore(uri):
+        savedstate.repair(uri)
         tuner = tune.Tuner.restore(uri, trainable=trainable, resume_errored=True, restart_errored=False)
     else:
         runs = seed_runs(spec, candidates(spec, summary))
@@ -75,6 +76,7 @@ def run_stage(spec: ExperimentSpec, summary: dict[str, Any], trial_fn, base: dic
                 failure_config=tune.FailureConfig(max_failures=spec.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=None, checkpoint_score_attribute=METRIC,
                                                         checkpoint_score_order="min")))
+        savedstate.keep_all(uri)
     return tuner.fit()
 
 

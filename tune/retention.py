@@ -10,6 +10,10 @@ trial's best nor its latest in memory, *and* the newest experiment state on stor
 checkpoint of that trial as the one to restore from. A state file on storage only ever moves forward, so once
 it has passed a checkpoint, no restore can ask for it again. Deleted entries leave the trial's checkpoint list,
 so the saved state does not grow by one entry per epoch.
+
+Each time it reads the saved state it also copies every state file that is whole into ``.slr-state/``
+(:mod:`tune.savedstate`), deleting only by what it copied: a state file cut short by a killed driver is put back
+from that copy before a resume, and the copy never names a deleted checkpoint.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import time
 from typing import Any
 
 from ray.tune import Callback
+
+from tune import savedstate
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +46,9 @@ def saved_latest(experiment_path: str, trial_ids: set[str]) -> dict[str, str]:
     if newest is None:
         return {}
     with fs.open_input_stream(newest) as f:
-        state = json.loads(f.read())
+        data = f.read()
+    state = json.loads(data)  # a file cut short raises here: nothing is deleted by it
+    savedstate.keep(experiment_path, newest.rsplit("/", 1)[-1], data)
     out = {}
     for trial_json, metadata_json in state.get("trial_data", []):
         trial_id = json.loads(trial_json).get("trial_id")
@@ -64,9 +72,11 @@ class CheckpointRetention(Callback):
     def on_step_end(self, iteration, trials, **info):  # noqa: ANN001
         if time.monotonic() - self._last >= self.every_seconds:
             self._last = time.monotonic()
+            savedstate.keep_all(self.experiment_path)
             self.prune(trials)
 
     def on_experiment_end(self, trials, **info):  # noqa: ANN001 -- after Ray's final state save
+        savedstate.keep_all(self.experiment_path)
         self.prune(trials)
 
     def prune(self, trials: list[Any]) -> int:

@@ -20,13 +20,12 @@ from typing import Any
 
 import yaml
 
-from tune import storage
+from tune import rerank, savedstate, storage
 from tune.callbacks import MlflowCallback, ProgressCallback
 from tune.experiment import ExperimentSpec, check_resources
 from tune.lock import DriverLock
 from tune.retention import CheckpointRetention
 from tune.search import OptunaSearcher, make_scheduler, open_study, shown, trials_held
-from tune import rerank
 from tune.summary import summarize, with_rerank, write
 from tune.tracking import SweepTracker
 from tune.trainable import train_trial, trial_config
@@ -269,6 +268,7 @@ def build_tuner(spec: ExperimentSpec, trainable, callbacks: list | tuple = (), v
     table replay)."""
     from ray import tune
     if resume:
+        savedstate.repair(spec.sweep_uri)  # a state file a killed driver left cut short
         return tune.Tuner.restore(spec.sweep_uri, trainable=trainable, resume_errored=True, restart_errored=False,
                                   param_space=None)
     run_config = tune.RunConfig(
@@ -283,9 +283,11 @@ def build_tuner(spec: ExperimentSpec, trainable, callbacks: list | tuple = (), v
     # next trial, with no process start, imports or corpus mapping per trial (docs/benchmarks.md, goodput). A
     # driver killed just after a trial starts can leave an Optuna trial that Ray's last state save never saw: the
     # searcher re-runs it as a new trial on resume and the tracker closes its old MLflow run as KILLED (orphaned).
-    return tune.Tuner(trainable, run_config=run_config, tune_config=tune.TuneConfig(
+    tuner = tune.Tuner(trainable, run_config=run_config, tune_config=tune.TuneConfig(
         search_alg=OptunaSearcher(spec), scheduler=make_scheduler(spec),
         num_samples=-1, max_concurrent_trials=spec.max_concurrent, reuse_actors=spec.reuse_workers))
+    savedstate.keep_all(spec.sweep_uri)  # tuner.pkl, just written: a resumed driver rewrites it
+    return tuner
 
 
 def unfinished(spec: ExperimentSpec, study=None) -> tuple[int, int] | None:  # noqa: ANN001 -- an optuna.Study

@@ -60,6 +60,9 @@ def test_cluster_server_requires_credentials_from_the_environment(tmp_path, serv
 
         from tune.tracking import SweepTracker
         uri = f"http://127.0.0.1:{port}"
+        # the tracker's 10-s request timeout fails fast on a dead server; this one is alive but hashes the password
+        # on every request, with one worker, beside two other test processes (a 10-s read timeout was seen in CI)
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "120")
         monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
         monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", PASSWORD)
         tracker = SweepTracker(uri, "authed", "authed", tmp_path)

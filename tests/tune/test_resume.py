@@ -208,6 +208,47 @@ def test_resume_survives_kills_at_random_moments(tiny_corpus, tmp_path, mlflow_s
         assert len(list(trial_dir.glob("checkpoint_*"))) <= 2, sorted(trial_dir.glob("checkpoint_*"))
 
 
+@pytest.mark.paced
+def test_resume_mends_state_files_a_kill_cut_short(tiny_corpus, tmp_path):
+    """A resumed driver copies Ray's state files down and up again; killed in the middle of that copy it leaves
+    ``tuner.pkl`` empty (seen in CI: "EOFError: Ran out of input" on the next resume) or the experiment state
+    half-written. The next resume puts back their last whole copies (tune.savedstate) and finishes the sweep."""
+    exp = tmp_path / "cut.yaml"
+    exp.write_text(yaml.safe_dump(dict(
+        name="cut", corpus={"path": str(tiny_corpus)}, num_trials=3, max_concurrent=1,
+        storage_path=str(tmp_path / "sweeps"), resources={"cpu": 1, "gpu": 0},
+        config={"model": {"num_blocks": 1}, "train": {"epochs": 4, "early_stopping_patience": 0}},
+        space={"train.learning_rate": {"type": "loguniform", "low": 1e-4, "high": 1e-2}},
+        searcher={"algorithm": "tpe", "seed": 0, "n_startup_trials": 2}, scheduler={"type": "none"},
+        mlflow={"enabled": False})))
+    env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "1", "SLR_TABLE_EPOCH_S": "1"}
+    sweep = tmp_path / "sweeps" / "cut"
+    log_path = tmp_path / "driver.log"
+    with open(log_path, "ab") as log:
+        driver = subprocess.Popen(_table_sweep(exp), stdout=log, stderr=subprocess.STDOUT, env=env,
+                                  start_new_session=True)
+        deadline = time.time() + 300
+        kept = sweep / ".slr-state"
+        while time.time() < deadline and driver.poll() is None and not (
+                _finished_trials(sweep / "optuna.db") >= 1 and list(kept.glob("experiment_state-*.json"))):
+            time.sleep(0.2)
+        assert driver.poll() is None, "the sweep ended before it could be killed: " + log_path.read_text()[-3000:]
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    (sweep / "tuner.pkl").write_bytes(b"")
+    state = max(sweep.glob("experiment_state-*.json"))
+    state.write_bytes(state.read_bytes()[:100])
+    with open(log_path, "ab") as log:
+        resumed = subprocess.run(_table_sweep(exp, "--resume"), stdout=log, stderr=subprocess.STDOUT, env=env,
+                                 timeout=600, start_new_session=True)
+    text = log_path.read_text()
+    assert resumed.returncode == 0, text[-3000:]
+    assert text.count("was cut short") == 2, text[-3000:]
+    study = optuna.load_study(study_name="cut", storage=f"sqlite:///{sweep / 'optuna.db'}")
+    assert len(study.trials) == 3 and all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    assert json.loads((sweep / "summary.json").read_text())["trials_by_status"]["completed"] == 3
+
+
 def test_runs_left_open_by_a_killed_driver_are_adopted_or_closed(tmp_path, mlflow_server):
     from tune.tracking import SweepTracker
     first = SweepTracker(mlflow_server, "orphans", "orphans", tmp_path)
