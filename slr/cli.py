@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--corpus", help="corpus directory (overrides data.corpus)")
     train.add_argument("--out", required=True, help="run directory for checkpoints and metrics.jsonl")
     train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--quiet", action="store_true",
+                       help="no per-epoch lines (and no batch bar, which shows only on a terminal)")
     train.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
     train.set_defaults(func=cmd_train)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -76,7 +77,7 @@ class Trainer:
     def __init__(self, config: Config, *, out: str | Path | None = None, on_epoch: EpochCallback | None = None,
                  progress: bool = False):
         """``config.data.corpus`` names the corpus (its one source); ``out``: the run directory (None: nothing is
-        written); ``on_epoch``: the callback seam (module docstring); ``progress``: a bar and a line per epoch."""
+        written); ``on_epoch``: the callback seam (module docstring); ``progress``: a line per epoch, and a batch bar when stderr is a terminal."""
         self._born = time.perf_counter()  # wall_seconds in the metrics count from here (setup included)
         if not config.data.corpus:
             raise ConfigError("data.corpus", "", "the trainer needs a corpus directory")
@@ -182,7 +183,7 @@ class Trainer:
                 count += len(batch.ids)
                 frames += int(batch.lengths.sum())
             busy += time.perf_counter() - t0
-            if self.progress:
+            if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{total / max(count, 1):.3f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2e}")
         if skipped > self.cfg.train.max_nonfinite_fraction * len(self.sampler):
             raise NonFiniteLossError(f"epoch {epoch}: {skipped} of {len(self.sampler)} batches had a non-finite "
@@ -266,7 +267,8 @@ class Trainer:
             group["lr"] = lr
 
     def _bar(self, iterable, desc: str):
-        if not self.progress:
+        """A batch progress bar on a terminal only: redrawn into a log file it is a line per batch update."""
+        if not (self.progress and sys.stderr.isatty()):
             return iterable
         from tqdm import tqdm
         return tqdm(iterable, desc=desc, leave=False, unit="batch", dynamic_ncols=True)

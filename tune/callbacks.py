@@ -64,8 +64,10 @@ class MlflowCallback(Callback):
 
     def __init__(self, tracker: SweepTracker, sweep_params: dict[str, Any],
                  params_of: Callable[[Any], tuple[dict[str, Any], str]], grace: int, factor: float, max_t: int,
-                 tags_of: Callable[[Any], dict[str, str]] | None = None):
+                 tags_of: Callable[[Any], dict[str, str]] | None = None,
+                 name_of: Callable[[Any], str] | None = None):
         self.tracker, self.sweep_params, self.params_of, self.tags_of = tracker, sweep_params, params_of, tags_of
+        self.name_of = name_of  # trial -> its run's name (tracking.run_name); None: the trial id
         self.grace, self.factor, self.max_t = grace, factor, max_t
         self.last: dict[str, dict[str, Any]] = {}  # trial id -> its last report seen by this driver
 
@@ -75,7 +77,8 @@ class MlflowCallback(Callback):
     def on_trial_start(self, iteration, trials, trial, **info):  # noqa: ANN001
         params, config_yaml = self.params_of(trial)
         self.tracker.child(trial.trial_id, params, config_yaml, restored={t.trial_id for t in trials},
-                           run_tags=self.tags_of(trial) if self.tags_of else None)
+                           run_tags=self.tags_of(trial) if self.tags_of else None,
+                           name=self.name_of(trial) if getattr(self, "name_of", None) else None)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
         if not self.tracker.known(trial.trial_id):

@@ -36,10 +36,11 @@ def seed_runs(spec: ExperimentSpec, cands: list[dict[str, Any]]) -> list[dict[st
     from the seed its search run trained with."""
     base_seed = spec.base_config().train.seed
     runs = []
-    for c in cands:
+    for rank, c in enumerate(cands, 1):
         seed0 = int(c["params"].get("train.seed", base_seed))
         for i in range(1, spec.rerank.seeds + 1):
-            runs.append(dict(candidate=c["trial_id"], seed=seed0 + i, params={**c["params"], "train.seed": seed0 + i}))
+            runs.append(dict(candidate=c["trial_id"], rank=rank, seed=seed0 + i,
+                             params={**c["params"], "train.seed": seed0 + i}))
     return runs
 
 

@@ -27,7 +27,7 @@ from tune.lock import DriverLock
 from tune.retention import CheckpointRetention
 from tune.search import OptunaSearcher, make_scheduler, open_study, shown, trials_held
 from tune.summary import summarize, with_rerank, write
-from tune.tracking import SweepTracker
+from tune.tracking import SweepTracker, run_name
 from tune.trainable import train_trial, trial_config
 from tune.trials import METRIC
 
@@ -199,7 +199,8 @@ def _run_locked(spec: ExperimentSpec, resume: bool, address: str | None, verbose
         callbacks.append(ProgressCallback(spec.num_trials))
     if spec.mlflow.enabled:
         callbacks.append(MlflowCallback(_tracker(spec, background=spec.mlflow.background), sweep_params, _ParamsOf(base, max_t),
-                                        spec.scheduler.grace_period, spec.scheduler.reduction_factor, max_t))
+                                        spec.scheduler.grace_period, spec.scheduler.reduction_factor, max_t,
+                                        name_of=_search_run_name))
     tuner = build_tuner(spec, trainable, [*callbacks, *extra_callbacks], verbose, resume)
     t0 = time.time()
     grid = tuner.fit()  # Ctrl-C: Ray stops the trials, saves the experiment state and returns
@@ -237,13 +238,27 @@ def _rerank(spec: ExperimentSpec, summary: dict[str, Any], trial_fn, base: dict[
     if spec.mlflow.enabled:
         callbacks.append(MlflowCallback(_tracker(spec, background=spec.mlflow.background), sweep_params,
                                         _ParamsOf(base, spec.max_epochs, key="run"), spec.max_epochs, 2,
-                                        spec.max_epochs, tags_of=_rerank_tags))
+                                        spec.max_epochs, tags_of=_rerank_tags, name_of=_rerank_run_name))
     return rerank.run_stage(spec, summary, trial_fn, base, [*callbacks, *extra_callbacks], verbose)
 
 
 def _rerank_tags(trial) -> dict[str, str]:  # noqa: ANN001
     run = trial.config["run"]
     return {"slr.stage": rerank.STAGE, "slr.rerank_of": str(run["candidate"]), "slr.rerank_seed": str(run["seed"])}
+
+
+def _search_run_name(trial) -> str:  # noqa: ANN001
+    """``t04 lr=1.0e-3 blocks=8``: the trial's place in the order trials started (Ray's counter, from 1) and its
+    searched values."""
+    number = trial.experiment_tag.split("_", 1)[0]
+    return run_name(f"t{int(number):02d}" if number.isdigit() else trial.trial_id, trial.config)
+
+
+def _rerank_run_name(trial) -> str:  # noqa: ANN001
+    """``rerank #1 seed=2 lr=1.0e-3 ...``: the candidate's rank in the search, its new seed, its values."""
+    run = trial.config["run"]
+    values = {k: v for k, v in run["params"].items() if k != "train.seed"}
+    return run_name(f"rerank #{run.get('rank', '?')} seed={run['seed']}", values)
 
 
 def _open_tracker(spec: ExperimentSpec, sweep_params: dict[str, Any]) -> SweepTracker | None:
@@ -329,7 +344,20 @@ def _tracker(spec: ExperimentSpec, background: bool = False) -> SweepTracker | N
     # The embedded default store keeps its artifacts in the sweep folder, not in ./mlruns of wherever it ran
     artifacts = None if spec.mlflow.tracking_uri else (spec.sweep_dir / "mlartifacts").as_uri()
     return SweepTracker(spec.tracking_uri, spec.mlflow.experiment or spec.name, spec.name, spec.sweep_dir,
-                        background=background, artifact_location=artifacts)
+                        background=background, artifact_location=artifacts, dataset=_dataset(spec))
+
+
+def _dataset(spec: ExperimentSpec) -> dict[str, Any] | None:
+    """The sweep's corpus as an MLflow dataset input (name, content digest, source, splits and sizes)."""
+    from slr.corpus import Corpus
+    try:
+        corpus = Corpus(spec.corpus_dir)
+    except Exception:  # noqa: BLE001 -- not made yet (the sweep synthesizes it later) or unreadable: no input
+        return None
+    m = corpus.manifest
+    return dict(name=spec.corpus_dir.name, digest=corpus.digest(), source=str(spec.corpus_dir.resolve()),
+                profile={"samples": m.get("counts", {}), "total_frames": m.get("total_frames"),
+                         "vocab_size": len(corpus.vocab), "layout": m["layout"], "fps": m["fps"]})
 
 
 class _ParamsOf:

@@ -25,7 +25,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from tune.trials import FAILED, MLFLOW_METRICS
@@ -49,7 +49,8 @@ class SweepTracker:
     """
 
     def __init__(self, tracking_uri: str, experiment: str, sweep_name: str, sweep_dir: Path,
-                 retry_seconds: float = 5.0, background: bool = False, artifact_location: str | None = None):
+                 retry_seconds: float = 5.0, background: bool = False, artifact_location: str | None = None,
+                 dataset: dict[str, Any] | None = None):
         # Fail fast instead of MLflow's default minutes of HTTP retries: the queue here does the retrying.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
@@ -57,6 +58,7 @@ class SweepTracker:
         self._client: MlflowClient | None = None
         self.tracking_uri, self.sweep_name, self.sweep_dir = tracking_uri, sweep_name, Path(sweep_dir)
         self.experiment_name = experiment
+        self.dataset = dataset  # the corpus as an MLflow dataset input: name, digest, source, profile (or None)
         self.artifact_location = artifact_location  # for an experiment created here (None: the server's default)
         self.experiment_id: str | None = None
         self.parent_id: str | None = None
@@ -105,6 +107,7 @@ class SweepTracker:
                                                "slr.status": "running"})
             self.parent_id = run.info.run_id
             self.client.log_batch(self.parent_id, params=[Param(k, _short(v)) for k, v in params.items()])
+            self._log_dataset(self.client, self.parent_id)
         for run in self.client.search_runs([self.experiment_id], f"tags.`mlflow.parentRunId` = '{self.parent_id}'",
                                            max_results=10_000):
             trial_id = run.data.tags.get("slr.trial_id", "")
@@ -121,8 +124,9 @@ class SweepTracker:
         return self.parent_id
 
     def child(self, trial_id: str, params: dict[str, Any], config_yaml: str, restored: set[str] = frozenset(),
-              run_tags: dict[str, str] | None = None) -> None:
-        """The trial's run: created once (queued if the server is down).
+              run_tags: dict[str, str] | None = None, name: str | None = None) -> None:
+        """The trial's run: created once (queued if the server is down), named ``name`` (:func:`run_name`; the
+        trial id when None).
 
         A driver killed after Optuna handed out a trial but before Ray saved it leaves that trial's run open,
         and after ``--resume`` the searcher gives the same configuration to a new Ray trial. That trial adopts
@@ -144,7 +148,7 @@ class SweepTracker:
                                                         RunTag("slr.adopted_from", old)])
             return
         self._do("create_child", trial=trial_id, params=params, config_yaml=config_yaml,
-                 run_tags=run_tags or {"slr.stage": "search"})
+                 run_tags=run_tags or {"slr.stage": "search"}, name=name or trial_id)
 
     def known(self, trial_id: str) -> bool:
         return trial_id in self.children or self._queued(None, trial_id)
@@ -242,11 +246,12 @@ class SweepTracker:
             if found:  # created before a failure half-way through this op: reuse, never duplicate
                 self.children[trial] = found[0].info.run_id
                 return
-            run = client.create_run(self.experiment_id, run_name=trial, tags={
+            run = client.create_run(self.experiment_id, run_name=kwargs.get("name") or trial, tags={
                 "mlflow.parentRunId": self.parent_id, "slr.sweep": self.sweep_name, "slr.trial_id": trial,
                 "slr.role": "trial", "slr.status": "running", **kwargs.get("run_tags", {})})
             client.log_batch(run.info.run_id, params=[Param(k, _short(v)) for k, v in kwargs["params"].items()])
             client.log_text(run.info.run_id, kwargs["config_yaml"], "config.yaml")
+            self._log_dataset(client, run.info.run_id)
             self.children[trial] = run.info.run_id
             return
         kwargs = dict(kwargs)
@@ -254,6 +259,14 @@ class SweepTracker:
         if trial is not None:
             kwargs["run_id"] = self.children[trial]
         getattr(client, op)(**kwargs)
+
+    def _log_dataset(self, client: MlflowClient, run_id: str) -> None:
+        """The corpus as the run's dataset input (the UI's Dataset column), when the sweep named one."""
+        d = getattr(self, "dataset", None)  # a tracker pickled by an older sweep has none
+        if d:
+            dataset = Dataset(name=d["name"], digest=d["digest"], source_type="local", source=d["source"],
+                              profile=json.dumps(d["profile"]))
+            client.log_inputs(run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", "training")])])
 
     def _do(self, op: str, **kwargs: Any) -> None:
         if self.background:
@@ -369,6 +382,24 @@ class SweepTracker:
 
 def _now() -> int:
     return int(time.time() * 1000)
+
+
+# Short names of the keys sweeps search most, for run names; any other key is named by its last part.
+SHORT_KEYS = {"train.learning_rate": "lr", "model.dropout": "drop", "train.weight_decay": "wd",
+              "model.num_blocks": "blocks", "model.lstm_layers": "lstm", "model.aux_ctc_weight": "aux",
+              "train.warmup_epochs": "warmup", "data.batch_size": "batch", "model.arch": "arch"}
+
+
+def run_name(prefix: str, values: dict[str, Any]) -> str:
+    """A run name a person can read in the runs table: ``prefix`` then each searched value, short.
+    ``run_name("t04", {"train.learning_rate": 0.001, "model.num_blocks": 8})`` -> ``t04 lr=1.0e-3 blocks=8``."""
+    def value(v: Any) -> str:
+        if isinstance(v, float) and v != 0 and not 0.01 <= abs(v) < 1000:
+            mantissa, exponent = f"{v:.1e}".split("e")
+            return f"{mantissa}e{int(exponent)}"
+        return f"{v:.3g}" if isinstance(v, float) else str(v)
+    parts = [f"{SHORT_KEYS.get(k, k.rsplit('.', 1)[-1])}={value(v)}" for k, v in values.items()]
+    return " ".join([prefix, *parts])[:250]  # MLflow's limit on a run name is 250 characters
 
 
 def _short(v: Any) -> str:

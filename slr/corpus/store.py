@@ -14,6 +14,7 @@ close, so an interrupted write never leaves a corpus that looks complete.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -250,6 +251,16 @@ class Corpus:
         if mask is None:
             return xyz.reshape(sample.frames, -1), None
         return xyz.reshape(sample.frames, NUM_POINTS, 3), mask.reshape(sample.frames, NUM_POINTS)
+
+    def digest(self) -> str:
+        """A short content fingerprint: SHA-256 over the manifest, the sample index, the vocabulary and the
+        landmark file's size (the index names every sample with its length and glosses, so hashing gigabytes of
+        landmarks would add little). Two copies of one corpus share it; any re-import or re-synthesis changes it."""
+        h = hashlib.sha256()
+        for name in (MANIFEST, SAMPLES, VOCAB):
+            h.update((self.root / name).read_bytes())
+        h.update(str((self.root / LANDMARKS).stat().st_size).encode())
+        return h.hexdigest()[:16]
 
     def stats(self) -> dict[str, Any]:
         """Counts, lengths, vocabulary and missing-point rate (reads every sample once)."""

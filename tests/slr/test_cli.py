@@ -88,3 +88,18 @@ def test_outputs_are_never_replaced_without_force(tmp_path, capsys):
     exp.write_text("name: x\n")
     assert main(["export", "anything", "--out", str(exp)]) == 1
     assert "--force" in capsys.readouterr().err and exp.read_text() == "name: x\n"
+
+
+def test_train_into_a_log_file_writes_a_line_per_epoch_and_no_bar(tiny_corpus, tmp_path):
+    import subprocess
+    import sys
+    log = tmp_path / "train.log"
+    with open(log, "w") as f:  # not a terminal: the batch bar would be a line per redraw
+        done = subprocess.run([sys.executable, "-m", "slr.cli", "train", "--corpus", str(tiny_corpus), "--out",
+                               str(tmp_path / "run"), "train.epochs=3", "model.num_blocks=1"],
+                              stdout=f, stderr=subprocess.STDOUT, timeout=300)
+    text = log.read_text()
+    assert done.returncode == 0, text
+    assert [line.split()[:2] for line in text.splitlines() if line.startswith("epoch")] == \
+        [["epoch", "1"], ["epoch", "2"], ["epoch", "3"]]
+    assert "batch/s" not in text and "\r" not in text and "it/s" not in text

@@ -92,3 +92,10 @@ def test_stats(tiny_corpus):
     assert 0.005 < s["missing_point_fraction"] < 0.15
     assert s["vocab_size"] == len(Corpus(tiny_corpus).vocab)
     assert pq.read_table(tiny_corpus / "samples.parquet").num_rows == 96
+
+
+def test_digest_names_the_content_not_the_folder(tmp_path):
+    first, copy, other = (_write(tmp_path / name, n)[0] for name, n in (("a", 3), ("b", 3), ("c", 4)))
+    assert Corpus(first).digest() == Corpus(copy).digest()  # the same corpus in another folder
+    assert Corpus(first).digest() != Corpus(other).digest()
+    assert len(Corpus(first).digest()) == 16

@@ -60,6 +60,32 @@ def test_child_runs_equal_trials_under_one_parent(finished_sweep, mlflow_server)
     assert parents[0].data.metrics["best_dev_wer"] == pytest.approx(summary["best_dev_wer"])
 
 
+def test_runs_are_named_for_people_and_carry_the_corpus_as_their_dataset(finished_sweep, mlflow_server,
+                                                                         tiny_corpus):
+    from slr.corpus import Corpus
+    from tune.tracking import run_name
+    spec, summary = finished_sweep
+    client = MlflowClient(mlflow_server)
+    runs = client.search_runs([summary["mlflow"]["experiment_id"]], max_results=100)
+    parent = next(r for r in runs if r.data.tags.get("slr.role") == "sweep")
+    children = sorted((r for r in runs if r.data.tags.get("slr.role") == "trial"), key=lambda r: r.info.run_name)
+    assert parent.info.run_name == "itest"
+    # t01..t05 in the order trials started, then each searched value as it was drawn
+    assert [c.info.run_name.split()[0] for c in children] == [f"t{i:02d}" for i in range(1, spec.num_trials + 1)]
+    for c in children:
+        values = {k: float(c.data.params[k]) if k == "train.learning_rate" else int(c.data.params[k])
+                  for k in ("train.learning_rate", "model.num_blocks")}
+        assert sorted(c.info.run_name.split()[1:]) == sorted(run_name("", values).split()), c.info.run_name
+    digest = Corpus(tiny_corpus).digest()
+    for run in (parent, *children):
+        inputs = client.get_run(run.info.run_id).inputs.dataset_inputs
+        assert len(inputs) == 1, run.info.run_name
+        dataset = inputs[0].dataset
+        assert (dataset.name, dataset.digest, dataset.source) == ("tiny", digest, str(Path(tiny_corpus).resolve()))
+        assert json.loads(dataset.profile)["samples"] == {"train": 64, "dev": 16, "test": 16}
+        assert {(t.key, t.value) for t in inputs[0].tags} == {("mlflow.data.context", "training")}
+
+
 def test_every_reported_epoch_is_in_mlflow_once(finished_sweep, mlflow_server):
     spec, summary = finished_sweep
     client = MlflowClient(mlflow_server)
