@@ -58,7 +58,7 @@ def export(model: Student, path: str | Path, metadata: dict[str, str] | None = N
     ``metadata`` in the file's metadata properties. Some seconds on a CPU core (torch.export)."""
     _require("onnxscript")
     model = copy.deepcopy(model).cpu().eval()
-    example = torch.zeros(1, 64, _input_dim(model))
+    example = torch.zeros(1, 64, input_dim(model))
     frames = torch.export.Dim("frames", min=2, max=1_000_000)
     log = io.StringIO()  # the exporter's step-by-step lines and warnings: shown only if it fails
     try:
@@ -90,7 +90,7 @@ def _quiet(logger: str):  # noqa: ANN202 -- a context manager
         log.setLevel(level)
 
 
-def _input_dim(model: Student) -> int:
+def input_dim(model: Student) -> int:
     """The features the model reads: up to the largest index any modality encoder reads (the seed's 6516)."""
     return max(int(enc.index.max()) for enc in model.encoders.values()) + 1
 

@@ -40,7 +40,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     exp.add_argument("sweep", help="sweep name (under --storage), sweep directory, or URI (s3://bucket/sweeps/NAME)")
     exp.add_argument("--out", required=True, help="the YAML to write (complete config + provenance)")
     exp.add_argument("--storage", default="sweeps", help="where sweeps live: a folder or a URI (default: sweeps)")
-    exp.add_argument("--register", metavar="MODEL_NAME", help="also register the best checkpoint in MLflow")
+    exp.add_argument("--register", metavar="MODEL_NAME",
+                     help="also log the winner as an MLflow Model (its ONNX export) and register a version")
     exp.add_argument("--force", action="store_true", help="replace the file --out if it exists")
     exp.add_argument("--no-test", action="store_true", help="do not score the winner on the test split (the "
                      "lockbox: every export that scores it is one more look, counted in SWEEP/lockbox.json)")

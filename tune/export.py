@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -87,23 +88,64 @@ def _record_test(sweep_dir: Path, summary: dict, test: dict) -> None:
 
 
 def _register(summary: dict, name: str) -> str:
-    """Log the best checkpoint as an artifact of its run and register it as a model version."""
+    """Log the winner as an MLflow Model of its run and register it as a version of ``name``: the ONNX export of
+    its best checkpoint (``features [1, T, D] -> log_probs [T, 1, V]``, with that signature) and, as artifacts
+    of the model, the vocabulary (``vocab.json``) and the feature layout (``features.json``: the checkpoint's
+    feature config and the columns each modality reads). The checkpoint itself goes under ``checkpoint/`` of the
+    run, loadable by ``slr eval`` / ``slr decode``, which also compute the features the model takes."""
+    import mlflow
     from mlflow.tracking import MlflowClient
-    client = MlflowClient(tracking_uri=summary["mlflow"]["tracking_uri"])
-    run_id, ckpt = summary["mlflow"]["best_run_id"], summary.get("best_checkpoint")
+    uri, run_id, ckpt = summary["mlflow"]["tracking_uri"], summary["mlflow"]["best_run_id"], summary.get("best_checkpoint")
     if not run_id or not ckpt:
         raise ValueError("the best trial has no MLflow run or checkpoint to register")
     from tune import storage
     if storage.is_uri(ckpt):  # on S3 with the sweep: fetch it first
-        import tempfile
         ckpt = str(storage.fetch_dir(ckpt, Path(tempfile.mkdtemp(prefix="slr-ckpt-"))))
+    client = MlflowClient(tracking_uri=uri)
     client.log_artifacts(run_id, ckpt, artifact_path="checkpoint")
-    try:
-        client.create_registered_model(name)
-    except Exception:  # noqa: BLE001 -- already registered
-        pass
-    version = client.create_model_version(name, f"runs:/{run_id}/checkpoint", run_id=run_id)
-    return f"{name}/{version.version}"
+    with tempfile.TemporaryDirectory(prefix="slr-model-") as tmp:
+        onnx_model, signature, extra = _onnx_model(checkpoint_file(Path(ckpt)), Path(tmp))
+        status = client.get_run(run_id).info.status
+        mlflow.set_tracking_uri(uri)
+        with mlflow.start_run(run_id=run_id):  # the model belongs to the winner's own run
+            info = mlflow.onnx.log_model(onnx_model, name="model", signature=signature, extra_files=extra,
+                                         pip_requirements=["onnxruntime", "onnx"], registered_model_name=name,
+                                         metadata={"slr.sweep": summary["sweep"]})
+        client.set_terminated(run_id, status=status)  # as it was (start_run reopened it)
+    return f"{name}/{info.registered_model_version}"
+
+
+def checkpoint_file(ckpt: Path) -> Path:
+    """The trainer's checkpoint file inside a trial's checkpoint folder (or ``ckpt`` itself when it is a file)."""
+    if ckpt.is_file():
+        return ckpt
+    files = sorted(ckpt.glob("*.pt"))
+    if not files:
+        raise FileNotFoundError(f"{ckpt}: no checkpoint file (*.pt) in the trial's checkpoint folder")
+    return files[0]
+
+
+def _onnx_model(path: Path, tmp: Path):  # noqa: ANN202 -- (onnx.ModelProto, ModelSignature, list[str])
+    """The checkpoint's ONNX export, its tensor signature, and the vocabulary and feature-layout files."""
+    import numpy as np
+    import onnx
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    from slr.evaluate import load_model
+    from slr.onnx_runtime import INPUT, OUTPUT, export, input_dim
+    cfg, vocab, features, model = load_model(path)
+    exported = export(model, tmp / "model.onnx")
+    dim = input_dim(model)
+    signature = ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.float32), (1, -1, dim), INPUT)]),
+                               outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 1, len(vocab)), OUTPUT)]))
+    (tmp / "vocab.json").write_text(json.dumps(vocab.to_list()))
+    (tmp / "features.json").write_text(json.dumps(dict(
+        input=INPUT, input_dim=dim, output=OUTPUT, blank_index=0, config=cfg.to_dict()["features"],
+        modalities={name: [int(i) for i in enc.index] for name, enc in model.encoders.items()},
+        note="features come from the landmarks through slr's FeaturePipeline (its fitted statistics are in the "
+             "run's checkpoint/): slr.evaluate.load_model(checkpoint) returns it"), indent=1))
+    return onnx.load(str(exported)), signature, [str(tmp / "vocab.json"), str(tmp / "features.json")]
 
 
 LOCKBOX = "lockbox.json"  # every look at a sweep's test split: when, which checkpoint, the result

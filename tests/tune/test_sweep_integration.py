@@ -340,6 +340,32 @@ def test_export_can_register_the_best_checkpoint(finished_sweep, mlflow_server, 
     assert mv.run_id == summary["mlflow"]["best_run_id"]
     files = {a.path for a in client.list_artifacts(mv.run_id, "checkpoint")}
     assert "checkpoint/last.pt" in files  # the best epoch's checkpoint, loadable by slr
+    assert client.get_run(mv.run_id).info.status == "FINISHED"  # the winner's run, as it was
+
+    # the registered version is an MLflow Model: loaded back from the server, it gives slr's own log-probs
+    import mlflow
+    import numpy as np
+    import torch
+
+    from slr.corpus import Corpus
+    from slr.data import SignDataset, collate
+    from slr.evaluate import load_model, log_probs_of
+    from tune.export import checkpoint_file
+    mlflow.set_tracking_uri(mlflow_server)
+    served = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    cfg, vocab, features, model = load_model(checkpoint_file(Path(summary["best_checkpoint"])))
+    batch = collate([SignDataset(Corpus(cfg.data.corpus), "dev", vocab, cfg.data.max_frames)[0]])
+    with torch.no_grad():
+        x = features(batch.x, batch.point_mask, batch.frame_mask)  # [1, T, D]
+        expected = log_probs_of(features, model, batch, torch.device("cpu")).numpy()  # [T, 1, V]
+    dim = served.metadata.get_input_schema().inputs[0].shape[-1]  # the columns up to the last one a modality reads
+    got = served.predict(x[:, :, :dim].numpy())
+    got = got["log_probs"] if isinstance(got, dict) else np.asarray(got)
+    assert got.shape == expected.shape and np.allclose(got, expected, atol=1e-4)
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}"))
+    assert json.loads((local / "extra_files" / "vocab.json").read_text()) == vocab.to_list()
+    layout = json.loads((local / "extra_files" / "features.json").read_text())
+    assert layout["input_dim"] == dim and set(layout["modalities"]) == set(model.encoders)
 
 
 def test_report_opens_in_a_real_browser_with_every_plot(finished_sweep, tmp_path):
