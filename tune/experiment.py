@@ -156,6 +156,8 @@ class MlflowSpec:
     # writes from a background thread: the driver never waits on the server (large sweeps), but writes still
     # queued when the driver is SIGKILLed are lost (docs/benchmarks.md, "Sweep at scale")
     background: bool = False
+    # each trial's CPU, memory and (on CUDA) GPU use per epoch as system/ metrics of its run (tune.sysmetrics)
+    system_metrics: bool = True
 
 
 @dataclass

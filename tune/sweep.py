@@ -344,7 +344,8 @@ def _tracker(spec: ExperimentSpec, background: bool = False) -> SweepTracker | N
     # The embedded default store keeps its artifacts in the sweep folder, not in ./mlruns of wherever it ran
     artifacts = None if spec.mlflow.tracking_uri else (spec.sweep_dir / "mlartifacts").as_uri()
     return SweepTracker(spec.tracking_uri, spec.mlflow.experiment or spec.name, spec.name, spec.sweep_dir,
-                        background=background, artifact_location=artifacts, dataset=_dataset(spec))
+                        background=background, artifact_location=artifacts, dataset=_dataset(spec),
+                        system_metrics=spec.mlflow.system_metrics)
 
 
 def _dataset(spec: ExperimentSpec) -> dict[str, Any] | None:

@@ -50,7 +50,7 @@ class SweepTracker:
 
     def __init__(self, tracking_uri: str, experiment: str, sweep_name: str, sweep_dir: Path,
                  retry_seconds: float = 5.0, background: bool = False, artifact_location: str | None = None,
-                 dataset: dict[str, Any] | None = None):
+                 dataset: dict[str, Any] | None = None, system_metrics: bool = True):
         # Fail fast instead of MLflow's default minutes of HTTP retries: the queue here does the retrying.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
@@ -59,6 +59,7 @@ class SweepTracker:
         self.tracking_uri, self.sweep_name, self.sweep_dir = tracking_uri, sweep_name, Path(sweep_dir)
         self.experiment_name = experiment
         self.dataset = dataset  # the corpus as an MLflow dataset input: name, digest, source, profile (or None)
+        self.system_metrics = system_metrics  # log a trial's system/ reports (tune.sysmetrics) on its run
         self.artifact_location = artifact_location  # for an experiment created here (None: the server's default)
         self.experiment_id: str | None = None
         self.parent_id: str | None = None
@@ -164,7 +165,9 @@ class SweepTracker:
             return  # an epoch re-reported after a restart from checkpoint is logged once
         self.logged_epoch[trial_id] = int(epoch)
         now = int(time.time() * 1000)
-        points = [Metric(k, float(result[k]), now, int(epoch)) for k in MLFLOW_METRICS
+        keys = [*MLFLOW_METRICS, *(sorted(k for k in result if k.startswith("system/"))
+                                   if getattr(self, "system_metrics", True) else ())]
+        points = [Metric(k, float(result[k]), now, int(epoch)) for k in keys
                   if isinstance(result.get(k), (int, float)) and math.isfinite(result[k])]
         self._do("log_batch", trial=trial_id, metrics=points)
 

@@ -18,6 +18,7 @@ from ray import tune
 from slr.checkpoint import machine_facts
 from slr.config import Config
 from slr.train import NonFiniteLossError, Trainer
+from tune.sysmetrics import SystemSampler
 from tune.trials import with_rank_metric
 
 
@@ -51,6 +52,8 @@ def train_trial(params: dict[str, Any], base: dict[str, Any], max_epochs: int,
     where = {"node_id": ray.get_runtime_context().get_node_id(), "attempt_start": time.time(), "pid": os.getpid(),
              **{f"machine_{k}": v for k, v in machine_facts(cfg.train.device).items()}}
 
+    system = SystemSampler(cfg.train.device)  # what this process used, per epoch (the MLflow run's system metrics)
+
     def on_epoch(metrics: dict[str, Any], ckpt_dir: Path | None) -> None:
         checkpoint = None
         if ckpt_dir is not None:
@@ -60,7 +63,7 @@ def train_trial(params: dict[str, Any], base: dict[str, Any], max_epochs: int,
             os.link(ckpt_dir / "last.pt", report_dir / "last.pt")
             checkpoint = tune.Checkpoint.from_directory(str(report_dir))
         tune.report({**with_rank_metric({k: v for k, v in metrics.items() if v is not None}), **where,
-                     "report_time": time.time()},
+                     **system.sample(), "report_time": time.time()},
                     checkpoint=checkpoint)
 
     try:  # the work folder goes whatever happens, a trainer that cannot start included

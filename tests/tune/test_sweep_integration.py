@@ -86,6 +86,20 @@ def test_runs_are_named_for_people_and_carry_the_corpus_as_their_dataset(finishe
         assert {(t.key, t.value) for t in inputs[0].tags} == {("mlflow.data.context", "training")}
 
 
+def test_every_trial_run_has_its_system_metrics_per_epoch(finished_sweep, mlflow_server):
+    spec, summary = finished_sweep
+    client = MlflowClient(mlflow_server)
+    runs = client.search_runs([summary["mlflow"]["experiment_id"]], "tags.`slr.role` = 'trial'", max_results=100)
+    for run in runs:
+        epochs = [m.step for m in client.get_metric_history(run.info.run_id, "dev_wer")]
+        for key in ("system/trial_cpu_percentage", "system/trial_memory_megabytes",
+                    "system/system_memory_usage_percentage"):
+            history = client.get_metric_history(run.info.run_id, key)
+            assert sorted(m.step for m in history) == sorted(epochs), (run.info.run_name, key)
+        memory = [m.value for m in client.get_metric_history(run.info.run_id, "system/trial_memory_megabytes")]
+        assert all(50 < mb < 24_000 for mb in memory)  # a trainer's resident memory: torch alone is ~300 MB
+
+
 def test_every_reported_epoch_is_in_mlflow_once(finished_sweep, mlflow_server):
     spec, summary = finished_sweep
     client = MlflowClient(mlflow_server)

@@ -67,3 +67,18 @@ def test_background_writes_the_server_never_took_are_saved_in_order_and_replay(t
         assert _epochs(uri, run.info.run_id) == [1, 2, 3] and run.info.status == "FINISHED"
     finally:
         services.stop(server)
+
+
+def test_system_metrics_are_logged_unless_switched_off(tmp_path, mlflow_server):
+    client = MlflowClient(mlflow_server)
+    report = {"epoch": 1, "dev_wer": 0.5, "system/trial_cpu_percentage": 97.0, "system/trial_memory_megabytes": 812.0}
+    for name, on in (("sys-on", True), ("sys-off", False)):
+        tracker = SweepTracker(mlflow_server, name, name, tmp_path / name, system_metrics=on)
+        tracker.start({"x": 1})
+        tracker.child("t1", {"train.learning_rate": 0.001}, "train: {}\n")
+        tracker.metrics("t1", report)
+        tracker.flush(final=True)
+        logged = client.get_run(tracker.children["t1"]).data.metrics
+        assert logged["dev_wer"] == 0.5
+        assert (logged.get("system/trial_cpu_percentage"), logged.get("system/trial_memory_megabytes")) == \
+            ((97.0, 812.0) if on else (None, None))
