@@ -25,9 +25,14 @@ class ProgressCallback(Callback):
         self.num_trials, self.done, self.best = num_trials, 0, (math.inf, "")
         self.last: dict[str, dict[str, Any]] = {}
         self.every, self.next_line = every_seconds, time.time() + every_seconds
+        self.warned: set[str] = set()
 
     def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
         self.last[trial.trial_id] = result
+        for message in result.get("warnings") or ():  # each distinct warning once per sweep, not once per trial
+            if message not in self.warned:
+                self.warned.add(message)
+                print(f"  trial {trial.trial_id} warned: {message}", flush=True)
         wer = result.get("dev_wer")
         if wer is not None and wer < self.best[0]:
             self.best = (wer, trial.trial_id)
@@ -54,9 +59,15 @@ class ProgressCallback(Callback):
             return
         r = self.last.get(trial.trial_id) or trial.last_result or {}
         self._line(trial, SHOWN[status_of(r)])
+        if r.get("failed_reason"):
+            print(f"  trial {trial.trial_id} failed: {r['failed_reason']}", flush=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001
         self._line(trial, SHOWN[FAILED])
+        if trial.error_file and os.path.exists(trial.error_file):  # the exception's own line, not the traceback
+            lines = [line for line in Path(trial.error_file).read_text().splitlines() if line.strip()]
+            print(f"  trial {trial.trial_id} failed: {lines[-1].strip() if lines else 'no message'} (traceback: "
+                  f"{trial.error_file}; `slr sweep ... -v` streams the trials' output)", flush=True)
 
 
 class MlflowCallback(Callback):

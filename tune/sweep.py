@@ -72,18 +72,20 @@ def ensure_ray_token() -> None:
             tmp.unlink()
 
 
-def init_ray(address: str | None, spec: ExperimentSpec) -> None:
+def init_ray(address: str | None, spec: ExperimentSpec, verbose: bool = False) -> None:
+    """Connect to ``address`` or start a private local Ray. ``verbose``: stream every trial's output to the
+    driver's console (Ray's ``log_to_driver``); otherwise only the errors and warnings the callbacks print."""
     import ray
     ensure_ray_token()
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     if ray.is_initialized():
         return
     if address:
-        ray.init(address=address, log_to_driver=False)
+        ray.init(address=address, log_to_driver=verbose)
     else:
         # address="local": always a fresh local Ray, never a cluster some earlier `ray start` left behind; its
         # session folder (logs, sockets, spilled objects) private to this user, not in the world-readable /tmp/ray
-        ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False,
+        ray.init(address="local", include_dashboard=False, log_to_driver=verbose, configure_logging=False,
                  _temp_dir=private_ray_dir())
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
     check_resources(spec, nodes)
@@ -182,7 +184,7 @@ def _run_locked(spec: ExperimentSpec, resume: bool, address: str | None, verbose
         (sweep_dir / "experiment.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
         if spec.remote:
             storage.upload(sweep_dir, spec.sweep_uri, ("experiment.yaml",))
-    init_ray(address, spec)
+    init_ray(address, spec, verbose=verbose > 0)
 
     base = spec.base_config().to_dict()
     max_t = spec.max_epochs

@@ -43,7 +43,18 @@ def pick_device(gpu_fraction: float) -> str:
 def train_trial(params: dict[str, Any], base: dict[str, Any], max_epochs: int,
                 gpu_fraction: float) -> None:
     """Ray Tune function trainable: the sweep's ``base`` config (its corpus included: ``data.corpus``) with the
-    trial's ``params``, for ``max_epochs``, on its GPU slice or the CPU."""
+    trial's ``params``, for ``max_epochs``, on its GPU slice or the CPU. Its warnings go to the driver with its
+    reports (:class:`_WarningsOf`)."""
+    caught = _WarningsOf()
+    caught.start()
+    try:
+        _train(params, base, max_epochs, gpu_fraction, caught)
+    finally:
+        caught.stop()
+
+
+def _train(params: dict[str, Any], base: dict[str, Any], max_epochs: int, gpu_fraction: float,
+           caught: _WarningsOf) -> None:
     cfg = trial_config(base, params, max_epochs)  # train.num_threads = the trial's CPUs (ExperimentSpec.base_config)
     cfg = cfg.override({"train.device": pick_device(gpu_fraction)})
     work = Path(tempfile.mkdtemp(prefix="slr-trial-"))
@@ -63,7 +74,7 @@ def train_trial(params: dict[str, Any], base: dict[str, Any], max_epochs: int,
             os.link(ckpt_dir / "last.pt", report_dir / "last.pt")
             checkpoint = tune.Checkpoint.from_directory(str(report_dir))
         tune.report({**with_rank_metric({k: v for k, v in metrics.items() if v is not None}), **where,
-                     **system.sample(), "report_time": time.time()},
+                     **system.sample(), **caught.new(), "report_time": time.time()},
                     checkpoint=checkpoint)
 
     try:  # the work folder goes whatever happens, a trainer that cannot start included
@@ -78,7 +89,36 @@ def train_trial(params: dict[str, Any], base: dict[str, Any], max_epochs: int,
     except NonFiniteLossError as err:
         # Deterministic: retrying would fail again. End the trial with its reason instead of raising, so
         # Ray does not restart it; the searcher records it as FAIL and the MLflow run as failed.
-        tune.report({**where, "report_time": time.time(), "epoch": trainer.state["epoch"] + 1, "finished": 1,
+        tune.report({**where, **caught.new(), "report_time": time.time(), "epoch": trainer.state["epoch"] + 1,
+                     "finished": 1,
                      "failed_reason": f"non-finite loss: {err}"})
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+class _WarningsOf:
+    """The warnings a trial raises (each distinct one once), handed over with its next report: a trial's
+    output stays in its worker (``log_to_driver`` is off without ``-v``), so this is how they reach the driver."""
+
+    def __init__(self):
+        self.seen: set[str] = set()
+        self.pending: list[str] = []
+        self._context = warnings.catch_warnings(record=True)
+        self._log: list = []
+
+    def start(self) -> None:
+        self._log = self._context.__enter__()
+        warnings.simplefilter("default")  # each distinct warning once per place, as Python shows them
+
+    def stop(self) -> None:
+        self._context.__exit__(None, None, None)
+
+    def new(self) -> dict[str, list[str]]:
+        for w in self._log:
+            message = f"{w.category.__name__}: {w.message}"
+            if message not in self.seen:
+                self.seen.add(message)
+                self.pending.append(message[:500])
+        self._log.clear()
+        out, self.pending = ({"warnings": self.pending} if self.pending else {}), []
+        return out

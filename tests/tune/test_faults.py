@@ -225,3 +225,7 @@ def test_nonfinite_trial_fails_with_its_reason_and_the_sweep_goes_on(tiny_corpus
     for trial in poisoned:
         assert statuses[trial["trial_id"]]["slr.status"] == "failed"
         assert "non-finite" in statuses[trial["trial_id"]]["slr.error"]
+    # the driver's console (no -v) says why each failed, and shows the trials' warning once, not once per batch
+    text = log.read_text()
+    assert all(f"trial {t['trial_id']} failed: non-finite loss" in text for t in poisoned), text[-3000:]
+    assert text.count("warned: UserWarning: table_sweep: NaN loss injected") == 1, text[-3000:]
