@@ -43,6 +43,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     exp.add_argument("--register", metavar="MODEL_NAME",
                      help="also log the winner as an MLflow Model (its ONNX export) and register a version")
     exp.add_argument("--force", action="store_true", help="replace the file --out if it exists")
+    exp.add_argument("--incomplete", action="store_true", help="a sweep that has not finished (interrupted or "
+                     "running): export its best finished trial so far, marked so in the provenance (no test look)")
     exp.add_argument("--no-test", action="store_true", help="do not score the winner on the test split (the "
                      "lockbox: every export that scores it is one more look, counted in SWEEP/lockbox.json)")
     exp.set_defaults(func=_needs_deps(export))
@@ -245,13 +247,15 @@ def export(args: argparse.Namespace) -> int:
     from tune.export import export_best
     refuse_to_overwrite(args.out, args.force, "a file")
     out = export_best(resolve_sweep_dir(args.sweep, args.storage), args.out, register=args.register,
-                      test_split=not args.no_test)
+                      test_split=not args.no_test, incomplete=args.incomplete)
     test = (yaml.safe_load(Path(out).read_text()).get("provenance") or {}).get("test")
     if test:
         print(f"test WER {100 * test['wer']:.2f}% (S {test['substitutions']}  D {test['deletions']}  "
               f"I {test['insertions']}  N {test['words']}, scorer {test['scorer']}): the sweep's test split has now "
               f"been looked at {test['looks']} time{'s' if test['looks'] > 1 else ''}"
               + (" -- every look after the first is recorded: report the first" if test["looks"] > 1 else ""))
+    if incomplete := (yaml.safe_load(Path(out).read_text()).get("provenance") or {}).get("incomplete"):
+        print(f"note: {incomplete}")
     print(f"wrote {out}\nretrain it:  slr train --config {out} --out runs/best")
     return 0
 

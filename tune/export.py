@@ -13,16 +13,26 @@ from slr.checkpoint import code_version
 from slr.config import Config
 
 
-def export_best(sweep_dir: Path, out: str | Path, register: str | None = None, test_split: bool = True) -> Path:
+def export_best(sweep_dir: Path, out: str | Path, register: str | None = None, test_split: bool = True,
+                incomplete: bool = False) -> Path:
     """Write the best trial's full resolved config (not only the searched keys) plus provenance; with
-    ``test_split``, the winner's test WER (:func:`score_test`: one more look at the lockbox) goes with it."""
+    ``test_split``, the winner's test WER (:func:`score_test`: one more look at the lockbox) goes with it.
+    ``incomplete``: a sweep that has not finished (interrupted, or still running) exports its best finished trial
+    so far, from its Optuna study, marked as such; no test look and no registration (its winner may change)."""
     summary_path = sweep_dir / "summary.json"
-    if not summary_path.exists():
-        raise FileNotFoundError(f"{summary_path} missing: the sweep has not finished (slr sweep status)")
-    summary = json.loads(summary_path.read_text())
+    if summary_path.exists():
+        summary = json.loads(summary_path.read_text())
+        cfg = Config.load(sweep_dir / "best_config.yaml") if summary.get("best_trial_id") else None
+    elif incomplete:
+        if register:
+            raise ValueError("--register needs a finished sweep: its winner may still change")
+        summary, cfg = _so_far(sweep_dir)
+        test_split = False
+    else:
+        raise FileNotFoundError(f"{summary_path} missing: the sweep has not finished (slr sweep status); "
+                                "`slr export ... --incomplete` exports its best finished trial so far")
     if not summary.get("best_trial_id"):
         raise ValueError(f"sweep {summary['sweep']} has no trial with a dev WER to export")
-    cfg = Config.load(sweep_dir / "best_config.yaml")
     decode = _tuned_decoding(sweep_dir)
     if decode:
         cfg = cfg.override({f"decode.{k}": decode[k] for k in ("method", "beam_width", "lm_weight", "lm_bonus",
@@ -45,6 +55,8 @@ def export_best(sweep_dir: Path, out: str | Path, register: str | None = None, t
         doc["provenance"]["decode"] = {k: decode[k] for k in ("dev_wer", "greedy_dev_wer", "beam_dev_wer", "trials",
                                                               "study", "lm_dev_perplexity")}
     doc["provenance"].update(_rerank_provenance(summary))  # the re-ranked winner's run, and every seed's result
+    if "incomplete" in summary:
+        doc["provenance"]["incomplete"] = summary["incomplete"]
     if test_split and (test := score_test(sweep_dir, summary, cfg.decode)):
         doc["provenance"]["test"] = test
         _record_test(sweep_dir, summary, test)
@@ -55,6 +67,25 @@ def export_best(sweep_dir: Path, out: str | Path, register: str | None = None, t
     out.write_text(f"# exported by `slr export {summary['sweep']}`; retrain: slr train --config {out.name} "
                    "--out runs/best\n" + yaml.safe_dump(doc, sort_keys=False))
     return out
+
+
+def _so_far(sweep_dir: Path) -> tuple[dict, Config]:
+    """An unfinished sweep's summary so far and its best finished trial's config, from the Optuna study alone
+    (committed at every report; Ray's saved state may lag a killed driver). Writes nothing: no summary.json, so
+    the sweep still reads as unfinished and ``--resume`` goes on."""
+    from tune.report import load_spec
+    from tune.search import open_study
+    from tune.summary import summarize
+    from tune.trainable import trial_config
+    spec = load_spec(sweep_dir)
+    study = open_study(spec)
+    summary, _ = summarize(spec, [], None, wall_seconds=0.0, study=study)
+    finished = sum(t.state.is_finished() for t in study.trials)
+    summary["incomplete"] = (f"exported from an unfinished sweep: {finished} of {spec.num_trials} trials had "
+                             "finished; the best of those")
+    cfg = (trial_config(spec.base_config().to_dict(), summary["best_params"], spec.max_epochs)
+           if summary.get("best_trial_id") else None)
+    return summary, cfg
 
 
 def _rerank_provenance(summary: dict) -> dict:

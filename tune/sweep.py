@@ -81,6 +81,7 @@ def init_ray(address: str | None, spec: ExperimentSpec, verbose: bool = False) -
     if ray.is_initialized():
         return
     if address:
+        check_reachable(address)
         ray.init(address=address, log_to_driver=verbose)
     else:
         # address="local": always a fresh local Ray, never a cluster some earlier `ray start` left behind; its
@@ -89,6 +90,31 @@ def init_ray(address: str | None, spec: ExperimentSpec, verbose: bool = False) -
                  _temp_dir=private_ray_dir())
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
     check_resources(spec, nodes)
+
+
+def check_reachable(address: str) -> None:
+    """Fail fast, naming the address, when no Ray cluster answers there: ``ray.init`` would retry for minutes,
+    printing GCS warnings (seen with ``--address auto`` and the stale address file of a cluster long gone)."""
+    import socket
+    if "://" in ((os.environ.get("RAY_ADDRESS") or "") if address == "auto" else address):
+        return  # Ray Client (ray://) and job-server URLs: ray.init itself reports those
+    from ray._private.services import canonicalize_bootstrap_address
+    from ray._private.utils import get_ray_address_file
+    origin = ("RAY_ADDRESS" if os.environ.get("RAY_ADDRESS") else
+              f"{get_ray_address_file(None)}, written by the last `ray start`") if address == "auto" else None
+    try:
+        resolved = canonicalize_bootstrap_address(address)
+    except (ConnectionError, ValueError) as err:
+        raise ConnectionError(f"--address {address}: {err}") from None
+    if resolved is None:
+        return  # "local": Ray starts one
+    host, _, port = resolved.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as err:
+        where = f"{resolved} (from {origin})" if origin else resolved
+        raise ConnectionError(f"no Ray cluster answers at {where}: {err.strerror or err}. Start one (`ray start "
+                              "--head`, or `ray up cluster.yaml`), or leave out --address for a local Ray") from None
 
 
 class SweepInterrupted(Exception):

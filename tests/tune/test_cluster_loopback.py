@@ -131,3 +131,24 @@ def test_a_worker_node_leaving_reschedules_its_trials_from_checkpoints(tiny_corp
         assert again[0]["node_id"] == head  # rescheduled on the remaining node ...
         assert again[0]["epoch"] > 1  # ... from its checkpoint, not from scratch
         assert rows[-1]["epoch"] == 10
+
+
+def test_an_address_where_no_cluster_answers_fails_fast_naming_it(tiny_corpus, tmp_path, services):
+    """`--address auto` with a stale address (here through RAY_ADDRESS, as a stale `ray start` file gives it):
+    ray.init would retry for minutes printing GCS warnings; the sweep stops at once and says where it looked."""
+    import yaml
+    port = services.free_port()  # nothing listens there
+    exp = tmp_path / "gone.yaml"
+    exp.write_text(yaml.safe_dump(dict(
+        name="gone", corpus={"path": str(tiny_corpus)}, num_trials=1, storage_path=str(tmp_path / "sweeps"),
+        space={"train.learning_rate": {"type": "loguniform", "low": 1e-4, "high": 1e-2}},
+        mlflow={"enabled": False})))
+    env = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{port}"}
+    t0 = time.time()
+    done = subprocess.run([sys.executable, "-m", "slr.cli", "sweep", str(exp), "--address", "auto"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and time.time() - t0 < 60, done.stderr[-2000:]
+    assert f":{port} (from RAY_ADDRESS)" in done.stderr and "no Ray cluster answers" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    # and the sweep name stays usable: nothing Ray-side was written
+    assert not (tmp_path / "sweeps" / "gone" / "tuner.pkl").exists()

@@ -99,6 +99,17 @@ def test_ctrl_c_interrupts_the_sweep_and_resume_finishes_it(tiny_corpus, tmp_pat
     assert status.returncode == 0 and "interrupted" in status.stdout and "finished" not in status.stdout
     export = _slr("export", str(sweep), "--out", str(tmp_path / "best.yaml"))
     assert export.returncode == 1 and "has not finished" in export.stderr and not (tmp_path / "best.yaml").exists()
+    assert "--incomplete" in export.stderr
+    # asked for: the best finished trial so far, said so, with no look at the test split and nothing written
+    export = _slr("export", str(sweep), "--out", str(tmp_path / "so-far.yaml"), "--incomplete")
+    assert export.returncode == 0, export.stderr
+    doc = yaml.safe_load((tmp_path / "so-far.yaml").read_text())
+    first = min((t for t in _study(sweep, "ctrlc") if t.state == optuna.trial.TrialState.COMPLETE),
+                key=lambda t: (t.user_attrs["best_dev_wer"], t.number))  # the summary's ranking
+    assert doc["train"]["learning_rate"] == pytest.approx(first.params["train.learning_rate"])
+    assert "of 3 trials had finished" in doc["provenance"]["incomplete"] and "note:" in export.stdout
+    assert "test" not in doc["provenance"] and not (sweep / "lockbox.json").exists()
+    assert not (sweep / "summary.json").exists()
     client = MlflowClient(mlflow_server)
     runs = client.search_runs([client.get_experiment_by_name("ctrlc").experiment_id])
     parent = next(r for r in runs if r.data.tags["slr.role"] == "sweep")
