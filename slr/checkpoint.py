@@ -7,6 +7,7 @@ vocabulary, code version). ``load`` refuses files that are not ours before touch
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import subprocess
@@ -67,6 +68,15 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
 
 
 @lru_cache(maxsize=1)
+def sha256(path: str | Path) -> str:
+    """A file's SHA-256 (hex), read in 1 MiB chunks: which checkpoint an export or a distillation came from."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def code_version() -> str:
     """Package version plus the git commit (``+dirty`` if the tree has changes) when run from a checkout."""
     root = Path(slr.__file__).resolve().parent.parent

@@ -144,6 +144,10 @@ class TrainConfig:
     max_nonfinite_fraction: float = 0.5  # an epoch with more skipped batches than this fails the run
     self_distill_weight: float = 0.0  # VAC: KL from the main head into the auxiliary T/4 head (needs aux_ctc_weight)
     self_distill_temperature: float = 8.0  # softmax temperature of that KL (T-squared scaled; VAC: 8)
+    teacher: str = ""  # a checkpoint to distil from (any slr checkpoint, same vocabulary and layout); "" = off
+    teacher_sha256: str = ""  # the teacher's SHA-256 (an exported config records it): refused if the file changed
+    kd_weight: float = 1.0  # weight of the teacher's frame-level KL in the loss (used only with a teacher)
+    kd_temperature: float = 2.0  # softmax temperature of that KL (T-squared scaled)
     seed: int = 0  # seeds weights, batching and dropout (CPU runs with the same num_threads are deterministic)
     num_threads: int = 0  # torch CPU threads (0 = torch's default, all cores); part of the run: float sums differ
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -167,6 +171,10 @@ class TrainConfig:
         _check(self.self_distill_temperature > 0, "train.self_distill_temperature", self.self_distill_temperature,
                "must be > 0")
         _check(self.num_threads >= 0, "train.num_threads", self.num_threads, "must be >= 0 (0 = all cores)")
+        _check(self.kd_weight >= 0, "train.kd_weight", self.kd_weight, "must be >= 0")
+        _check(self.kd_temperature > 0, "train.kd_temperature", self.kd_temperature, "must be > 0")
+        _check(not self.teacher_sha256 or self.teacher, "train.teacher_sha256", self.teacher_sha256,
+               "names a teacher digest but train.teacher is empty")
         ok_device = self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")
         _check(ok_device, "train.device", self.device, "must be auto, cpu, cuda or cuda:N")
         _check(self.amp in ("auto", "bf16", "off"), "train.amp", self.amp, "must be auto, bf16 or off")

@@ -1,4 +1,5 @@
-"""Training losses beyond the main head's CTC: VAC's auxiliary CTC at T/4 and its self-distillation.
+"""Training losses beyond the main head's CTC: VAC's auxiliary CTC at T/4, its self-distillation, and
+distillation from a teacher checkpoint (``train.teacher``).
 
 VAC (Min et al., ICCV 2021) supervises the visual (here: MobileNetV3 block) features directly with a second
 CTC head, and distils the sequence model's (BiLSTM head's) posteriors into it, so the blocks learn alignments
@@ -53,3 +54,30 @@ def self_distillation(log_probs: torch.Tensor, aux: torch.Tensor, lengths: torch
     kl = (teacher * (teacher.clamp(min=1e-12).log() - student)).sum(-1)  # [L, B]
     frames = (count > 0).to(kl)
     return temperature**2 * (kl * frames).sum() / frames.sum().clamp(min=1)
+
+
+def at_rate(log_probs: torch.Tensor, frames: int) -> torch.Tensor:
+    """A teacher's ``[T_t, B, V]`` posteriors at the student's ``frames`` rate: each student frame takes the teacher
+    frame that covers it (nearest, ``t * T_t // frames``). Repeating a frame keeps each posterior a distribution,
+    and a CTC spike held for 4 frames collapses to one label, as the student's own repeats do; averaging would
+    blur a spike into its neighbours. A teacher at the student's rate is returned as it is."""
+    T_t = log_probs.shape[0]
+    if T_t == frames:
+        return log_probs
+    index = torch.arange(frames, device=log_probs.device) * T_t // frames  # [T]
+    return log_probs.index_select(0, index)
+
+
+def distillation(student: torch.Tensor, teacher: torch.Tensor, lengths: torch.Tensor,
+                 temperature: float) -> torch.Tensor:
+    """``T^2 * KL(teacher || student)`` per real frame, averaged (Hinton et al.; frame-level, on CTC posteriors).
+
+    Args: student ``[T, B, V]`` log-probs (with gradients); teacher ``[T_t, B, V]`` log-probs (no gradients; brought
+    to T by :func:`at_rate`); lengths ``[B]`` real frames per sample.
+    """
+    T = student.shape[0]
+    teacher = F.softmax(at_rate(teacher.detach(), T) / temperature, dim=-1)  # [T, B, V]
+    student = F.log_softmax(student / temperature, dim=-1)
+    kl = (teacher * (teacher.clamp(min=1e-12).log() - student)).sum(-1)  # [T, B]
+    real = (torch.arange(T, device=lengths.device)[:, None] < lengths[None]).to(kl)  # [T, B]
+    return temperature**2 * (kl * real).sum() / real.sum().clamp(min=1)

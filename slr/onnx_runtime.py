@@ -12,7 +12,6 @@ Needs the ``onnx`` extra (``pip install 'slr-tune[onnx]'``: onnxruntime, and onn
 from __future__ import annotations
 
 import copy
-import hashlib
 import io
 import logging
 import os
@@ -25,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from slr.checkpoint import sha256
 from slr.model import Student
 
 INPUT, OUTPUT = "features", "log_probs"
@@ -126,14 +126,6 @@ class OnnxStudent(nn.Module):
                 out = lp.new_zeros(T, B, lp.shape[-1])
             out[:n, b] = lp[:, 0]
         return out
-
-
-def sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def cached_export(checkpoint: str | Path, model: Student) -> Path:

@@ -33,6 +33,7 @@ from slr.data import Batch, BucketBatchSampler, SignDataset, check_layout, colla
 from slr.evaluate import evaluate_split, loader, log_probs_of
 from slr.features import FeaturePipeline
 from slr.model import Student
+from slr.teacher import Teacher
 from slr.vocab import Vocabulary
 
 EpochCallback = Callable[[dict[str, Any], Path | None], None]
@@ -115,6 +116,8 @@ class Trainer:
         if config.features.standardize:
             self._fit_features()
         self.augment = Augmenter(config.augment, config.train.seed) if config.augment.enabled() else None
+        # checked here, before anything is trained or written (slr.teacher)
+        self.teacher = Teacher(config.train, self.corpus, self.vocab, self.device) if config.train.teacher else None
         self.state = dict(epoch=0, step=0, best_wer=math.inf, best_loss=math.inf, best_epoch=0, bad_epochs=0,
                           history=[])
 
@@ -214,13 +217,17 @@ class Trainer:
         return loss.item()
 
     def loss(self, batch: Batch) -> torch.Tensor:
-        """CTC on the main head, plus (when on) VAC's auxiliary CTC at T/4 and self-distillation into it."""
+        """CTC on the main head, plus (when on) distillation from the teacher, VAC's auxiliary CTC at T/4 and
+        self-distillation into it."""
         log_probs, aux = self.forward(batch, with_aux=True)  # [T, B, V], [T'/4, B, V] or None; float32
         loss = F.ctc_loss(log_probs, batch.targets, batch.lengths, batch.target_lengths, blank=self.vocab.blank_id,
                           reduction="mean", zero_infinity=False)
+        m, t = self.cfg.model, self.cfg.train
+        if self.teacher is not None and t.kd_weight > 0:  # the same (augmented) batch through the frozen teacher
+            loss = loss + t.kd_weight * losses.distillation(log_probs, self.teacher.log_probs(batch),
+                                                            batch.lengths.to(log_probs.device), t.kd_temperature)
         if aux is None:
             return loss
-        m, t = self.cfg.model, self.cfg.train
         loss = loss + m.aux_ctc_weight * losses.aux_ctc(aux, batch, self.vocab.blank_id)
         if t.self_distill_weight > 0:
             loss = loss + t.self_distill_weight * losses.self_distillation(log_probs, aux, batch.lengths,

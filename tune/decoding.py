@@ -10,13 +10,14 @@ bonus), so the tuned setting is never worse on dev than beam search without an L
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from slr.checkpoint import sha256
 
 DECODE = "decode.json"
 CACHE = "decode_cache.npz"
@@ -49,7 +50,7 @@ def posteriors(checkpoint: Path, corpus: str, split: str = "dev") -> tuple[list[
 def _cached(sweep_dir: Path, checkpoint: Path, corpus: str) -> tuple[list[np.ndarray], list[list[str]], Any]:
     """The posteriors, computed once per checkpoint (its SHA-256 names the cache)."""
     from slr.corpus import Corpus
-    digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    digest = sha256(checkpoint)
     path = sweep_dir / CACHE
     if path.exists():
         with np.load(path, allow_pickle=False) as z:

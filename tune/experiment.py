@@ -210,6 +210,8 @@ class ExperimentSpec:
         and reproduces."""
         cfg = Config.from_dict(self.config, source=self.source or None)
         cfg = cfg.override({"data.corpus": str(self.corpus_dir)})
+        if cfg.train.teacher:  # trials run in their own folders: the teacher's path must not depend on the cwd
+            cfg = cfg.override({"train.teacher": str(Path(cfg.train.teacher).expanduser().resolve())})
         if "num_threads" not in (self.config.get("train") or {}):
             cfg = cfg.override({"train.num_threads": max(1, int(self.resources.cpu))})
         return cfg

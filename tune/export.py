@@ -38,6 +38,9 @@ def export_best(sweep_dir: Path, out: str | Path, register: str | None = None, t
         cfg = cfg.override({f"decode.{k}": decode[k] for k in ("method", "beam_width", "lm_weight", "lm_bonus",
                                                                 "lm_path", "lm_order", "lm_discount")})
     doc = cfg.to_dict()
+    if cfg.train.teacher:  # `slr train --config` refuses a teacher that changed since (slr.teacher)
+        from slr.checkpoint import sha256
+        doc["train"]["teacher_sha256"] = sha256(cfg.train.teacher)
     machine = summary.get("best_machine") or {}
     doc["provenance"] = dict(
         sweep=summary["sweep"], sweep_dir=summary.get("storage") or str(sweep_dir), trial_id=summary["best_trial_id"],

@@ -35,8 +35,8 @@ log = logging.getLogger(__name__)
 
 
 def prepare_corpus(spec: ExperimentSpec) -> None:
-    """Make sure the experiment's corpus exists and can train: an embedded synthetic preset is generated on first
-    use."""
+    """Make sure the experiment's corpus exists and can train (an embedded synthetic preset is generated on first
+    use), and that a teacher the config distils from (``train.teacher``) can teach on it."""
     path = spec.corpus_dir
     if not (path / "manifest.json").exists():
         if not spec.corpus.synth:
@@ -45,7 +45,14 @@ def prepare_corpus(spec: ExperimentSpec) -> None:
         print(f"generating the '{spec.corpus.synth}' corpus into {path} ...", flush=True)
         generate(spec.corpus.synth, path, seed=spec.corpus.seed, progress=sys.stderr.isatty())
     from slr.corpus import Corpus
-    Corpus(path).require_splits("train", "dev")  # here, not as every trial failing three times in Ray
+    corpus = Corpus(path)
+    corpus.require_splits("train", "dev")  # here, not as every trial failing three times in Ray
+    base = spec.base_config()
+    if base.train.teacher:  # the teacher's file, digest, vocabulary and layout, before any trial starts
+        import torch
+
+        from slr.teacher import Teacher
+        Teacher(base.train, corpus, corpus.vocab, torch.device("cpu"))
 
 
 def ensure_ray_token() -> None:

@@ -226,6 +226,19 @@ def test_model_quality(tiny_corpus, tmp_path):
     assert len(result["ablation"]) == 2 and result["ablation"][0]["changes"]["model.frame_skip"] is False
 
 
+def test_distillation(tiny_corpus, tmp_path):
+    from benchmarks import distillation
+    doc = tmp_path / "mq.md"
+    assert distillation.main(["--corpus", str(tiny_corpus), "--teacher-epochs", "1", "--epochs", "1", "--seeds", "1",
+                              "--doc", str(doc), "--results", str(tmp_path)]) == 0
+    section = _section(doc, "distillation")
+    assert "| plain |" in section and "| distilled (kd_weight 1.0, T 2.0) |" in section and "relative" in section
+    result = json.loads((tmp_path / "distillation.json").read_text())
+    plain, distilled = result["rows"]
+    assert distilled["changes"]["train.kd_weight"] == 1.0 and "train.kd_weight" not in plain["changes"]
+    assert plain["runs"][0]["parameters"] == distilled["runs"][0]["parameters"] < result["teacher_run"]["parameters"]
+
+
 @pytest.mark.ray
 def test_sweep_scale_measures_the_searcher_and_a_simulated_cluster(tiny_corpus, tmp_path):
     from benchmarks import sweep_scale

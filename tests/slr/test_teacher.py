@@ -1,0 +1,83 @@
+"""Distillation from a teacher checkpoint (slr.teacher, slr.losses.distillation)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from slr import checkpoint
+from slr.config import Config, ConfigError
+from slr.data import collate
+from slr.losses import at_rate, distillation
+from slr.train import Trainer
+
+
+def _trainer(trained, tiny_corpus, **changes) -> Trainer:
+    """A trainer whose student has the teacher's own config (so its weights can be the teacher's)."""
+    cfg = Config.from_dict(checkpoint.load(trained)["config"]).override(
+        {"data.corpus": str(tiny_corpus), "train.teacher": str(trained), "train.epochs": 1, **changes})
+    return Trainer(cfg)
+
+
+def _batch(trainer: Trainer):
+    return collate([trainer.train_set[i] for i in range(4)]).to(trainer.device)
+
+
+def test_the_kl_is_zero_when_the_student_is_the_teacher(trained, tiny_corpus):
+    trainer = _trainer(trained, tiny_corpus)
+    state = checkpoint.load(trained)
+    trainer.model.load_state_dict(state["model"])
+    trainer.features.load_state_dict(state["features"])
+    trainer.model.eval()  # as the teacher runs: BatchNorm on its running statistics
+    batch = _batch(trainer)
+    with torch.no_grad():
+        kd = distillation(trainer.forward(batch), trainer.teacher.log_probs(batch), batch.lengths, 2.0)
+    assert abs(kd.item()) < 1e-6
+
+
+def test_the_teacher_adds_to_the_loss_and_gets_no_gradient(trained, tiny_corpus):
+    with_teacher = _trainer(trained, tiny_corpus)
+    without = _trainer(trained, tiny_corpus, **{"train.kd_weight": 0.0})
+    batch = _batch(with_teacher)
+    torch.manual_seed(0)
+    a = with_teacher.loss(batch)
+    torch.manual_seed(0)
+    b = without.loss(batch)
+    assert torch.isfinite(a) and a.item() > b.item()  # a fresh student disagrees with the teacher
+    assert with_teacher.step(batch) is not None
+    teacher = with_teacher.teacher.model
+    assert all(p.grad is None and not p.requires_grad for p in teacher.parameters())
+    assert any(p.grad is not None for p in with_teacher.model.parameters())
+
+
+def test_a_teacher_at_a_quarter_rate_is_brought_to_the_students_frames():
+    teacher = torch.log_softmax(torch.randn(3, 2, 5), -1)  # [T/4, B, V]
+    up = at_rate(teacher, 12)
+    assert up.shape == (12, 2, 5) and torch.equal(up[0:4], teacher[0].expand(4, 2, 5))
+    assert torch.equal(up[8:12], teacher[2].expand(4, 2, 5))
+    assert at_rate(teacher, 3) is teacher
+    lengths = torch.tensor([12, 7])
+    student = torch.log_softmax(torch.randn(12, 2, 5, requires_grad=True), -1)
+    assert distillation(student, teacher, lengths, 2.0).item() > 0
+
+
+def test_a_missing_or_changed_teacher_is_named(trained, tiny_corpus, tmp_path):
+    with pytest.raises(ConfigError, match="train.teacher"):
+        _trainer(trained, tiny_corpus, **{"train.teacher": str(tmp_path / "nope.pt")})
+    with pytest.raises(ConfigError, match=r"train\.teacher_sha256.*has changed"):
+        _trainer(trained, tiny_corpus, **{"train.teacher_sha256": "0" * 64})
+    assert _trainer(trained, tiny_corpus, **{"train.teacher_sha256": checkpoint.sha256(trained)}).teacher
+
+
+def test_a_teacher_of_another_vocabulary_or_layout_is_refused_naming_both(trained, tiny_corpus, tmp_path):
+    state = checkpoint.load(trained)
+    other = tmp_path / "other_vocab.pt"
+    checkpoint.save({**state, "vocab": [*state["vocab"][:2], *reversed(state["vocab"][2:])]}, other)  # blank, unk
+    with pytest.raises(ValueError, match=rf"teacher {other} and corpus {tiny_corpus} have different vocabularies"):
+        _trainer(trained, tiny_corpus, **{"train.teacher": str(other)})
+    layout = tmp_path / "precomputed.pt"
+    config = {**state["config"], "features": {**state["config"]["features"], "layout": "precomputed",
+                                              "input_dim": 16, "modalities": {"pose": [[0, 16]]}}}
+    checkpoint.save({**state, "config": config}, layout)
+    with pytest.raises(ValueError, match=rf"teacher {layout} does not read corpus {tiny_corpus}"):
+        _trainer(trained, tiny_corpus, **{"train.teacher": str(layout)})
