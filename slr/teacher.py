@@ -13,8 +13,9 @@ from pathlib import Path
 
 import torch
 
+from slr import checkpoint
 from slr.checkpoint import sha256
-from slr.config import ConfigError, TrainConfig
+from slr.config import Config, ConfigError, TrainConfig
 from slr.corpus.store import Corpus
 from slr.data import Batch, check_layout
 from slr.evaluate import load_model, log_probs_of
@@ -33,15 +34,16 @@ class Teacher:
             raise ConfigError("train.teacher_sha256", cfg.teacher_sha256,
                               f"{self.path} has changed since it was recorded (its SHA-256 is now {self.sha256}): "
                               "retrain it, or point train.teacher at the file the config was made with")
-        teacher_cfg, teacher_vocab, self.features, self.model = load_model(self.path, device=str(device))
-        if teacher_vocab.to_list() != vocab.to_list():
+        state = checkpoint.load(self.path, map_location=device)
+        if state["vocab"] != vocab.to_list():  # checked on the file, before any model is built from it
             raise ValueError(f"teacher {self.path} and corpus {corpus.root} have different vocabularies "
-                             f"({len(teacher_vocab)} and {len(vocab)} labels): a teacher must be trained on the "
+                             f"({len(state['vocab'])} and {len(vocab)} labels): a teacher must be trained on the "
                              "student's glosses, in the same order")
         try:
-            check_layout(teacher_cfg, corpus)
+            check_layout(Config.from_dict(state["config"], source=str(self.path)), corpus)
         except ValueError as err:
             raise ValueError(f"teacher {self.path} does not read corpus {corpus.root}: {err}") from None
+        _, _, self.features, self.model = load_model(self.path, device=str(device), state=state)
         self.model.requires_grad_(False)
         self.features.requires_grad_(False)
         self.device = device

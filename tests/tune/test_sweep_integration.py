@@ -251,8 +251,11 @@ def test_mlflow_ui_in_a_real_browser(finished_sweep, mlflow_server, tmp_path):
     the compare view of the trials, and their dev WER chart."""
     from playwright.sync_api import sync_playwright
     spec, summary = finished_sweep
-    trial_ids = sorted(t["trial_id"] for t in summary["trials"])
     exp_id = summary["mlflow"]["experiment_id"]
+    # the trial runs' names as the UI shows them: "t01 lr=3.0e-4 blocks=3", ...
+    trial_names = sorted(r.info.run_name for r in MlflowClient(mlflow_server).search_runs(
+        [exp_id], "tags.`slr.role` = 'trial'", max_results=100))
+    assert len(trial_names) == len(summary["trials"])
     shots = tmp_path / "screenshots"
     shots.mkdir()
     with sync_playwright() as p:
@@ -264,9 +267,9 @@ def test_mlflow_ui_in_a_real_browser(finished_sweep, mlflow_server, tmp_path):
             names.first.wait_for(timeout=60_000)
             assert [n.split("\n")[-1] for n in names.all_inner_texts()] == [spec.name]  # trials folded under it
             names.filter(has_text=spec.name).locator("button[data-component-id*=runnamecellrenderer]").click()
-            page.wait_for_function(f"document.querySelectorAll(\"{NAME_CELL}\").length > {len(trial_ids)}")
+            page.wait_for_function(f"document.querySelectorAll(\"{NAME_CELL}\").length > {len(trial_names)}")
             shown = [n.split("\n")[-1] for n in names.all_inner_texts()]
-            assert shown[0] == spec.name and sorted(shown[1:]) == trial_ids
+            assert shown[0] == spec.name and sorted(shown[1:]) == trial_names
             page.screenshot(path=str(shots / "runs.png"))
 
             rows = page.locator("[role=row]").filter(has=page.locator(NAME_CELL))
@@ -274,9 +277,9 @@ def test_mlflow_ui_in_a_real_browser(finished_sweep, mlflow_server, tmp_path):
                 if rows.nth(i).locator(NAME_CELL).inner_text().split("\n")[-1] != spec.name:
                     rows.nth(i).locator("input.ag-checkbox-input").click(force=True)
             page.get_by_role("button", name="Compare").click()
-            page.get_by_text(f"Comparing {len(trial_ids)} Runs").first.wait_for(timeout=60_000)
+            page.get_by_text(f"Comparing {len(trial_names)} Runs").first.wait_for(timeout=60_000)
             body = page.inner_text("body")
-            assert all(t in body for t in trial_ids) and "dev_wer" in body
+            assert all(t in body for t in trial_names) and "dev_wer" in body
             page.screenshot(path=str(shots / "compare.png"), full_page=True)
 
             page.get_by_role("link", name="dev_wer", exact=True).first.click()
