@@ -58,6 +58,9 @@ class ParamSpec:
     high: float | None = None
     values: list[Any] | None = None
     log: bool = False  # for int: sample on a log scale
+    # a conditional parameter: drawn only when each named (earlier) parameter drew one of these values, e.g.
+    # {model.aux_ctc_weight: [0.5, 1.0]}; otherwise the trial keeps the base config's value for this key
+    when: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for bound in ("low", "high"):  # PyYAML (YAML 1.1) reads 3e-3 as a string: accept it as users mean it
@@ -85,6 +88,10 @@ class ParamSpec:
         if self.type == "int":
             _check(float(self.low).is_integer() and float(self.high).is_integer(), k, [self.low, self.high],
                    "int bounds must be whole numbers")
+
+    def active(self, drawn: dict[str, Any]) -> bool:
+        """Whether this parameter is drawn, given the values the parameters before it drew (``drawn``)."""
+        return all(k in drawn and drawn[k] in _options(v) for k, v in self.when.items())
 
     @property
     def is_log(self) -> bool:
@@ -253,7 +260,8 @@ class ExperimentSpec:
 
     def baseline(self) -> dict[str, Any]:
         """The seed baseline restricted to (and clipped into) the searched keys."""
-        return {k: self.space[k].clip(v) for k, v in SEED_BASELINE.items() if k in self.space}
+        values = {k: self.space[k].clip(v) for k, v in SEED_BASELINE.items() if k in self.space}
+        return {k: values[k] for k in active_keys(self.space, values) if k in values}
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -333,6 +341,32 @@ def from_dict(raw: dict[str, Any], source: str = "") -> ExperimentSpec:
     return spec
 
 
+def _options(condition: Any) -> list[Any]:
+    return condition if isinstance(condition, list) else [condition]
+
+
+def active_keys(space: dict[str, ParamSpec], drawn: dict[str, Any]) -> list[str]:
+    """The searched keys a trial with these ``drawn`` values should have, in the space's order (a conditional key
+    only when its condition holds)."""
+    return [k for k, p in space.items() if p.active(drawn)]
+
+
+def _check_conditions(spec: ExperimentSpec) -> None:
+    """``when:`` names earlier searched keys (drawn first) and values they can draw."""
+    order = list(spec.space)
+    for key, param in spec.space.items():
+        _check(isinstance(param.when, dict), f"space.{key}.when", param.when,
+               "must map earlier searched keys to a value or a list of values")
+        for cond, condition in param.when.items():
+            _check(cond in spec.space and order.index(cond) < order.index(key), f"space.{key}.when", cond,
+                   "must name a searched key listed before this one (it is drawn first)")
+            other = spec.space[cond]
+            for value in _options(condition):
+                ok = value in other.values if other.type == "choice" else (
+                    isinstance(value, (int, float)) and other.low <= value <= other.high)
+                _check(ok, f"space.{key}.when.{cond}", value, f"is not a value space.{cond} can draw")
+
+
 def validate(spec: ExperimentSpec) -> None:
     """Everything that can be checked without Ray: types, ranges, that every searched key exists, that every value
     the searcher can draw builds a valid config. Run by the spec itself (``ExperimentSpec.__post_init__``); the
@@ -352,14 +386,17 @@ def validate(spec: ExperimentSpec) -> None:
         _check(key not in SET_BY_THE_SWEEP, f"space.{key}", key,
                f"a trial cannot honour it: {SET_BY_THE_SWEEP.get(key)}")
         param.validate(key)
+    _check_conditions(spec)  # before the probes, which draw each conditional key with its condition
+    for key, param in spec.space.items():
         default = flat[key]
         if param.type in ("uniform", "loguniform"):
             _check(not isinstance(default, (bool, int)) or isinstance(default, float), f"space.{key}.type",
                    param.type, f"samples floats, but {key} takes {type(default).__name__} values: use type: int "
                                "or choice")
+        given = {c: _options(v)[0] for c, v in param.when.items()}  # a conditional key is drawn with its condition
         for probe in _probes(param):
             try:
-                base.override({key: probe})  # every value the searcher can draw must build a valid Config
+                base.override({**given, key: probe})  # every value the searcher can draw must build a valid Config
             except ConfigError as err:
                 raise ConfigError(f"space.{key}", probe, f"gives an invalid config: {err.rule}") from None
     _check(spec.max_epochs <= base.train.epochs, "scheduler.max_epochs", spec.scheduler.max_epochs,

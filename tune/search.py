@@ -23,7 +23,7 @@ import optuna
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import Searcher
 
-from tune.experiment import ExperimentSpec, ParamSpec
+from tune.experiment import ExperimentSpec, ParamSpec, active_keys
 from tune.trials import METRIC, STATE_OF_STATUS, status_of
 
 log = logging.getLogger(__name__)
@@ -267,7 +267,7 @@ class OptunaSearcher(Searcher):
         study.sampler = make_sampler(self.spec, study._storage.get_trial_number_from_id(tid))
         study._thread_local.cached_all_trials = None  # as Study.ask: the sampler sees the storage as it is now
         trial = optuna.trial.Trial(study, tid)
-        if orphan and set(trial.params) != set(self.dists):
+        if orphan and set(trial.params) != set(active_keys(self.spec.space, trial.params)):
             attrs = study._storage.get_study_system_attrs(study._study_id)
             for key, value in attrs.get(BEFORE_ASK, {}).items():
                 if attrs.get(key) != value:
@@ -275,8 +275,10 @@ class OptunaSearcher(Searcher):
             log.info("Optuna trial %d: its ask was interrupted by the driver's end; its parameters drawn again",
                      trial.number)
             trial = optuna.trial.Trial(study, tid)  # a fresh look at the sampler's (restored) state
-        for name, dist in self.dists.items():
-            trial._suggest(name, dist)  # what Study.ask does; a parameter stored before the kill is kept
+        drawn: dict[str, Any] = {}
+        for name, dist in self.dists.items():  # in the space's order: a conditional key after what it names
+            if self.spec.space[name].active(drawn):
+                drawn[name] = trial._suggest(name, dist)  # what Study.ask does; one stored before a kill is kept
         return trial
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:

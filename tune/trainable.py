@@ -23,8 +23,10 @@ from tune.trials import with_rank_metric
 
 
 def trial_config(base: dict[str, Any], params: dict[str, Any], max_epochs: int) -> Config:
-    """The trial's resolved config: base config + sampled dotted keys, budget = the scheduler's max."""
-    cfg = Config.from_dict(base).override(params)
+    """The trial's resolved config: base config + sampled dotted keys, budget = the scheduler's max. A key with
+    no value (None: a conditional parameter its trial did not draw, as a summary row records it) keeps the base
+    config's value."""
+    cfg = Config.from_dict(base).override({k: v for k, v in params.items() if v is not None})
     return cfg.override({"train.epochs": max_epochs})
 
 

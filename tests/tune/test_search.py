@@ -288,3 +288,50 @@ def test_storage_urls_are_shown_without_their_password():
     assert shown("postgresql://slr:s3cret@db.internal:5432/optuna") == "postgresql://slr:***@db.internal:5432/optuna"
     assert shown("sqlite:////tmp/x/optuna.db") == "sqlite:////tmp/x/optuna.db"
     assert shown("not a url") == "not a url"
+
+
+def _conditional_spec(tmp_path, num_trials=12, **when):
+    (tmp_path / "c").mkdir(exist_ok=True)
+    return from_dict(dict(
+        name="c", corpus={"path": "x"}, storage_path=str(tmp_path), num_trials=num_trials, baseline_first=False,
+        config={"train": {"epochs": 6}}, searcher={"algorithm": "random", "seed": 3},
+        space={"model.aux_ctc_weight": {"type": "choice", "values": [0.0, 1.0]},
+               "train.self_distill_weight": {"type": "uniform", "low": 1.0, "high": 25.0,
+                                             "when": when or {"model.aux_ctc_weight": 1.0}}}))
+
+
+def test_a_conditional_parameter_is_drawn_only_under_its_condition(tmp_path):
+    from tune.trainable import trial_config
+    spec = _conditional_spec(tmp_path)
+    searcher = OptunaSearcher(spec)
+    drawn = [searcher.suggest(f"t{i}") for i in range(12)]
+    for params in drawn:
+        assert ("train.self_distill_weight" in params) == (params["model.aux_ctc_weight"] == 1.0), params
+        cfg = trial_config(spec.base_config().to_dict(), params, 6)  # both arms build a valid config
+        assert cfg.train.self_distill_weight == params.get("train.self_distill_weight", 0.0)
+    assert {p["model.aux_ctc_weight"] for p in drawn} == {0.0, 1.0}  # both arms were drawn
+    study = optuna.load_study(study_name="c", storage=spec.optuna_storage)
+    assert [set(t.params) for t in study.trials] == [set(p) for p in drawn]  # Optuna holds what was drawn
+    # a summary row of the other arm (None: not drawn) keeps the base config's value
+    assert trial_config(spec.base_config().to_dict(), {"model.aux_ctc_weight": 0.0,
+                                                       "train.self_distill_weight": None}, 6).train.self_distill_weight == 0.0
+
+
+@pytest.mark.parametrize("when, key", [
+    ({"model.dropout": 0.1}, "space.train.self_distill_weight.when"),  # not a searched key
+    ({"model.aux_ctc_weight": 0.5}, "space.train.self_distill_weight.when.model.aux_ctc_weight"),  # not drawable
+])
+def test_a_condition_names_an_earlier_key_and_a_value_it_can_draw(tmp_path, when, key):
+    from slr.config import ConfigError
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        _conditional_spec(tmp_path, **when)
+
+
+def test_a_conditional_value_is_validated_with_its_condition(tmp_path):
+    # self-distillation needs the auxiliary head: unconditioned, every draw of it would be an invalid config
+    from slr.config import ConfigError
+    (tmp_path / "u").mkdir()
+    with pytest.raises(ConfigError, match=r"space\.train\.self_distill_weight"):
+        from_dict(dict(name="u", corpus={"path": "x"}, storage_path=str(tmp_path), num_trials=2,
+                       space={"train.self_distill_weight": {"type": "uniform", "low": 1.0, "high": 25.0}}))
+    assert _conditional_spec(tmp_path).space["train.self_distill_weight"].when == {"model.aux_ctc_weight": 1.0}
