@@ -53,8 +53,8 @@ def render(teacher: dict, rows: list[dict], corpus: str, epochs: int) -> str:
                      f"{cell([r['dev_wer'][-1] for r in runs])} | "
                      f"{statistics.mean(r['seconds'] for r in runs) / 60:.1f} |")
     plain, distilled = (statistics.mean(min(r["dev_wer"]) for r in row["runs"]) for row in rows[:2])
-    lines += ["", f"Distilled against plain: {100 * (plain - distilled) / plain:+.0f} % relative in mean best dev WER "
-              "(the issue's target: at least 15 % better)."]
+    lines += ["", f"Distilled against plain: {100 * (plain - distilled) / plain:.0f} % lower mean best dev WER, relative "
+              "(negative: higher; the model-quality target is at least 15 % lower)."]
     return "\n".join(lines)
 
 
