@@ -74,10 +74,11 @@ def tune_decode(sweep_dir: Path, trials: int = 30, beams: tuple[int, ...] = (4, 
     from slr.lm import train_lm
     from slr.metrics import score
     from tune.report import load_spec
+    from tune.summary import checkpoint_file
     summary = json.loads((sweep_dir / "summary.json").read_text()) if (sweep_dir / "summary.json").exists() else None
     if not summary or not summary.get("best_checkpoint"):
         raise FileNotFoundError(f"{sweep_dir}: no finished sweep with a best checkpoint to tune decoding for")
-    checkpoint = Path(summary["best_checkpoint"]) / "last.pt"
+    checkpoint = checkpoint_file(summary["best_checkpoint"])
     if not checkpoint.exists():
         raise FileNotFoundError(f"{checkpoint}: the winner's checkpoint is not on this machine")
     spec, corpus = load_spec(sweep_dir), summary["corpus"]

@@ -132,13 +132,12 @@ def _register(summary: dict, name: str) -> str:
     uri, run_id, ckpt = summary["mlflow"]["tracking_uri"], summary["mlflow"]["best_run_id"], summary.get("best_checkpoint")
     if not run_id or not ckpt:
         raise ValueError("the best trial has no MLflow run or checkpoint to register")
-    from tune import storage
-    if storage.is_uri(ckpt):  # on S3 with the sweep: fetch it first
-        ckpt = str(storage.fetch_dir(ckpt, Path(tempfile.mkdtemp(prefix="slr-ckpt-"))))
+    ckpt = _local(ckpt)
     client = MlflowClient(tracking_uri=uri)
     client.log_artifacts(run_id, ckpt, artifact_path="checkpoint")
     with tempfile.TemporaryDirectory(prefix="slr-model-") as tmp:
-        onnx_model, signature, extra = _onnx_model(checkpoint_file(Path(ckpt)), Path(tmp))
+        from tune.summary import checkpoint_file
+        onnx_model, signature, extra = _onnx_model(checkpoint_file(ckpt), Path(tmp))
         status = client.get_run(run_id).info.status
         mlflow.set_tracking_uri(uri)
         with mlflow.start_run(run_id=run_id):  # the model belongs to the winner's own run
@@ -149,14 +148,12 @@ def _register(summary: dict, name: str) -> str:
     return f"{name}/{info.registered_model_version}"
 
 
-def checkpoint_file(ckpt: Path) -> Path:
-    """The trainer's checkpoint file inside a trial's checkpoint folder (or ``ckpt`` itself when it is a file)."""
-    if ckpt.is_file():
-        return ckpt
-    files = sorted(ckpt.glob("*.pt"))
-    if not files:
-        raise FileNotFoundError(f"{ckpt}: no checkpoint file (*.pt) in the trial's checkpoint folder")
-    return files[0]
+def _local(ckpt: str) -> str:
+    """A trial's checkpoint folder on this machine: one on a URI storage (S3 with the sweep) is fetched first."""
+    from tune import storage
+    if storage.is_uri(ckpt):
+        return str(storage.fetch_dir(ckpt, Path(tempfile.mkdtemp(prefix="slr-ckpt-"))))
+    return ckpt
 
 
 def _onnx_model(path: Path, tmp: Path):  # noqa: ANN202 -- (onnx.ModelProto, ModelSignature, list[str])
@@ -205,14 +202,12 @@ def score_test(sweep_dir: Path, summary: dict, decode=None) -> dict | None:  # n
     corpus = summary.get("corpus")
     if not ckpt or not corpus or not Path(corpus).exists() or not Corpus(corpus).split("test"):
         return None
-    from tune import storage
-    if storage.is_uri(ckpt):
-        import tempfile
-        ckpt = str(storage.fetch_dir(ckpt, Path(tempfile.mkdtemp(prefix="slr-ckpt-"))))
-    if not (Path(ckpt) / "last.pt").exists():  # a trial that replays curves (tests) holds no model
-        print(f"slr: note: {ckpt} holds no model checkpoint (last.pt): no test WER", file=sys.stderr)
+    from tune.summary import checkpoint_file
+    model = checkpoint_file(_local(ckpt))
+    if not model.exists():  # a trial that replays curves (tests) holds no model
+        print(f"slr: note: {model.parent} holds no model checkpoint ({model.name}): no test WER", file=sys.stderr)
         return None
-    result = evaluate_checkpoint(Path(ckpt) / "last.pt", corpus, "test", decode=decode)
+    result = evaluate_checkpoint(model, corpus, "test", decode=decode)
     path = sweep_dir / LOCKBOX
     looks = json.loads(path.read_text())["looks"] if path.exists() else []
     record = dict(trial_id=summary["best_trial_id"], checkpoint=summary.get("best_checkpoint"),

@@ -149,6 +149,11 @@ def best_checkpoint(result, spec: ExperimentSpec) -> str | None:  # noqa: ANN001
     return storage.uri_of(spec.storage_path, path) if spec.remote else path
 
 
+def checkpoint_file(folder: str | Path) -> Path:
+    """The trainer's checkpoint inside a trial's checkpoint folder (``last.pt``, as the trainable reports it)."""
+    return Path(folder) / "last.pt"
+
+
 def _curve(df) -> list[dict[str, float]]:  # noqa: ANN001 -- a pandas DataFrame or None
     """A trial's per-epoch reports (the numbers the report plots), JSON-safe."""
     if df is None or not len(df):

@@ -367,7 +367,7 @@ def test_export_can_register_the_best_checkpoint(finished_sweep, mlflow_server, 
     from slr.corpus import Corpus
     from slr.data import SignDataset, collate
     from slr.evaluate import load_model, log_probs_of
-    from tune.export import checkpoint_file
+    from tune.summary import checkpoint_file
     mlflow.set_tracking_uri(mlflow_server)
     served = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
     cfg, vocab, features, model = load_model(checkpoint_file(Path(summary["best_checkpoint"])))
