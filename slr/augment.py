@@ -14,6 +14,7 @@ carries each point's mask with its value, so the pipeline still zeroes it and no
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -42,8 +43,11 @@ def mirror_index() -> torch.Tensor:
 class Augmenter:
     """The training-split augmentations of ``augment.*`` (see :class:`slr.config.AugmentConfig`)."""
 
-    def __init__(self, cfg: AugmentConfig, seed: int):
+    def __init__(self, cfg: AugmentConfig, seed: int, input_frames: Callable[[int], int] | None = None):
+        """``input_frames``: the model's fewest input frames for n output frames (``model.input_frames``), so
+        the temporal augmentations keep every sample CTC-feasible at the output's rate (None: one per frame)."""
         self.cfg, self.seed = cfg, seed
+        self.input_frames = input_frames or (lambda n: n)
         self.mirror_index = mirror_index()
 
     def __call__(self, batch: Batch, step: int) -> Batch:
@@ -56,7 +60,8 @@ class Augmenter:
         if x.dim() == 4:
             x, mask_b = self._geometry(x, mask_b, lengths, g)
             mask_b = self._dropouts(mask_b, lengths, g)
-        x, mask_b, lengths = self._resample(x, mask_b, lengths, batch.min_frames(), g)
+        need = [self.input_frames(n) for n in batch.min_frames()]
+        x, mask_b, lengths = self._resample(x, mask_b, lengths, need, g)
         if x.dim() == 4:  # a missing point's value is meaningless after the transform: 0, and masked
             x = torch.where(mask_b[..., None], x, torch.zeros((), device=x.device))
         return Batch(x.to(batch.x.dtype), None if mask is None else mask_b, lengths, batch.targets,

@@ -91,9 +91,30 @@ class FeaturesConfig:
                     _check(ok, f"features.modalities.{name}", span, f"must be [start, stop] within 0..{self.input_dim}")
 
 
+ARCHS = ("student", "vac")
+
+
+@dataclass
+class VacConfig:
+    """The VAC-style baseline (``model.arch: vac``): VAC's TemporalConv (K5-P2-K5-P2: two conv k=5 + max-pool 2,
+    T/4) and BiLSTM over the student's modality embeddings, CTC at T/4 (Min et al., ICCV 2021; VIPL-SLP/VAC_CSLR
+    ``TemporalConv``, ``BiLSTMLayer``). VAC's own sizes (1,024 wide, 2 x 512) are for 2D-CNN frame features."""
+
+    width: int = 512  # TemporalConv channels (VAC: 1024)
+    hidden_dim: int = 256  # BiLSTM hidden size per direction (VAC: 512)
+    lstm_layers: int = 1  # BiLSTM depth (VAC: 2; one layer exports to ONNX, slr.onnx_runtime.export)
+
+    def __post_init__(self) -> None:
+        for name in ("width", "hidden_dim", "lstm_layers"):
+            _check(getattr(self, name) >= 1, f"model.vac.{name}", getattr(self, name), "must be >= 1")
+
+
 @dataclass
 class ModelConfig:
-    """The seed's student: encoders -> MobileNetV3-1D (4x down) -> ConvTranspose (4x up) -> BiLSTM -> CTC."""
+    """The seed's student: encoders -> MobileNetV3-1D (4x down) -> ConvTranspose (4x up) -> BiLSTM -> CTC; or,
+    with ``arch: vac``, the VAC-style baseline over the same encoders (:class:`VacConfig`)."""
+
+    arch: str = "student"  # student (the seed model, one output frame per input frame) | vac (CTC at T/4, model.vac.*)
 
     encoder_dims: dict[str, int] = field(  # modality -> encoder width (must name the layout's modalities)
         default_factory=lambda: {"pose": 64, "hands": 128, "face": 64, "temporal": 128}
@@ -110,8 +131,13 @@ class ModelConfig:
     attention_heads: int = 4  # heads of the cross-modal attention
     frame_skip: bool = True  # add the modality embeddings (linear, at T) to the upsampled path; false = the seed
     aux_ctc_weight: float = 0.0  # VAC auxiliary CTC head on the T/4 block features, weight in the loss (0 = off)
+    vac: VacConfig = field(default_factory=VacConfig)  # used only with arch: vac (the student's keys are ignored then)
 
     def __post_init__(self) -> None:
+        _check(self.arch in ARCHS, "model.arch", self.arch, f"must be one of {', '.join(ARCHS)}")
+        _check(self.arch != "vac" or self.aux_ctc_weight == 0, "model.aux_ctc_weight", self.aux_ctc_weight,
+               "must be 0 with model.arch: vac (the auxiliary head sits on the student's T/4 block features; "
+               "the VAC-style baseline's own CTC is at T/4 already)")
         _check(self.num_blocks >= 1, "model.num_blocks", self.num_blocks, "must be >= 1")
         _check(self.lstm_layers >= 1, "model.lstm_layers", self.lstm_layers, "must be >= 1")
         _check(0.0 <= self.dropout < 1.0, "model.dropout", self.dropout, "must be in [0, 1)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,8 +56,12 @@ class Batch:
 class SignDataset(Dataset):
     """One split of a corpus. Samples CTC cannot align (too few frames) are excluded and counted."""
 
-    def __init__(self, corpus: Corpus, split: str, vocab: Vocabulary, max_frames: int = 0):
+    def __init__(self, corpus: Corpus, split: str, vocab: Vocabulary, max_frames: int = 0,
+                 input_frames: Callable[[int], int] | None = None):
+        """``input_frames``: the model's fewest input frames for n output frames (``model.input_frames``; None:
+        one output frame per input frame), so a sample is kept only if CTC can align it at the output's rate."""
         self.corpus, self.vocab, self.max_frames = corpus, vocab, max_frames
+        needed = input_frames or (lambda n: n)
         self.samples: list[Sample] = []
         self.labels: list[list[int]] = []
         self.excluded: dict[str, str] = {}
@@ -65,8 +70,8 @@ class SignDataset(Dataset):
             frames = min(s.frames, max_frames) if max_frames else s.frames
             if not labels:
                 self.excluded[s.id] = "empty gloss list"
-            elif frames < ctc_min_frames(labels):
-                self.excluded[s.id] = f"{frames} frames < {ctc_min_frames(labels)} needed by CTC"
+            elif frames < needed(ctc_min_frames(labels)):
+                self.excluded[s.id] = f"{frames} frames < {needed(ctc_min_frames(labels))} needed by CTC"
             else:
                 self.samples.append(s)
                 self.labels.append(labels)

@@ -26,7 +26,7 @@ from slr.data import Batch, BucketBatchSampler, SignDataset, check_layout, colla
 from slr.decode import align, beam_search, decode_batch, greedy
 from slr.features import FeaturePipeline
 from slr.metrics import score
-from slr.model import Student, fold_batch_norm
+from slr.model import Model, build_model, fold_batch_norm
 from slr.vocab import Vocabulary
 
 
@@ -73,11 +73,12 @@ def evaluate_split(model: nn.Module, features: FeaturePipeline, dataset: SignDat
     loss_sum, ids, hyps = 0.0, [], []
     for batch in loader(dataset, sampler, num_workers, pin_memory=device.type == "cuda"):
         batch = batch.to(device)
-        log_probs = log_probs_of(features, model, batch, device, amp)  # [T, B, V]
-        loss = F.ctc_loss(log_probs, batch.targets, batch.lengths, batch.target_lengths, reduction="sum",
+        log_probs = log_probs_of(features, model, batch, device, amp)  # [T, B, V] (T/4 for vac)
+        lengths = model.output_lengths(batch.lengths)
+        loss = F.ctc_loss(log_probs, batch.targets, lengths, batch.target_lengths, reduction="sum",
                           zero_infinity=True)
         loss_sum += loss.item()
-        decoded = decode_batch(log_probs, batch.lengths, method, decode.beam_width, fusion)
+        decoded = decode_batch(log_probs, lengths, method, decode.beam_width, fusion)
         hyps += [vocab.decode(h) for h in decoded]
         ids += batch.ids
     by_id = {s.id: s for s in dataset.samples}
@@ -99,8 +100,11 @@ class _Cast(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.model(x.to(self.dtype), lengths)
 
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        return self.model.output_lengths(lengths)
 
-def for_inference(model: Student, precision: str = "fp32") -> nn.Module:
+
+def for_inference(model: Model, precision: str = "fp32") -> nn.Module:
     """The model for inference in ``precision``; the model given is left as it is.
 
     ``bf16``: weights and activations in bfloat16 (fast on CPUs with bf16 matmuls, e.g. AVX-512 BF16 or AMX,
@@ -124,7 +128,7 @@ def for_inference(model: Student, precision: str = "fp32") -> nn.Module:
         return torch.ao.quantization.quantize_dynamic(folded, {nn.Linear}, dtype=torch.qint8, inplace=True).eval()
 
 
-def inference_model(checkpoint: str | Path, model: Student, precision: str = "fp32",
+def inference_model(checkpoint: str | Path, model: Model, precision: str = "fp32",
                     runtime: str = "torch") -> nn.Module:
     """``model`` (loaded from ``checkpoint``) ready for inference: :func:`for_inference` in ``precision`` on
     torch, or the checkpoint's ONNX export on ONNX Runtime (fp32 only; exported beside the checkpoint on first
@@ -141,14 +145,14 @@ def inference_model(checkpoint: str | Path, model: Student, precision: str = "fp
 
 
 def load_model(path: str | Path, device: str = "cpu", state: dict[str, Any] | None = None
-               ) -> tuple[Config, Vocabulary, FeaturePipeline, Student]:
+               ) -> tuple[Config, Vocabulary, FeaturePipeline, Model]:
     """Rebuild features and model from a checkpoint (safe load) in eval mode; ``state``: the checkpoint at
     ``path`` already loaded (``checkpoint.load``), so a caller that needs more of it reads it once."""
     state = state if state is not None else checkpoint.load(path, map_location=device)
     cfg = Config.from_dict(state["config"], source=str(path))
     vocab = Vocabulary.from_list(state["vocab"], source=str(path))
     features = FeaturePipeline(cfg.features)
-    model = Student(cfg.model, features.spans, len(vocab))
+    model = build_model(cfg.model, features.spans, len(vocab))
     model.load_state_dict(state["model"])
     features.load_state_dict(state["features"])
     return cfg, vocab, features.to(device).eval(), model.to(device).eval()
@@ -178,8 +182,8 @@ def evaluate_checkpoint(path: str | Path, corpus: str | Path | None, split: str,
     data.require_splits(split, purpose="evaluation")
     check_layout(cfg, data)
     _, vocab, features, model = load_model(path, state=state)
+    dataset = SignDataset(data, split, vocab, cfg.data.max_frames, model.input_frames)
     model = inference_model(path, model, precision, runtime)
-    dataset = SignDataset(data, split, vocab, cfg.data.max_frames)
     result = evaluate_split(model, features, dataset, vocab, cfg.decode, cfg.data.batch_size, torch.device("cpu"))
     result.update(scorer=cfg.decode.scorer, fps=data.fps, precision=precision, runtime=runtime)
     return result
@@ -205,6 +209,8 @@ def recognize(features: FeaturePipeline, model: nn.Module, vocab: Vocabulary, xy
     T = x.shape[1]
     with torch.no_grad():
         feats = features(x, m, torch.ones(1, T, dtype=torch.bool))
-        log_probs = model(feats, torch.tensor([T]))[:, 0]  # [T, V]
+        log_probs = model(feats, torch.tensor([T]))[:, 0]  # [T', V]: T' = T (the student), ~T/4 (vac)
     tokens = align(log_probs, beam_search(log_probs, beam)) if beam else greedy(log_probs)
-    return [dict(gloss=vocab.decode([t.id])[0], start=t.start, end=t.end) for t in tokens]
+    scale = T / max(1, log_probs.shape[0])  # output frames -> input frames
+    return [dict(gloss=vocab.decode([t.id])[0], start=int(t.start * scale), end=min(T, round(t.end * scale)))
+            for t in tokens]

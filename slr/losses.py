@@ -56,27 +56,37 @@ def self_distillation(log_probs: torch.Tensor, aux: torch.Tensor, lengths: torch
     return temperature**2 * (kl * frames).sum() / frames.sum().clamp(min=1)
 
 
-def at_rate(log_probs: torch.Tensor, frames: int) -> torch.Tensor:
+def at_rate(log_probs: torch.Tensor, frames: int, lengths: torch.Tensor | None = None,
+            teacher_lengths: torch.Tensor | None = None) -> torch.Tensor:
     """A teacher's ``[T_t, B, V]`` posteriors at the student's ``frames`` rate: each student frame takes the teacher
-    frame that covers it (nearest, ``t * T_t // frames``). Repeating a frame keeps each posterior a distribution,
-    and a CTC spike held for 4 frames collapses to one label, as the student's own repeats do; averaging would
-    blur a spike into its neighbours. A teacher at the student's rate is returned as it is."""
-    T_t = log_probs.shape[0]
-    if T_t == frames:
+    frame that covers it (nearest). Repeating a frame keeps each posterior a distribution, and a CTC spike held
+    for 4 frames collapses to one label, as the student's own repeats do; averaging would blur a spike into its
+    neighbours. With each sample's ``lengths`` (the student's) and ``teacher_lengths`` the mapping is per sample,
+    ``t * teacher_length // length``, so a short sample never reads the teacher's padding; without them it is
+    ``t * T_t // frames`` for all. A teacher at the student's rate (same lengths) is returned as it is."""
+    T_t, B, V = log_probs.shape
+    if lengths is None or teacher_lengths is None:
+        if T_t == frames:
+            return log_probs
+        index = torch.arange(frames, device=log_probs.device) * T_t // frames  # [T]
+        return log_probs.index_select(0, index)
+    if T_t == frames and torch.equal(lengths.cpu(), teacher_lengths.cpu()):
         return log_probs
-    index = torch.arange(frames, device=log_probs.device) * T_t // frames  # [T]
-    return log_probs.index_select(0, index)
+    t = torch.arange(frames, device=log_probs.device)[:, None]  # [T, 1]
+    index = (t * teacher_lengths.to(t.device)[None] // lengths.to(t.device).clamp(min=1)[None]).clamp(max=T_t - 1)
+    return log_probs.gather(0, index[..., None].expand(frames, B, V))  # [T, B, V]
 
 
 def distillation(student: torch.Tensor, teacher: torch.Tensor, lengths: torch.Tensor,
-                 temperature: float) -> torch.Tensor:
+                 temperature: float, teacher_lengths: torch.Tensor | None = None) -> torch.Tensor:
     """``T^2 * KL(teacher || student)`` per real frame, averaged (Hinton et al.; frame-level, on CTC posteriors).
 
     Args: student ``[T, B, V]`` log-probs (with gradients); teacher ``[T_t, B, V]`` log-probs (no gradients; brought
-    to T by :func:`at_rate`); lengths ``[B]`` real frames per sample.
+    to T by :func:`at_rate`); lengths ``[B]`` real frames per sample of the student's output; teacher_lengths
+    ``[B]`` of the teacher's (None: its rate is taken as uniform, ``T_t / T``).
     """
     T = student.shape[0]
-    teacher = F.softmax(at_rate(teacher.detach(), T) / temperature, dim=-1)  # [T, B, V]
+    teacher = F.softmax(at_rate(teacher.detach(), T, lengths, teacher_lengths) / temperature, dim=-1)  # [T, B, V]
     student = F.log_softmax(student / temperature, dim=-1)
     kl = (teacher * (teacher.clamp(min=1e-12).log() - student)).sum(-1)  # [T, B]
     real = (torch.arange(T, device=lengths.device)[:, None] < lengths[None]).to(kl)  # [T, B]

@@ -9,6 +9,15 @@ exactly 4 (two stride-2 blocks, or one stride-4 block when num_blocks = 1) and r
 ConvTranspose1d, then trimmed to T, so the output length equals the input length for every T.
 Padded frames never leak into real ones: activations are zeroed on padding after every block,
 squeeze-excitation averages over real frames only, and the BiLSTM runs on packed sequences.
+
+``model.arch: vac`` builds :class:`VacBaseline` instead, the VAC-style baseline the student is measured against:
+
+    [B, T, D] --the same modality encoders--> [B, T, 384] --K5-P2-K5-P2 (conv k=5, no padding; max-pool 2)-->
+      [B, W, T'] --BiLSTM--> [B, T', 2H] --linear--> log-probs [T', B, V],  T' = ((T - 4) // 2 - 4) // 2
+
+Every model has the same interface: ``forward(x, lengths)`` (batches), ``forward_train`` (with the auxiliary
+head), ``forward_sentence(x)`` (one sentence, every frame real: what ONNX exports), ``output_lengths(lengths)``
+(frames of the output per sample) and ``input_frames(n)`` (the fewest input frames giving n output frames).
 """
 
 from __future__ import annotations
@@ -171,6 +180,19 @@ class Student(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.forward_train(x, lengths, with_aux=False)[0]
 
+    def forward_sentence(self, x: torch.Tensor) -> torch.Tensor:
+        """One sentence, every frame real: ``[1, T, D] -> [T, 1, V]`` without packing (what ONNX exports)."""
+        h = self.encode(x, torch.ones(x.shape[:2], dtype=torch.bool, device=x.device))  # [1, T, H]
+        return self.classify(self.lstm(h)[0])
+
+    @staticmethod
+    def output_lengths(lengths: torch.Tensor) -> torch.Tensor:
+        return lengths  # one output frame per input frame
+
+    @staticmethod
+    def input_frames(frames: int) -> int:
+        return frames
+
     def forward_train(self, x: torch.Tensor, lengths: torch.Tensor,
                       with_aux: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(log-probs [T, B, V], auxiliary log-probs [ceil(T/4), B, V] or None)``, both float32; the auxiliary
@@ -195,10 +217,7 @@ class Student(nn.Module):
         """Encoders and blocks: ``[B, T, D]`` -> (``[B, 48, T'/4]``, frame mask ``[B, 1, T']``, the modality
         embeddings ``[B, T, 384]``), T' = T rounded up to a multiple of 4; the block features are 0 on padding."""
         T = x.shape[1]
-        parts = [self.encoders[n](x) for n in self.names]  # each [B, T, d_m]
-        if self.cross is not None:
-            parts = self.cross(parts)
-        embedded = torch.cat(parts, dim=-1)  # [B, T, 384]
+        embedded = embed(self, x)  # [B, T, 384]
         h = embedded.transpose(1, 2)  # [B, 384, T]
         # so that T/4 * 4 covers every frame; no %: torch.compile's dynamic shapes trip on a Mod of the length
         pad = (T + DOWNSAMPLE - 1) // DOWNSAMPLE * DOWNSAMPLE - T
@@ -225,6 +244,116 @@ class Student(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def embed(model: Model, x: torch.Tensor) -> torch.Tensor:
+    """The modality encoders (and the cross-modal attention, when on): ``[B, T, D]`` -> ``[B, T, sum(dims)]``."""
+    parts = [model.encoders[n](x) for n in model.names]  # each [B, T, d_m]
+    if model.cross is not None:
+        parts = model.cross(parts)
+    return torch.cat(parts, dim=-1)
+
+
+VAC_STAGES = 2  # K5-P2, twice (VAC's conv_type 2)
+
+
+VAC_KERNEL = 5
+
+
+class MaxPool2(nn.Module):
+    """``nn.MaxPool1d(2)`` (floor: an odd last frame is dropped) as a reshape, which ``torch.export`` keeps
+    dynamic in T (max_pool1d made it specialize the ONNX export to the example's length)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, L] -> [B, C, L // 2]
+        B, C, L = x.shape
+        return x[..., : L // 2 * 2].reshape(B, C, L // 2, 2).amax(-1)
+
+
+class VacBaseline(nn.Module):
+    """The VAC-style baseline (module docstring): the student's encoders, VAC's ``TemporalConv`` (K5-P2-K5-P2,
+    unpadded convolutions as published, so no output frame reads padding) and ``BiLSTMLayer``, CTC at T/4."""
+
+    def __init__(self, cfg: ModelConfig, spans: dict[str, list[tuple[int, int]]], vocab_size: int):
+        super().__init__()
+        if set(cfg.encoder_dims) != set(spans):
+            raise ConfigError("model.encoder_dims", cfg.encoder_dims,
+                              f"must name exactly the feature layout's modalities {sorted(spans)}")
+        self.cfg, v = cfg, cfg.vac
+        self.names = list(cfg.encoder_dims)
+        self.encoders = nn.ModuleDict({n: ModalityEncoder(spans[n], cfg.encoder_dims[n], cfg.dropout)
+                                       for n in self.names})
+        self.cross = (CrossModalAttention(cfg.encoder_dims[self.names[0]], cfg.attention_heads, cfg.dropout)
+                      if cfg.cross_modal_attention else None)
+        c_in = sum(cfg.encoder_dims.values())
+        self.stages = nn.ModuleList()
+        for _ in range(VAC_STAGES):
+            self.stages.append(nn.Sequential(nn.Conv1d(c_in, v.width, VAC_KERNEL), nn.BatchNorm1d(v.width),
+                                             nn.ReLU(), MaxPool2()))
+            c_in = v.width
+        self.lstm = nn.LSTM(v.width, v.hidden_dim, num_layers=v.lstm_layers, batch_first=True, bidirectional=True,
+                            dropout=cfg.dropout if v.lstm_layers > 1 else 0.0)
+        self.head = nn.Linear(2 * v.hidden_dim, vocab_size)
+
+    @staticmethod
+    def output_lengths(lengths: torch.Tensor) -> torch.Tensor:
+        """VAC's ``update_lgt``: each stage loses ``kernel - 1`` frames, then halves (floor)."""
+        for _ in range(VAC_STAGES):
+            lengths = (lengths - (VAC_KERNEL - 1)) // 2
+        return lengths.clamp(min=0) if isinstance(lengths, torch.Tensor) else max(0, lengths)
+
+    @staticmethod
+    def input_frames(frames: int) -> int:
+        """The fewest input frames with ``frames`` output frames (inverts :meth:`output_lengths`)."""
+        for _ in range(VAC_STAGES):
+            frames = 2 * frames + VAC_KERNEL - 1
+        return frames
+
+    def temporal(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Encoders and TemporalConv: ``[B, T, D]`` -> ``[B, T', W]``, 0 past each sample's output length."""
+        h = embed(self, x).transpose(1, 2)  # [B, 384, T]
+        short = self.input_frames(1) - h.shape[-1]
+        if short > 0:  # a batch of sentences shorter than one output frame: pad (they are excluded from CTC)
+            h = F.pad(h, (0, short))
+        for stage in self.stages:
+            h = stage(h * _real(h, lengths))  # padding zeroed: BatchNorm's batch statistics never see it
+            lengths = (lengths - (VAC_KERNEL - 1)) // 2
+        return (h * _real(h, lengths)).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``[B, T, D]``, ``lengths [B]`` -> log-probs ``[T', B, V]`` float32 (T' = output_lengths of the longest)."""
+        h = self.temporal(x, lengths)  # [B, T'', W]
+        out = self.output_lengths(lengths)
+        T = int(out.max())
+        packed = pack_padded_sequence(h[:, :T], out.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+        h, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=T)  # [B, T', 2H]
+        return self.head(h).float().log_softmax(-1).transpose(0, 1)
+
+    def forward_train(self, x: torch.Tensor, lengths: torch.Tensor,
+                      with_aux: bool = True) -> tuple[torch.Tensor, None]:
+        return self.forward(x, lengths), None  # no auxiliary head (model.aux_ctc_weight must be 0)
+
+    def forward_sentence(self, x: torch.Tensor) -> torch.Tensor:
+        """One sentence, every frame real: ``[1, T, D] -> [T', 1, V]`` without packing (what ONNX exports)."""
+        h = embed(self, x).transpose(1, 2)
+        for stage in self.stages:
+            h = stage(h)
+        return self.head(self.lstm(h.transpose(1, 2))[0]).float().log_softmax(-1).transpose(0, 1)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+Model = Student | VacBaseline  # what build_model returns
+
+
+def _real(h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """``[B, 1, L]`` float: 1 on each sample's first ``lengths`` frames of ``h [B, C, L]``."""
+    return (torch.arange(h.shape[-1], device=h.device)[None] < lengths.to(h.device)[:, None]).to(h.dtype)[:, None]
+
+
+def build_model(cfg: ModelConfig, spans: dict[str, list[tuple[int, int]]], vocab_size: int) -> Model:
+    """The model ``model.arch`` names."""
+    return (VacBaseline if cfg.arch == "vac" else Student)(cfg, spans, vocab_size)
 
 
 def fold_batch_norm(model: nn.Module) -> nn.Module:

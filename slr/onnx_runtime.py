@@ -15,6 +15,7 @@ import copy
 import io
 import logging
 import os
+import subprocess
 import sys
 import tempfile
 import warnings
@@ -25,10 +26,11 @@ import torch
 from torch import nn
 
 from slr.checkpoint import sha256
-from slr.model import Student
+from slr.model import Model, VacBaseline
 
 INPUT, OUTPUT = "features", "log_probs"
 SOURCE_KEY = "slr.checkpoint_sha256"  # metadata: which checkpoint an export came from (see cached_export)
+ARCH_KEY = "slr.arch"  # metadata: model.arch, which sets the output's frame rate (absent in older exports: student)
 
 
 def _require(module: str):  # noqa: ANN202 -- a module
@@ -41,41 +43,87 @@ def _require(module: str):  # noqa: ANN202 -- a module
 
 
 class OneSentence(nn.Module):
-    """What is exported: the student on one sentence whose frames are all real. ``[1, T, D] -> [T, 1, V]``."""
+    """What is exported: the model on one sentence whose frames are all real. ``[1, T, D] -> [T', 1, V]``."""
 
-    def __init__(self, model: Student):
+    def __init__(self, model: Model):
         super().__init__()
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        frame_mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)  # [1, T]
-        h = self.model.encode(x, frame_mask)  # [1, T, H]
-        return self.model.classify(self.model.lstm(h)[0])  # no packing: no padding to skip
+        return self.model.forward_sentence(x)  # no packing: no padding to skip
 
 
-def export(model: Student, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
+def export(model: Model, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
     """Write ``model`` as ONNX (in eval mode, on CPU; ``model`` itself is left as it is) to ``path``, with
     ``metadata`` in the file's metadata properties. Some seconds on a CPU core (torch.export)."""
     _require("onnxscript")
+    if model.lstm.num_layers > 1:  # checked first: the export would succeed and then run at one length only
+        key = "model.vac.lstm_layers" if model.cfg.arch == "vac" else "model.lstm_layers"
+        raise RuntimeError(f"ONNX export to {path}: {key}={model.lstm.num_layers}; only a one-layer BiLSTM exports "
+                           "to ONNX (torch.export fixes a multi-layer LSTM to the example's length). Run this model "
+                           "on torch (--runtime torch)")
     model = copy.deepcopy(model).cpu().eval()
-    example = torch.zeros(1, 64, input_dim(model))
-    frames = torch.export.Dim("frames", min=2, max=1_000_000)
-    log = io.StringIO()  # the exporter's step-by-step lines and warnings: shown only if it fails
-    try:
-        with (torch.no_grad(), warnings.catch_warnings(), redirect_stdout(log), redirect_stderr(log),
-              _quiet("torch.onnx")):
-            warnings.simplefilter("ignore")
-            program = torch.onnx.export(OneSentence(model), (example,), dynamo=True, verbose=False,
-                                        dynamic_shapes=({1: frames},), input_names=[INPUT], output_names=[OUTPUT])
-    except Exception as err:
-        raise RuntimeError(f"ONNX export to {path} failed: {err}\n{log.getvalue()[-4000:]}") from err
-    program.model.metadata_props.update(metadata or {})
+    metadata = {ARCH_KEY: model.cfg.arch, **(metadata or {})}
+    program = _program(model)
+    if not _dynamic(program):
+        # torch's exporter keeps state across exports in one process: after a first export, the VAC graph's
+        # floor-divided lengths come out fixed to the example's. A fresh process exports it at every length.
+        program = _program_in_child(model)
+    if not _dynamic(program):
+        raise RuntimeError(f"ONNX export to {path}: the export is fixed to one length; run this model on torch "
+                           "(--runtime torch)")
+    program.model.metadata_props.update(metadata)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     program.save(str(tmp))  # then a rename: a reader never sees half a file
     os.replace(tmp, path)
     return path
+
+
+def _program(model: Model):  # noqa: ANN202 -- an ONNXProgram
+    """``model`` (eval, CPU) through torch's ONNX exporter, frames dynamic."""
+    example = torch.zeros(1, 64, input_dim(model))
+    frames = torch.export.Dim("frames", min=max(2, model.input_frames(1)), max=1_000_000)
+    log = io.StringIO()  # the exporter's step-by-step lines and warnings: shown only if it fails
+    try:
+        with (torch.no_grad(), warnings.catch_warnings(), redirect_stdout(log), redirect_stderr(log),
+              _quiet("torch.onnx")):
+            warnings.simplefilter("ignore")
+            return torch.onnx.export(OneSentence(model), (example,), dynamo=True, verbose=False,
+                                     dynamic_shapes=({1: frames},), input_names=[INPUT], output_names=[OUTPUT])
+    except Exception as err:
+        raise RuntimeError(f"ONNX export failed: {err}\n{log.getvalue()[-4000:]}") from err
+
+
+def _dynamic(program) -> bool:  # noqa: ANN001 -- an ONNXProgram
+    """Whether the export's frame axis is symbolic (not fixed to the example's length)."""
+    return not isinstance(program.model.graph.inputs[0].shape[1], int)
+
+
+def _program_in_child(model: Model):  # noqa: ANN202 -- an ONNXProgram
+    """:func:`_program` in a fresh Python process (the model travels as a pickle in a temporary folder)."""
+    import onnx_ir
+    with tempfile.TemporaryDirectory() as tmp:
+        src, out = Path(tmp) / "model.pt", Path(tmp) / "model.onnx"
+        torch.save(model, src)
+        code = ("import sys, torch; from slr.onnx_runtime import _program; "
+                "_program(torch.load(sys.argv[1], weights_only=False)).save(sys.argv[2])")
+        done = subprocess.run([sys.executable, "-c", code, str(src), str(out)], capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"ONNX export in a fresh process failed:\n{done.stderr[-4000:]}")
+        return _Loaded(onnx_ir.load(str(out)))
+
+
+class _Loaded:
+    """An ONNX model read back from a file, with the two things :func:`export` uses of an ONNXProgram."""
+
+    def __init__(self, model):  # noqa: ANN001 -- an onnx_ir.Model
+        self.model = model
+
+    def save(self, path: str) -> None:
+        import onnx_ir
+        onnx_ir.save(self.model, path)
 
 
 @contextmanager
@@ -90,7 +138,7 @@ def _quiet(logger: str):  # noqa: ANN202 -- a context manager
         log.setLevel(level)
 
 
-def input_dim(model: Student) -> int:
+def input_dim(model: Model) -> int:
     """The features the model reads: up to the largest index any modality encoder reads (the seed's 6516)."""
     return max(int(enc.index.max()) for enc in model.encoders.values()) + 1
 
@@ -115,20 +163,30 @@ class OnnxStudent(nn.Module):
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         # The export takes the features up to the last one a modality encoder reads; any after it are unused.
         self.dim = int(self.session.get_inputs()[0].shape[-1])
+        self.vac = self.metadata.get(ARCH_KEY) == "vac"
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        return VacBaseline.output_lengths(lengths) if self.vac else lengths
+
+    def input_frames(self, frames: int) -> int:
+        return VacBaseline.input_frames(frames) if self.vac else frames
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        B, T, _ = x.shape
+        B = x.shape[0]
         x = x.detach().float().cpu()[..., : self.dim]
+        outs = self.output_lengths(lengths)
         out: torch.Tensor | None = None
-        for b, n in enumerate(lengths.tolist()):
-            lp = torch.from_numpy(self.session.run([OUTPUT], {INPUT: x[b: b + 1, :n].numpy()})[0])  # [n, 1, V]
+        for b, (n, n_out) in enumerate(zip(lengths.tolist(), outs.tolist())):
+            if n_out == 0:  # shorter than one output frame: nothing to run (such samples are excluded from CTC)
+                continue
+            lp = torch.from_numpy(self.session.run([OUTPUT], {INPUT: x[b: b + 1, :n].numpy()})[0])  # [n', 1, V]
             if out is None:
-                out = lp.new_zeros(T, B, lp.shape[-1])
-            out[:n, b] = lp[:, 0]
+                out = lp.new_zeros(int(outs.max()), B, lp.shape[-1])
+            out[:n_out, b] = lp[:, 0]
         return out
 
 
-def cached_export(checkpoint: str | Path, model: Student) -> Path:
+def cached_export(checkpoint: str | Path, model: Model) -> Path:
     """The ONNX export of ``checkpoint`` (``model`` loaded from it) beside it (``best.pt`` -> ``best.onnx``), made
     on first use and again whenever the checkpoint changes: the export records the checkpoint's SHA-256. Where
     the checkpoint's folder is not writable, the export goes to the system's temporary folder."""

@@ -23,7 +23,8 @@ from slr.vocab import Vocabulary
 
 
 class Teacher:
-    """``Teacher(cfg.train, corpus, vocab, device).log_probs(batch)`` -> ``[T_t, B, V]`` float32, no gradients."""
+    """``Teacher(cfg.train, corpus, vocab, device).log_probs(batch)`` -> (``[T_t, B, V]`` float32, no gradients;
+    ``[B]`` frames per sample at the teacher's rate: T for a student, T/4 for ``vac``)."""
 
     def __init__(self, cfg: TrainConfig, corpus: Corpus, vocab: Vocabulary, device: torch.device):
         self.path = Path(cfg.teacher).expanduser()
@@ -49,5 +50,6 @@ class Teacher:
         self.device = device
 
     @torch.no_grad()
-    def log_probs(self, batch: Batch) -> torch.Tensor:
-        return log_probs_of(self.features, self.model, batch, self.device)
+    def log_probs(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        lengths = self.model.output_lengths(batch.lengths).to(self.device)
+        return log_probs_of(self.features, self.model, batch, self.device), lengths

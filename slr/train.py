@@ -32,7 +32,7 @@ from slr.corpus.store import Corpus
 from slr.data import Batch, BucketBatchSampler, SignDataset, check_layout, collate
 from slr.evaluate import evaluate_split, loader, log_probs_of
 from slr.features import FeaturePipeline
-from slr.model import Student
+from slr.model import build_model
 from slr.teacher import Teacher
 from slr.vocab import Vocabulary
 
@@ -101,11 +101,10 @@ class Trainer:
         torch.manual_seed(config.train.seed)
         self.vocab: Vocabulary = self.corpus.vocab
         self.features = FeaturePipeline(config.features).to(self.device)
-        self.model = Student(config.model, self.features.spans, len(self.vocab)).to(self.device)
+        self.model = build_model(config.model, self.features.spans, len(self.vocab)).to(self.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.train.learning_rate,
                                            weight_decay=config.train.weight_decay)
-        self.train_set = SignDataset(self.corpus, "train", self.vocab, config.data.max_frames)
-        self.dev_set = SignDataset(self.corpus, "dev", self.vocab, config.data.max_frames)
+        self.train_set, self.dev_set = (self._dataset(split) for split in ("train", "dev"))
         if not len(self.train_set) or not len(self.dev_set):
             raise ValueError(f"{self.corpus.root}: needs train and dev samples CTC can align "
                              f"(train {len(self.train_set)}, dev {len(self.dev_set)})")
@@ -115,7 +114,8 @@ class Trainer:
         self.steps_per_epoch = len(self.sampler)
         if config.features.standardize:
             self._fit_features()
-        self.augment = Augmenter(config.augment, config.train.seed) if config.augment.enabled() else None
+        self.augment = (Augmenter(config.augment, config.train.seed, self.model.input_frames)
+                        if config.augment.enabled() else None)
         # checked here, before anything is trained or written (slr.teacher)
         self.teacher = Teacher(config.train, self.corpus, self.vocab, self.device) if config.train.teacher else None
         self.state = dict(epoch=0, step=0, best_wer=math.inf, best_loss=math.inf, best_epoch=0, bad_epochs=0,
@@ -220,12 +220,14 @@ class Trainer:
         """CTC on the main head, plus (when on) distillation from the teacher, VAC's auxiliary CTC at T/4 and
         self-distillation into it."""
         log_probs, aux = self.forward(batch, with_aux=True)  # [T, B, V], [T'/4, B, V] or None; float32
-        loss = F.ctc_loss(log_probs, batch.targets, batch.lengths, batch.target_lengths, blank=self.vocab.blank_id,
+        out_lengths = self.model.output_lengths(batch.lengths)  # [B]: T per sample (the student), T/4 (vac)
+        loss = F.ctc_loss(log_probs, batch.targets, out_lengths, batch.target_lengths, blank=self.vocab.blank_id,
                           reduction="mean", zero_infinity=False)
         m, t = self.cfg.model, self.cfg.train
         if self.teacher is not None and t.kd_weight > 0:  # the same (augmented) batch through the frozen teacher
-            loss = loss + t.kd_weight * losses.distillation(log_probs, self.teacher.log_probs(batch),
-                                                            batch.lengths.to(log_probs.device), t.kd_temperature)
+            teacher, teacher_lengths = self.teacher.log_probs(batch)
+            loss = loss + t.kd_weight * losses.distillation(log_probs, teacher, out_lengths.to(log_probs.device),
+                                                            t.kd_temperature, teacher_lengths)
         if aux is None:
             return loss
         loss = loss + m.aux_ctc_weight * losses.aux_ctc(aux, batch, self.vocab.blank_id)
@@ -252,12 +254,15 @@ class Trainer:
         if split == "test":
             raise ValueError("the trainer never evaluates the test split (the lockbox: only the chosen model is "
                              "scored on it, by `slr export` or `slr eval --split test`)")
-        dataset = self.dev_set if split == "dev" else SignDataset(self.corpus, split, self.vocab,
-                                                                  self.cfg.data.max_frames)
+        dataset = self.dev_set if split == "dev" else self._dataset(split)
         return evaluate_split(self.model, self.features, dataset, self.vocab, self.cfg.decode,
                               self.cfg.data.batch_size, self.device, self.amp, self.cfg.data.num_workers, method)
 
     # -- helpers --------------------------------------------------------------------------------------
+    def _dataset(self, split: str) -> SignDataset:
+        """A split, without the samples CTC cannot align at the model's output rate."""
+        return SignDataset(self.corpus, split, self.vocab, self.cfg.data.max_frames, self.model.input_frames)
+
     def _loader(self, dataset: SignDataset, sampler: BucketBatchSampler) -> DataLoader:
         return loader(dataset, sampler, self.cfg.data.num_workers, pin_memory=self.device.type == "cuda")
 

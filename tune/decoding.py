@@ -34,14 +34,14 @@ def posteriors(checkpoint: Path, corpus: str, split: str = "dev") -> tuple[list[
     state = ckpt_io.load(checkpoint)
     cfg = Config.from_dict(state["config"], source=str(checkpoint))
     _, vocab, features, model = load_model(checkpoint, state=state)
-    dataset = SignDataset(Corpus(corpus), split, vocab, cfg.data.max_frames)
+    dataset = SignDataset(Corpus(corpus), split, vocab, cfg.data.max_frames, model.input_frames)
     by_id = {s.id: s for s in dataset.samples}
     sampler = BucketBatchSampler(dataset.lengths(), cfg.data.batch_size, 1, 0, shuffle=False)
     out, refs = [], []
     with torch.no_grad():
         for batch in loader(dataset, sampler):
-            lp = log_probs_of(features, model, batch, torch.device("cpu"))  # [T, B, V]
-            for b, (sample_id, n) in enumerate(zip(batch.ids, batch.lengths.tolist())):
+            lp = log_probs_of(features, model, batch, torch.device("cpu"))  # [T, B, V] (T/4 for vac)
+            for b, (sample_id, n) in enumerate(zip(batch.ids, model.output_lengths(batch.lengths).tolist())):
                 out.append(lp[:n, b].numpy().copy())
                 refs.append(list(by_id[sample_id].glosses))
     return out, refs, vocab

@@ -163,3 +163,63 @@ def test_a_checkpoint_from_before_the_frame_skip_loads_as_the_seed_model(tmp_pat
                          features=features.state_dict(), fps=25.0), tmp_path / "old.pt")
     loaded_cfg, _, _, loaded = load_model(tmp_path / "old.pt")
     assert loaded_cfg.model.frame_skip is False and loaded.frame_skip is None
+
+
+# -- the VAC-style baseline (model.arch: vac) -----------------------------------------------------------
+def _vac(**changes):
+    from slr.model import build_model
+    spans = FeaturePipeline(FeaturesConfig()).spans
+    return build_model(ModelConfig(arch="vac", **changes), spans, 20).eval()
+
+
+@pytest.mark.parametrize("T", [16, 17, 19, 20, 31, 64, 101])
+def test_vac_emits_vacs_quarter_rate_and_its_length_rule_is_exact(T):
+    from slr.model import VacBaseline
+    m = _vac()
+    assert isinstance(m, VacBaseline)
+    lengths = torch.tensor([T, T - 1, 16])
+    out = m(torch.randn(3, T, 6516), lengths)
+    n = m.output_lengths(lengths)
+    assert n.tolist() == [((t - 4) // 2 - 4) // 2 for t in lengths.tolist()]  # VAC's update_lgt for K5-P2-K5-P2
+    assert out.shape == (int(n.max()), 3, 20)
+    assert torch.allclose(out.exp().sum(-1), torch.ones(out.shape[:2]), atol=1e-4)
+    # input_frames inverts the rule: the fewest input frames with k output frames
+    for k in (1, 2, 5, 9):
+        need = m.input_frames(k)
+        assert m.output_lengths(torch.tensor(need)) == k and m.output_lengths(torch.tensor(need - 1)) == k - 1
+
+
+def test_vac_padding_never_leaks_into_real_frames():
+    torch.manual_seed(0)
+    m = _vac()
+    x = torch.randn(3, 60, 6516)
+    lengths = torch.tensor([60, 37, 16])
+    batched = m(x, lengths)
+    noisy = x.clone()
+    for i, n in enumerate(lengths.tolist()):
+        noisy[i, n:] = 1e3 * torch.randn_like(noisy[i, n:])
+        k = int(m.output_lengths(lengths[i]))
+        alone = m(x[i: i + 1, :n], lengths[i: i + 1])
+        assert alone.shape[0] == k
+        assert torch.allclose(alone[:, 0], batched[:k, i], atol=1e-4)
+        assert torch.allclose(m.forward_sentence(x[i: i + 1, :n])[:, 0], batched[:k, i], atol=1e-4)
+    assert torch.allclose(m(noisy, lengths), batched, atol=1e-4)  # garbage in the padding changes nothing
+
+
+def test_vac_keys_are_checked_and_named():
+    with pytest.raises(ConfigError, match="model.arch"):
+        ModelConfig(arch="transformer")
+    with pytest.raises(ConfigError, match="model.vac.width"):
+        from slr.config import Config
+        Config.from_dict({"model": {"arch": "vac", "vac": {"width": 0}}})
+    with pytest.raises(ConfigError, match="model.aux_ctc_weight"):
+        ModelConfig(arch="vac", aux_ctc_weight=0.5)
+
+
+def test_vac_sizes_come_from_model_vac_and_ignore_the_students_keys():
+    from slr.config import VacConfig
+    small, wide = _vac(vac=VacConfig(width=64, hidden_dim=32)), _vac(vac=VacConfig(width=128, hidden_dim=32))
+    assert small.num_parameters() < wide.num_parameters()
+    assert _vac(num_blocks=2, hidden_dim=999, vac=VacConfig(width=64, hidden_dim=32)).num_parameters() == \
+        small.num_parameters()
+    assert _vac(vac=VacConfig(lstm_layers=2)).lstm.num_layers == 2

@@ -94,3 +94,36 @@ def test_read_only_checkpoint_folders_export_to_the_temporary_folder(trained, ex
     target.write_bytes(exported.read_bytes())  # as if exported before: reused, not exported again
     _, _, _, model = load_model(trained)
     assert cached_export(trained, model) == target
+
+
+def test_the_vac_baseline_exports_and_runs_at_its_quarter_rate(tmp_path):
+    """model.arch: vac on ONNX Runtime: the same log-probs as torch at every length, its T/4 rule read from the
+    export's metadata."""
+    from slr.config import FeaturesConfig, ModelConfig, VacConfig
+    from slr.features import FeaturePipeline
+    from slr.model import build_model
+    from slr.onnx_runtime import ARCH_KEY, export
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch="vac", vac=VacConfig(width=32, hidden_dim=16)),
+                        FeaturePipeline(FeaturesConfig()).spans, 7).eval()
+    runner = OnnxStudent(export(model, tmp_path / "vac.onnx"), threads=1)
+    assert runner.metadata[ARCH_KEY] == "vac"
+    lengths = torch.tensor([61, 16, 30])  # 16: the fewest frames with one output frame
+    x = torch.randn(3, 61, 6516)
+    with torch.no_grad():
+        ref, out = model(x, lengths), runner(x, lengths)
+    assert out.shape == ref.shape and runner.output_lengths(lengths).tolist() == [12, 1, 4]
+    for b, n in enumerate(runner.output_lengths(lengths).tolist()):
+        assert torch.allclose(out[:n, b], ref[:n, b], atol=1e-4), (n, (out[:n, b] - ref[:n, b]).abs().max())
+
+
+def test_a_multi_layer_lstm_is_refused_naming_the_key(tmp_path):
+    """torch.export fixes a multi-layer LSTM to the example's length: refused before any file is written."""
+    from slr.config import FeaturesConfig, ModelConfig
+    from slr.features import FeaturePipeline
+    from slr.model import build_model
+    from slr.onnx_runtime import export
+    model = build_model(ModelConfig(lstm_layers=2), FeaturePipeline(FeaturesConfig()).spans, 7).eval()
+    with pytest.raises(RuntimeError, match="model.lstm_layers=2"):
+        export(model, tmp_path / "deep.onnx")
+    assert not (tmp_path / "deep.onnx").exists()

@@ -31,7 +31,9 @@ def test_the_kl_is_zero_when_the_student_is_the_teacher(trained, tiny_corpus):
     trainer.model.eval()  # as the teacher runs: BatchNorm on its running statistics
     batch = _batch(trainer)
     with torch.no_grad():
-        kd = distillation(trainer.forward(batch), trainer.teacher.log_probs(batch), batch.lengths, 2.0)
+        teacher, teacher_lengths = trainer.teacher.log_probs(batch)
+        assert torch.equal(teacher_lengths.cpu(), batch.lengths)  # a student teacher: one frame per input frame
+        kd = distillation(trainer.forward(batch), teacher, batch.lengths, 2.0, teacher_lengths)
     assert abs(kd.item()) < 1e-6
 
 
@@ -59,6 +61,31 @@ def test_a_teacher_at_a_quarter_rate_is_brought_to_the_students_frames():
     lengths = torch.tensor([12, 7])
     student = torch.log_softmax(torch.randn(12, 2, 5, requires_grad=True), -1)
     assert distillation(student, teacher, lengths, 2.0).item() > 0
+
+
+def test_per_sample_rates_never_read_the_teachers_padding():
+    teacher = torch.log_softmax(torch.randn(6, 2, 5), -1)  # [T', B, V]: sample 0 has 6 frames, sample 1 only 2
+    teacher[2:, 1] = float("nan")  # the teacher's padding for sample 1: must never be read
+    up = at_rate(teacher, 24, lengths=torch.tensor([24, 9]), teacher_lengths=torch.tensor([6, 2]))
+    assert up.shape == (24, 2, 5)
+    assert torch.equal(up[:24, 0], teacher[torch.arange(24) * 6 // 24, 0])
+    assert torch.equal(up[:9, 1], teacher[torch.arange(9) * 2 // 9, 1]) and not up[:9, 1].isnan().any()
+    same = torch.tensor([6, 2])
+    assert at_rate(teacher, 6, lengths=same, teacher_lengths=same) is teacher
+
+
+def test_a_vac_teacher_distils_into_a_student(tiny_corpus, tmp_path):
+    """A teacher at VAC's quarter rate: its lengths come from its own rule and the KL is finite."""
+    base = Config().override({"data.corpus": str(tiny_corpus), "train.epochs": 1, "data.batch_size": 4})
+    Trainer(base.override({"model.arch": "vac", "model.vac.width": 32, "model.vac.hidden_dim": 16}),
+            out=tmp_path / "vac").fit()
+    student = Trainer(base.override({"train.teacher": str(tmp_path / "vac" / "best.pt")}))
+    batch = _batch(student)
+    teacher, teacher_lengths = student.teacher.log_probs(batch)
+    assert teacher_lengths.tolist() == [((n - 4) // 2 - 4) // 2 for n in batch.lengths.tolist()]
+    assert teacher.shape[0] == int(teacher_lengths.max())
+    loss = student.loss(batch)
+    assert torch.isfinite(loss)
 
 
 def test_a_missing_or_changed_teacher_is_named(trained, tiny_corpus, tmp_path):

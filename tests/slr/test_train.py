@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from slr import checkpoint
+from slr.config import Config
 from slr.train import NonFiniteLossError, Trainer, lr_at
 
 def test_seed_bug_3_learning_rate_is_used_as_given(fast_config, tiny_corpus):
@@ -240,3 +241,20 @@ def test_training_never_looks_at_the_test_split(fast_config, tiny_corpus, monkey
     assert set(opened) == {"train", "dev"}
     with pytest.raises(ValueError, match="never evaluates the test split"):
         t.evaluate("test")
+
+
+def test_the_vac_baseline_trains_evaluates_and_admits_samples_by_its_own_rate(tiny_corpus, tmp_path):
+    """model.arch: vac with the default config otherwise: CTC at T/4 leaves the blank plateau within 8 epochs
+    on tiny (docs/model_quality.md), and a sample is kept only if CTC can align it at T/4."""
+    from slr.evaluate import evaluate_checkpoint
+    from slr.model import VacBaseline
+    cfg = Config().override({"data.corpus": str(tiny_corpus), "model.arch": "vac", "train.epochs": 8})
+    trainer = Trainer(cfg, out=tmp_path)
+    summary = trainer.fit()
+    assert summary["best_dev_wer"] < 0.6
+    scored = evaluate_checkpoint(tmp_path / "best.pt", None, "dev")
+    assert scored["wer"] == pytest.approx(summary["best_dev_wer"])
+    clipped = Trainer(cfg.override({"data.max_frames": 20}))  # 20 frames: 1 output frame, so 1 label at most
+    assert clipped.train_set.excluded and all("needed by CTC" in why for why in clipped.train_set.excluded.values())
+    for labels in clipped.train_set.labels:
+        assert VacBaseline.input_frames(len(labels)) <= 20
