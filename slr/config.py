@@ -12,6 +12,7 @@ the frame skip (``model.frame_skip``), lr 1e-3 instead of 3e-4 and a 1-epoch war
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import types
@@ -314,8 +315,18 @@ class Config:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def flat(self) -> dict[str, Any]:
-        """``{"train.learning_rate": 3e-4, ...}`` (dicts below a field are kept as values)."""
-        return {f"{s}.{k}": v for s, sec in self.to_dict().items() for k, v in sec.items()}
+        """``{"train.learning_rate": 3e-4, "model.vac.width": 512, ...}``: nested sections (``model.vac``) are
+        flattened too; a field whose value is a dict (``model.encoder_dims``) is kept as one value."""
+        def walk(obj: Any, prefix: str) -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            for f in dataclasses.fields(obj):
+                value = getattr(obj, f.name)
+                if dataclasses.is_dataclass(value):
+                    out.update(walk(value, f"{prefix}{f.name}."))
+                else:
+                    out[f"{prefix}{f.name}"] = copy.deepcopy(value)  # a dict or list value: the caller's own copy
+            return out
+        return walk(self, "")
 
     def override(self, updates: dict[str, Any]) -> Config:
         """A new validated Config with dotted-key updates applied."""

@@ -395,10 +395,12 @@ def validate(spec: ExperimentSpec) -> None:
                                "or choice")
         given = {c: _options(v)[0] for c, v in param.when.items()}  # a conditional key is drawn with its condition
         for probe in _probes(param):
-            try:
-                base.override({**given, key: probe})  # every value the searcher can draw must build a valid Config
-            except ConfigError as err:
-                raise ConfigError(f"space.{key}", probe, f"gives an invalid config: {err.rule}") from None
+            for arm in _arms(spec, key):
+                try:  # every value the searcher can draw, in every arm it can meet, must build a valid Config
+                    base.override({**given, **arm, key: probe})
+                except ConfigError as err:
+                    with_arm = "".join(f" with {k}={v}" for k, v in arm.items())
+                    raise ConfigError(f"space.{key}", probe, f"gives an invalid config{with_arm}: {err.rule}") from None
     _check(spec.max_epochs <= base.train.epochs, "scheduler.max_epochs", spec.scheduler.max_epochs,
            f"cannot exceed train.epochs={base.train.epochs}")
     if spec.scheduler.type == "asha":
@@ -414,6 +416,18 @@ def validate(spec: ExperimentSpec) -> None:
     _check_storage("storage_path", spec.storage_path)
     if spec.remote:
         _check_storage("local_path", spec.local_path)
+
+
+def _arms(spec: ExperimentSpec, key: str) -> list[dict[str, Any]]:
+    """The arms a parameter can be drawn in: no other key set, then each value of every other unconditioned
+    ``choice`` key (``model.arch: [student, vac]``), restricted to the values the parameter's own condition allows,
+    so that a key valid in one arm and not in another is caught before Ray starts."""
+    when = spec.space[key].when
+    arms: list[dict[str, Any]] = [{}]
+    for other, param in spec.space.items():
+        if other != key and param.type == "choice" and not param.when:
+            arms += [{other: v} for v in param.values if other not in when or v in _options(when[other])]
+    return arms
 
 
 def _probes(param: ParamSpec) -> list[Any]:

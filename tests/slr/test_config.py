@@ -78,3 +78,5 @@ def test_flat_keys_cover_every_field():
     flat = Config().flat()
     assert flat["train.learning_rate"] == 1e-3
     assert "model.lstm_layers" in flat and "augment.mirror" in flat and "decode.beam_width" in flat
+    assert flat["model.vac.width"] == 512 and "model.vac" not in flat  # nested sections flattened too
+    assert flat["model.encoder_dims"]["hands"] == 128  # a dict-valued field stays one value

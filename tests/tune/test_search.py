@@ -335,3 +335,35 @@ def test_a_conditional_value_is_validated_with_its_condition(tmp_path):
         from_dict(dict(name="u", corpus={"path": "x"}, storage_path=str(tmp_path), num_trials=2,
                        space={"train.self_distill_weight": {"type": "uniform", "low": 1.0, "high": 25.0}}))
     assert _conditional_spec(tmp_path).space["train.self_distill_weight"].when == {"model.aux_ctc_weight": 1.0}
+
+
+def test_a_sweep_can_search_the_architecture_with_each_arms_own_keys(tmp_path):
+    """model.arch searched: model.vac.* drawn only for vac, the student's auxiliary head only for the student
+    (with vac it is refused), and every draw builds the model it names."""
+    from slr.config import ConfigError
+    from slr.features import FeaturePipeline
+    from slr.model import Student, VacBaseline, build_model
+    from tune.trainable import trial_config
+    (tmp_path / "a").mkdir()
+    raw = dict(name="a", corpus={"path": "x"}, storage_path=str(tmp_path), num_trials=16, baseline_first=False,
+               config={"train": {"epochs": 4}}, searcher={"algorithm": "random", "seed": 1},
+               space={"model.arch": {"type": "choice", "values": ["student", "vac"]},
+                      "model.vac.width": {"type": "choice", "values": [32, 64], "when": {"model.arch": "vac"}},
+                      "model.aux_ctc_weight": {"type": "choice", "values": [0.0, 1.0],
+                                               "when": {"model.arch": "student"}}})
+    spec = from_dict(raw)
+    searcher = OptunaSearcher(spec)
+    drawn = [searcher.suggest(f"t{i}") for i in range(16)]
+    assert {p["model.arch"] for p in drawn} == {"student", "vac"}
+    for params in drawn:
+        vac = params["model.arch"] == "vac"
+        assert ("model.vac.width" in params) == vac and ("model.aux_ctc_weight" in params) == (not vac), params
+        cfg = trial_config(spec.base_config().to_dict(), params, 4)
+        model = build_model(cfg.model, FeaturePipeline(cfg.features).spans, 5)
+        assert isinstance(model, VacBaseline if vac else Student)
+        if vac:
+            assert model.stages[0][0].out_channels == params["model.vac.width"]
+    # unconditioned, the auxiliary head's draws would meet the vac arm: refused before Ray starts, naming it
+    del raw["space"]["model.aux_ctc_weight"]["when"]
+    with pytest.raises(ConfigError, match=r"model\.arch.*vac.*model\.aux_ctc_weight=1\.0"):
+        from_dict(raw)
