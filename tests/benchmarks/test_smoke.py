@@ -239,6 +239,22 @@ def test_distillation(tiny_corpus, tmp_path):
     assert plain["runs"][0]["parameters"] == distilled["runs"][0]["parameters"] < result["teacher_run"]["parameters"]
 
 
+
+def test_baseline(tiny_corpus, tmp_path):
+    from benchmarks import baseline
+    doc = tmp_path / "mq.md"
+    assert baseline.main(["--corpus", str(tiny_corpus), "--epochs", "1", "--seeds", "1", "--doc", str(doc),
+                          "--results", str(tmp_path)]) == 0
+    section = _section(doc, "baseline")
+    assert "| VAC-style baseline" in section and "| seed student" in section and "3x the speed" in section
+    result = json.loads((tmp_path / "baseline.json").read_text())
+    vac, seed, student = result["rows"]
+    assert vac["changes"] == {"model.arch": "vac"} and student["changes"] == {}
+    assert vac["runs"][0]["parameters"] > student["runs"][0]["parameters"]  # 512 wide against the 96-wide blocks
+    for row in result["rows"]:
+        assert row["runs"][0]["train_frames_per_second"] > 0 and len(row["runs"][0]["dev_wer"]) == 1
+        assert row["inference"]["torch_times_real_time"] > 0 and row["inference"]["onnx_times_real_time"] > 0
+
 @pytest.mark.ray
 def test_sweep_scale_measures_the_searcher_and_a_simulated_cluster(tiny_corpus, tmp_path):
     from benchmarks import sweep_scale

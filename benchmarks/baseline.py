@@ -1,0 +1,144 @@
+"""The student against the VAC-style baseline (``model.arch: vac``) at the same budget.
+
+Each configuration trains for the same number of epochs (no early stopping) under several training seeds, in
+worker processes of one torch thread each. Then each model's inference on one CPU thread: a 10 s sentence at
+25 fps through the feature pipeline, the model and greedy decoding, on torch (fp32) and on ONNX Runtime, best of
+several runs, as times real time. Writes benchmarks/results/baseline.json and the ``baseline`` section of
+docs/model_quality.md.
+
+    python -m benchmarks.baseline --corpus corpora/quickstart --epochs 10 --seeds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from benchmarks._common import ROOT, save, set_command, write_section
+from benchmarks.model_quality import SEED
+
+ARMS = [
+    ("VAC-style baseline (model.arch: vac, defaults of model.vac)", {"model.arch": "vac"}),
+    ("seed student (seed architecture and hyperparameters)", SEED),
+    ("student, defaults (frame skip, lr 1e-3, warmup 1)", {}),
+]
+
+
+def train(corpus: str, epochs: int, seed: int, changes: dict) -> dict:
+    """One run: dev WER per epoch, training frames per second, parameters and wall seconds."""
+    import torch
+    torch.set_num_threads(1)
+    from slr.config import Config
+    from slr.train import Trainer
+    cfg = Config().override({**changes, "data.corpus": corpus, "train.epochs": epochs, "train.seed": seed,
+                             "train.early_stopping_patience": 0, "train.checkpoint": False})
+    wers, fps = [], []
+
+    def on_epoch(m: dict, _) -> None:  # noqa: ANN001
+        wers.append(m["dev_wer"])
+        fps.append(m["frames_per_second"])
+
+    t0 = time.time()
+    trainer = Trainer(cfg, on_epoch=on_epoch)
+    trainer.fit()
+    return dict(seed=seed, dev_wer=wers, train_frames_per_second=statistics.median(fps),
+                seconds=time.time() - t0, parameters=trainer.model.num_parameters())
+
+
+def inference(changes: dict, vocab_size: int, seconds: float = 10.0, fps: float = 25.0, repeats: int = 5) -> dict:
+    """Times real time of features + model + greedy for one sentence on one thread: torch fp32 and ONNX Runtime."""
+    import numpy as np
+    import torch
+    torch.set_num_threads(1)
+    from slr.config import Config
+    from slr.decode import greedy
+    from slr.features import FeaturePipeline
+    from slr.model import build_model
+    from slr.onnx_runtime import OnnxStudent, export
+    cfg = Config().override(changes)
+    features = FeaturePipeline(cfg.features).eval()
+    model = build_model(cfg.model, features.spans, vocab_size).eval()
+    T = int(seconds * fps)
+    x = torch.as_tensor(np.random.default_rng(0).normal(0, 0.3, (1, T, 543, 3)).astype(np.float32))
+    mask, frame_mask, lengths = torch.ones(1, T, 543, dtype=torch.bool), torch.ones(1, T, dtype=torch.bool), \
+        torch.tensor([T])
+
+    def best_of(run) -> float:  # noqa: ANN001 -- best of `repeats` after one warm-up call
+        times = []
+        for _ in range(repeats + 1):
+            t0 = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - t0)
+        return min(times[1:])
+
+    with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
+        onnx = OnnxStudent(export(model, Path(tmp) / "model.onnx"), threads=1)
+        torch_s = best_of(lambda: greedy(model(features(x, mask, frame_mask), lengths)[:, 0]))
+        onnx_s = best_of(lambda: greedy(onnx(features(x, mask, frame_mask), lengths)[:, 0]))
+    return dict(torch_latency_s=torch_s, onnx_latency_s=onnx_s, torch_times_real_time=seconds / torch_s,
+                onnx_times_real_time=seconds / onnx_s)
+
+
+def _cell(values: list[float]) -> str:
+    return f"{100 * statistics.mean(values):.1f} % (±{50 * (max(values) - min(values)):.1f})"
+
+
+def render(rows: list[dict], corpus: str, epochs: int) -> str:
+    seeds = len(rows[0]["runs"])
+    lines = [f"### The student against the VAC-style baseline ({Path(corpus).name}, {epochs}-epoch budget, {seeds} "
+             "training seeds)", "",
+             "Mean dev WER over the seeds (± half the range): the best of each run and at the last epoch. Training "
+             "frames per second: the median epoch of a run, one torch thread, mean over the seeds. Inference: a 10 s "
+             "sentence at 25 fps, features + model + greedy decoding, one thread, best of 5, in times real time.", "",
+             "| model | parameters | best dev WER | last epoch | training frames/s | inference torch | inference "
+             "ONNX Runtime |", "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        runs, inf = row["runs"], row["inference"]
+        lines.append(f"| {row['name']} | {runs[0]['parameters']:,} | {_cell([min(r['dev_wer']) for r in runs])} | "
+                     f"{_cell([r['dev_wer'][-1] for r in runs])} | "
+                     f"{statistics.mean(r['train_frames_per_second'] for r in runs):,.0f} | "
+                     f"{inf['torch_times_real_time']:.0f}x | {inf['onnx_times_real_time']:.0f}x |")
+    vac, student = rows[0], rows[-1]
+    best = {r["name"]: statistics.mean(min(x["dev_wer"]) for x in r["runs"]) for r in (vac, student)}
+    lines += ["", f"The default student against the baseline: mean best dev WER {100 * best[student['name']]:.1f} % "
+              f"against {100 * best[vac['name']]:.1f} %; inference "
+              f"{student['inference']['torch_times_real_time'] / vac['inference']['torch_times_real_time']:.1f}x as "
+              f"fast on torch, {student['inference']['onnx_times_real_time'] / vac['inference']['onnx_times_real_time']:.1f}x "
+              "on ONNX Runtime (the target: a better WER at 3x the speed)."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--corpus", default=str(ROOT / "corpora" / "quickstart"))
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--workers", type=int, default=2, help="runs at once (one torch thread each)")
+    p.add_argument("--doc", default=str(ROOT / "docs" / "model_quality.md"))
+    p.add_argument("--results", default=None, help="folder for the JSON (default benchmarks/results)")
+    args = p.parse_args(argv)
+    set_command(__file__, argv)
+    from slr.corpus import Corpus
+    vocab_size = len(Corpus(args.corpus).vocab)
+    with ProcessPoolExecutor(args.workers) as pool:
+        futures = {(name, s): pool.submit(train, args.corpus, args.epochs, s, changes)
+                   for name, changes in ARMS for s in range(args.seeds)}
+        rows = [dict(name=name, changes=changes, runs=[futures[(name, s)].result() for s in range(args.seeds)])
+                for name, changes in ARMS]
+    for row in rows:  # one at a time, the machine otherwise idle
+        with ProcessPoolExecutor(1) as pool:
+            row["inference"] = pool.submit(inference, row["changes"], vocab_size).result()
+    save("baseline", dict(corpus=args.corpus, epochs=args.epochs, rows=rows),
+         Path(args.results) if args.results else None)
+    body = render(rows, args.corpus, args.epochs)
+    write_section(Path(args.doc), "baseline", body)
+    print(body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
