@@ -248,8 +248,9 @@ def test_baseline(tiny_corpus, tmp_path):
     section = _section(doc, "baseline")
     assert "| VAC-style baseline" in section and "| seed student" in section and "3x the speed" in section
     result = json.loads((tmp_path / "baseline.json").read_text())
-    vac, seed, student = result["rows"]
-    assert vac["changes"] == {"model.arch": "vac"} and student["changes"] == {}
+    vac, seed, student, distilled = result["rows"]
+    assert vac["changes"] == {"model.arch": "vac"} and student["changes"] == {} and "train.teacher" not in distilled["changes"]
+    assert distilled["changes"]["train.kd_weight"] == 1.0 and "distilled from the baseline" in section
     assert vac["runs"][0]["parameters"] > student["runs"][0]["parameters"]  # 512 wide against the 96-wide blocks
     for row in result["rows"]:
         assert row["runs"][0]["train_frames_per_second"] > 0 and len(row["runs"][0]["dev_wer"]) == 1
