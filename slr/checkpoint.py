@@ -67,9 +67,16 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
     return state
 
 
-@lru_cache(maxsize=1)
 def sha256(path: str | Path) -> str:
-    """A file's SHA-256 (hex), read in 1 MiB chunks: which checkpoint an export or a distillation came from."""
+    """A file's SHA-256 (hex), read in 1 MiB chunks: which checkpoint an export or a distillation came from.
+    Remembered for the file as it is (path, size, modification time, inode): a checkpoint rewritten at the same
+    path is read again (keyed by the path alone, a retrained teacher or checkpoint kept its old digest)."""
+    st = os.stat(path)
+    return _sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+@lru_cache(maxsize=8)
+def _sha256(path: str, size: int, mtime_ns: int, inode: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -109,3 +109,14 @@ def test_annotation_parsers_fuzz(tmp_path, header, body, suffix):
         assert str(path) in str(err)  # names the file (and the line where there is one)
     else:
         assert all(r.glosses and r.id for r in rows)
+
+
+def test_a_files_digest_follows_its_content_at_the_same_path(tmp_path):
+    """A checkpoint rewritten at the same path (a retrained teacher, a newer best.pt) gets its new digest: the
+    digest is remembered per file state, not per path."""
+    import hashlib
+    from slr.checkpoint import sha256
+    path = tmp_path / "best.pt"
+    for content in (b"first", b"second, longer", b"third!"):
+        path.write_bytes(content)
+        assert sha256(path) == sha256(str(path)) == hashlib.sha256(content).hexdigest()
