@@ -185,6 +185,8 @@ class Student(nn.Module):
         h = self.encode(x, torch.ones(x.shape[:2], dtype=torch.bool, device=x.device))  # [1, T, H]
         return self.classify(self.lstm(h)[0])
 
+    rate = (1, 0.0)  # (stride, centre): output frame j sits at input frame j (slr.losses.at_rate)
+
     @staticmethod
     def output_lengths(lengths: torch.Tensor) -> torch.Tensor:
         return lengths  # one output frame per input frame
@@ -269,6 +271,16 @@ class MaxPool2(nn.Module):
         return x[..., : L // 2 * 2].reshape(B, C, L // 2, 2).amax(-1)
 
 
+def _vac_rate() -> tuple[int, float]:
+    """(stride, centre) of the TemporalConv's output frames in input frames: each stage (conv k, then max-pool 2)
+    widens an output frame's window by k steps of the stage's input stride and doubles the stride."""
+    width, step = 1, 1
+    for _ in range(VAC_STAGES):
+        width += step * VAC_KERNEL
+        step *= 2
+    return step, (width - 1) / 2
+
+
 class VacBaseline(nn.Module):
     """The VAC-style baseline (module docstring): the student's encoders, VAC's ``TemporalConv`` (K5-P2-K5-P2,
     unpadded convolutions as published, so no output frame reads padding) and ``BiLSTMLayer``, CTC at T/4."""
@@ -293,6 +305,8 @@ class VacBaseline(nn.Module):
         self.lstm = nn.LSTM(v.width, v.hidden_dim, num_layers=v.lstm_layers, batch_first=True, bidirectional=True,
                             dropout=cfg.dropout if v.lstm_layers > 1 else 0.0)
         self.head = nn.Linear(2 * v.hidden_dim, vocab_size)
+
+    rate = _vac_rate()  # (4, 7.5): output frame j covers input frames 4j .. 4j + 15, centred on 4j + 7.5
 
     @staticmethod
     def output_lengths(lengths: torch.Tensor) -> torch.Tensor:

@@ -227,7 +227,8 @@ class Trainer:
         if self.teacher is not None and t.kd_weight > 0:  # the same (augmented) batch through the frozen teacher
             teacher, teacher_lengths = self.teacher.log_probs(batch)
             loss = loss + t.kd_weight * losses.distillation(log_probs, teacher, out_lengths.to(log_probs.device),
-                                                            t.kd_temperature, teacher_lengths)
+                                                            t.kd_temperature, teacher_lengths,
+                                                            self.teacher.model.rate, self.model.rate)
         if aux is None:
             return loss
         loss = loss + m.aux_ctc_weight * losses.aux_ctc(aux, batch, self.vocab.blank_id)

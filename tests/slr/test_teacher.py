@@ -52,26 +52,54 @@ def test_the_teacher_adds_to_the_loss_and_gets_no_gradient(trained, tiny_corpus)
     assert any(p.grad is not None for p in with_teacher.model.parameters())
 
 
-def test_a_teacher_at_a_quarter_rate_is_brought_to_the_students_frames():
-    teacher = torch.log_softmax(torch.randn(3, 2, 5), -1)  # [T/4, B, V]
-    up = at_rate(teacher, 12)
-    assert up.shape == (12, 2, 5) and torch.equal(up[0:4], teacher[0].expand(4, 2, 5))
-    assert torch.equal(up[8:12], teacher[2].expand(4, 2, 5))
-    assert at_rate(teacher, 3) is teacher
-    lengths = torch.tensor([12, 7])
-    student = torch.log_softmax(torch.randn(12, 2, 5, requires_grad=True), -1)
-    assert distillation(student, teacher, lengths, 2.0).item() > 0
+def test_a_teacher_at_a_quarter_rate_is_brought_to_the_students_frames_by_centres():
+    teacher = torch.log_softmax(torch.randn(3, 2, 5), -1)  # [T/4, B, V]: centres at input frames 7.5, 11.5, 15.5
+    up = at_rate(teacher, 24, torch.tensor([3, 3]), teacher_rate=(4, 7.5))
+    nearest = [0] * 10 + [1] * 4 + [2] * 10  # frames 0-9 -> 0 (clamped below 7.5), 10-13 -> 1, 14-23 -> 2
+    assert up.shape == (24, 2, 5) and torch.equal(up, teacher[nearest])
+    assert at_rate(teacher, 3, torch.tensor([3, 3]), teacher_rate=(1, 0.0)) is teacher  # the same rate
+    student = torch.log_softmax(torch.randn(24, 2, 5, requires_grad=True), -1)
+    assert distillation(student, teacher, torch.tensor([24, 7]), 2.0, torch.tensor([3, 3]), (4, 7.5)).item() > 0
 
 
 def test_per_sample_rates_never_read_the_teachers_padding():
     teacher = torch.log_softmax(torch.randn(6, 2, 5), -1)  # [T', B, V]: sample 0 has 6 frames, sample 1 only 2
     teacher[2:, 1] = float("nan")  # the teacher's padding for sample 1: must never be read
-    up = at_rate(teacher, 24, lengths=torch.tensor([24, 9]), teacher_lengths=torch.tensor([6, 2]))
-    assert up.shape == (24, 2, 5)
-    assert torch.equal(up[:24, 0], teacher[torch.arange(24) * 6 // 24, 0])
-    assert torch.equal(up[:9, 1], teacher[torch.arange(9) * 2 // 9, 1]) and not up[:9, 1].isnan().any()
-    same = torch.tensor([6, 2])
-    assert at_rate(teacher, 6, lengths=same, teacher_lengths=same) is teacher
+    up = at_rate(teacher, 40, torch.tensor([6, 2]), teacher_rate=(4, 7.5))
+    assert not up[:, 1].isnan().any() and torch.equal(up[30:, 1], teacher[1, 1].expand(10, 5))
+
+
+def test_the_vac_rate_is_where_each_output_frame_reads_the_input():
+    """Nudging input frame t changes exactly the VAC output frames whose window holds t; the frame at_rate maps t
+    to is among them (frames the quarter rate covers), and its centre is the nearest."""
+    from slr.config import FeaturesConfig, ModelConfig, VacConfig
+    from slr.features import FeaturePipeline
+    from slr.model import build_model
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch="vac", dropout=0.0, vac=VacConfig(width=8, hidden_dim=4)),
+                        FeaturePipeline(FeaturesConfig()).spans, 5).eval()
+    x = torch.randn(1, 40, 6516)
+    with torch.no_grad():
+        convs = lambda x: _temporal_only(model, x)  # noqa: E731
+        base = convs(x)
+        n = base.shape[-1]
+        index = at_rate(torch.arange(n, dtype=torch.float)[:, None, None].expand(n, 1, 1), 40, torch.tensor([n]),
+                        model.rate)[:, 0, 0].long()
+        for t in range(8, 32):  # frames inside the covered span
+            nudged = x.clone()
+            nudged[0, t] += 10.0
+            reads = (convs(nudged) - base).abs().sum(1)[0].nonzero().flatten().tolist()  # output frames that moved
+            assert reads and int(index[t]) in reads, (t, reads, int(index[t]))
+            centres = [model.rate[0] * j + model.rate[1] for j in reads]
+            assert abs(centres[reads.index(int(index[t]))] - t) == min(abs(c - t) for c in centres)
+
+
+def _temporal_only(model, x):  # noqa: ANN001, ANN202 -- the TemporalConv's output [1, W, T'] (no BiLSTM mixing)
+    from slr.model import embed
+    h = embed(model, x).transpose(1, 2)
+    for stage in model.stages:
+        h = stage(h)
+    return h
 
 
 def test_a_vac_teacher_distils_into_a_student(tiny_corpus, tmp_path):
