@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 logging.getLogger("mlflow").setLevel(logging.WARNING)  # no INFO lines about database migrations per sweep
 
 PENDING = "mlflow_pending.jsonl"
+# The MLflow UI opens an experiment in its "Model training" view (runs, metrics, charts), not the GenAI view
+# (traces, prompts), when the experiment carries this tag: a sweep's experiment is one of training runs.
+EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 
 
 class SweepTracker:
@@ -95,7 +98,9 @@ class SweepTracker:
         """Find or create the sweep's parent run (the server must be reachable now) and re-find its children."""
         exp = self.client.get_experiment_by_name(self.experiment_name)
         self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(
-            self.experiment_name, artifact_location=self.artifact_location)
+            self.experiment_name, artifact_location=self.artifact_location, tags={EXPERIMENT_KIND: MODEL_TRAINING})
+        if exp and EXPERIMENT_KIND not in exp.tags:  # an older sweep's experiment; a kind set by hand is kept
+            self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
         found = self.client.search_runs([self.experiment_id], f"tags.`slr.sweep` = '{self.sweep_name}' and "
                                         "tags.`slr.role` = 'sweep'", max_results=1)
         if found:

@@ -32,6 +32,9 @@ def test_background_writes_arrive_in_order_once_and_the_final_flush_waits_for_th
     assert _epochs(mlflow_server, run.info.run_id) == list(range(1, 31))
     assert run.info.status == "FINISHED" and run.data.tags["slr.status"] == "completed"
     assert run.data.params["train.learning_rate"] == "0.001"
+    # the UI opens the sweep's experiment in its "Model training" view
+    exp = MlflowClient(mlflow_server).get_experiment(tracker.experiment_id)
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     # picklable with its queue (Ray saves callbacks with the experiment state), and usable again after
     import pickle
     again = pickle.loads(pickle.dumps(tracker))
