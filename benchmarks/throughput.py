@@ -75,6 +75,7 @@ def measure_rtf(corpus: str, seconds: float = 10.0, fps: float = 25.0, repeats: 
     ``compiled``: also features + model under ``torch.compile`` (inductor, static shapes), with its compile time.
     """
     from slr.config import Config
+    from slr.cost import model_flops
     from slr.corpus import Corpus
     from slr.decode import greedy
     from slr.evaluate import for_inference
@@ -129,7 +130,7 @@ def measure_rtf(corpus: str, seconds: float = 10.0, fps: float = 25.0, repeats: 
                 cm(feats, lengths)
                 extra["compiled_model_latency_s"] = best_of(
                     lambda: greedy(cm(features(x, mask, frame_mask), lengths)[:, 0]))
-            flops = sentence_flops(model, feats, lengths)
+            flops = model_flops(model, feats, lengths)
             peak = matmul_peak(best_of)
         size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     finally:
@@ -157,16 +158,6 @@ def measure_precision_wer(checkpoint: str) -> dict:
     from slr.evaluate import evaluate_checkpoint
     wer = {f"{p}_dev_wer": evaluate_checkpoint(checkpoint, None, "dev", precision=p)["wer"] for p in PRECISIONS}
     return {**wer, "onnx_dev_wer": evaluate_checkpoint(checkpoint, None, "dev", runtime="onnx")["wer"]}
-
-
-def sentence_flops(model, feats: torch.Tensor, lengths: torch.Tensor) -> float:  # noqa: ANN001 -- a Student
-    """The model's FLOPs for one sentence, by torch.utils.flop_counter. The BiLSTM is in it: the Student packs
-    its sequences, and a packed LSTM runs as addmm steps, which the counter sees (an unpacked one's fused kernel
-    it would not)."""
-    from torch.utils.flop_counter import FlopCounterMode
-    with FlopCounterMode(display=False) as counter:
-        model(feats, lengths)
-    return counter.get_total_flops()
 
 
 def matmul_peak(best_of, n: int = 2048) -> float:  # noqa: ANN001 -- the caller's best-of timer
