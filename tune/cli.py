@@ -47,6 +47,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                      "running): export its best finished trial so far, marked so in the provenance (no test look)")
     exp.add_argument("--no-test", action="store_true", help="do not score the winner on the test split (the "
                      "lockbox: every export that scores it is one more look, counted in SWEEP/lockbox.json)")
+    for cost, unit in (("params", "N"), ("mflops", "F"), ("latency-ms", "MS")):
+        exp.add_argument(f"--max-{cost}", type=float, metavar=unit, help=f"export the best-dev-WER trial whose "
+                         f"{cost.replace('-', '_')} is at most this (a sweep with that cost among its objectives)")
     exp.set_defaults(func=_needs_deps(export))
 
     rep = sub.add_parser("report", help="HTML report with plots of a finished sweep (also logged to MLflow)")
@@ -139,6 +142,8 @@ def _print_summary(s: dict) -> None:
     print(f"\nsweep '{s['sweep']}' done in {s['wall_seconds']:.0f}s: {s['num_trials']} trials ({counts})")
     if s.get("rerank"):
         print(rerank_table(s["rerank"]))
+    if s.get("pareto"):
+        print(pareto_table(s))
     if s["best_dev_wer"] is not None and s.get("best_run"):
         run = s["best_run"]
         print(f"best dev WER {100 * s['best_dev_wer']:.2f}% (trial {s['best_trial_id']}, mean of its "
@@ -209,11 +214,26 @@ def status(name_or_dir: str, storage: str) -> int:
         summary = json.loads((sweep_dir / "summary.json").read_text())
         if summary.get("rerank"):
             print(rerank_table(summary["rerank"]))
+        if summary.get("pareto"):
+            print(pareto_table(summary))
         print(f"finished: {sweep_dir / 'summary.json'}")
     else:
         print("interrupted: no driver is running it; resume it with `slr sweep EXPERIMENT --resume` "
               f"(its definition: {sweep_dir / 'experiment.yaml'})")
     return 0
+
+
+def pareto_table(summary: dict) -> str:
+    """The Pareto front of a multi-objective sweep, cheapest first: dev WER and each cost in its unit."""
+    from slr.cost import COSTS
+    costs = [o["metric"] for o in summary["objectives"] if o["metric"] in COSTS]
+    lines = [f"Pareto front ({len(summary['pareto'])} trials): dev WER against {', '.join(costs)}",
+             "  trial             dev WER  " + "  ".join(f"{c} ({COSTS[c]})" for c in costs)]
+    for r in summary["pareto"]:
+        lines.append(f"  {r['trial_id']:<16} {100 * r['best_dev_wer']:6.2f}%  "
+                     + "  ".join(f"{r['costs'][c]:g}" for c in costs) + ("" if r["status"] == "completed" else
+                                                                         f"  ({r['status']})"))
+    return "\n".join(lines)
 
 
 def _best_so_far(t) -> float | None:  # noqa: ANN001 -- an optuna FrozenTrial
@@ -246,8 +266,10 @@ def export(args: argparse.Namespace) -> int:
     from slr.cli import refuse_to_overwrite
     from tune.export import export_best
     refuse_to_overwrite(args.out, args.force, "a file")
+    budget = {cost: limit for cost, limit in (("params", args.max_params), ("mflops", args.max_mflops),
+                                              ("latency_ms", args.max_latency_ms)) if limit is not None}
     out = export_best(resolve_sweep_dir(args.sweep, args.storage), args.out, register=args.register,
-                      test_split=not args.no_test, incomplete=args.incomplete)
+                      test_split=not args.no_test, incomplete=args.incomplete, budget=budget or None)
     test = (yaml.safe_load(Path(out).read_text()).get("provenance") or {}).get("test")
     if test:
         print(f"test WER {100 * test['wer']:.2f}% (S {test['substitutions']}  D {test['deletions']}  "

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from slr.config import Config, ConfigError, apply_overrides, build, parse_override, read_yaml
+from slr.cost import COSTS
 from slr.corpus.synthetic import PRESETS
 from tune.storage import is_uri, join
 from tune.trials import RANK_METRICS
@@ -179,6 +180,17 @@ class RerankSpec:
         _check(_whole(self.seeds) and self.seeds >= 1, "rerank.seeds", self.seeds, "must be a whole number >= 1")
 
 
+OBJECTIVE_METRICS = ("dev_wer", *COSTS)  # dev WER and what a model costs (slr.cost)
+MAX_OBJECTIVES = 3
+
+
+@dataclass
+class ObjectiveSpec:
+    """One objective of a multi-objective sweep: ``{metric: dev_wer | params | mflops | latency_ms, mode: min}``."""
+    metric: str = ""
+    mode: str = ""  # checked with the others (_check_objectives), where the error can name its place
+
+
 @dataclass
 class CorpusSpec:
     path: str = ""
@@ -204,6 +216,9 @@ class ExperimentSpec:
     baseline_first: bool = True
     max_failures: int = 2  # per trial: restarts from its last checkpoint after a worker dies
     reuse_workers: bool = True  # a slot's worker process runs its next trial (Ray's reuse_actors)
+    # [] = one objective, dev WER (the search, the scheduler and the winner); else dev WER and up to two costs,
+    # whose Pareto front the summary, `slr sweep status` and `slr export --max-...` show (tune.pareto)
+    objectives: list[ObjectiveSpec] = field(default_factory=list)
     source: str = ""
 
     def __post_init__(self) -> None:
@@ -230,6 +245,11 @@ class ExperimentSpec:
     @property
     def max_epochs(self) -> int:
         return self.scheduler.max_epochs or self.base_config().train.epochs
+
+    @property
+    def costs(self) -> list[str]:
+        """The costs among the objectives (slr.cost's names), measured by every trial when it starts."""
+        return [o.metric for o in self.objectives if o.metric in COSTS]
 
     @property
     def remote(self) -> bool:
@@ -266,6 +286,8 @@ class ExperimentSpec:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d.pop("source")
+        if not d["objectives"]:  # a single-objective sweep's experiment.yaml is as before (--resume compares it)
+            d.pop("objectives")
         return d
 
 
@@ -332,9 +354,13 @@ def from_dict(raw: dict[str, Any], source: str = "") -> ExperimentSpec:
     space_raw = raw.get("space", {}) or {}
     _check(isinstance(space_raw, dict), "space", space_raw, "must map dotted config keys to distributions")
     space = {k: build(ParamSpec, v, prefix=f"space.{k}.") for k, v in space_raw.items()}
+    objectives_raw = raw.get("objectives") or []
+    _check(isinstance(objectives_raw, list) and all(isinstance(o, dict) for o in objectives_raw), "objectives",
+           objectives_raw, "must be a list of {metric: ..., mode: min|max}")
+    objectives = [build(ObjectiveSpec, o, prefix=f"objectives[{i}].") for i, o in enumerate(objectives_raw)]
     config = raw.get("config", {}) or {}
     _check(isinstance(config, dict), "config", config, "must be a mapping of config sections")
-    spec = ExperimentSpec(name=raw["name"], config=config, space=space, source=source,
+    spec = ExperimentSpec(name=raw["name"], config=config, space=space, source=source, objectives=objectives,
                           **{k: raw[k] for k in ("num_trials", "max_concurrent", "storage_path", "local_path",
                                                  "baseline_first", "max_failures", "reuse_workers") if k in raw},
                           **built)
@@ -409,6 +435,7 @@ def validate(spec: ExperimentSpec) -> None:
     for key in ("storage_path", "local_path"):
         _check(isinstance(getattr(spec, key), str) and bool(getattr(spec, key).strip()), key, getattr(spec, key),
                "must name a folder (or a URI such as s3://bucket/sweeps)")
+    _check_objectives(spec.objectives)
     _check(spec.rerank.top_k <= spec.num_trials, "rerank.top_k", spec.rerank.top_k,
            f"cannot exceed num_trials={spec.num_trials}")
     _check(spec.rerank.top_k == 0 or "train.seed" not in spec.space, "rerank.top_k", spec.rerank.top_k,
@@ -416,6 +443,23 @@ def validate(spec: ExperimentSpec) -> None:
     _check_storage("storage_path", spec.storage_path)
     if spec.remote:
         _check_storage("local_path", spec.local_path)
+
+
+def _check_objectives(objectives: list[ObjectiveSpec]) -> None:
+    """None (one objective: dev WER), or dev WER minimized and one or two distinct costs."""
+    if not objectives:
+        return
+    for i, o in enumerate(objectives):
+        _check(o.metric in OBJECTIVE_METRICS, f"objectives[{i}].metric", o.metric,
+               f"one of {', '.join(OBJECTIVE_METRICS)}")
+        _check(o.mode in ("min", "max"), f"objectives[{i}].mode", o.mode, "required: min or max")
+    metrics = [o.metric for o in objectives]
+    _check(len(objectives) <= MAX_OBJECTIVES, "objectives", metrics, f"at most {MAX_OBJECTIVES} objectives")
+    _check(len(objectives) >= 2, "objectives", metrics, "dev_wer and at least one cost (or none: dev WER alone)")
+    _check(len(set(metrics)) == len(metrics), "objectives", metrics, "each metric once")
+    _check("dev_wer" in metrics, "objectives", metrics, "must include dev_wer: what every trial is trained for")
+    for i, o in enumerate(objectives):
+        _check(o.metric != "dev_wer" or o.mode == "min", f"objectives[{i}].mode", o.mode, "dev_wer is minimized")
 
 
 def _arms(spec: ExperimentSpec, key: str) -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 import tempfile
 from pathlib import Path
@@ -14,7 +15,7 @@ from slr.config import Config
 
 
 def export_best(sweep_dir: Path, out: str | Path, register: str | None = None, test_split: bool = True,
-                incomplete: bool = False) -> Path:
+                incomplete: bool = False, budget: dict[str, float] | None = None) -> Path:
     """Write the best trial's full resolved config (not only the searched keys) plus provenance; with
     ``test_split``, the winner's test WER (:func:`score_test`: one more look at the lockbox) goes with it.
     ``incomplete``: a sweep that has not finished (interrupted, or still running) exports its best finished trial
@@ -33,6 +34,8 @@ def export_best(sweep_dir: Path, out: str | Path, register: str | None = None, t
                                 "`slr export ... --incomplete` exports its best finished trial so far")
     if not summary.get("best_trial_id"):
         raise ValueError(f"sweep {summary['sweep']} has no trial with a dev WER to export")
+    if budget:
+        summary, cfg = _within(sweep_dir, summary, budget)
     decode = _tuned_decoding(sweep_dir)
     if decode:
         cfg = cfg.override({f"decode.{k}": decode[k] for k in ("method", "beam_width", "lm_weight", "lm_bonus",
@@ -60,6 +63,9 @@ def export_best(sweep_dir: Path, out: str | Path, register: str | None = None, t
     doc["provenance"].update(_rerank_provenance(summary))  # the re-ranked winner's run, and every seed's result
     if "incomplete" in summary:
         doc["provenance"]["incomplete"] = summary["incomplete"]
+    if budget:
+        doc["provenance"]["budget"] = dict(budget)
+        doc["provenance"]["costs"] = summary["best_costs"]
     if test_split and (test := score_test(sweep_dir, summary, cfg.decode)):
         doc["provenance"]["test"] = test
         _record_test(sweep_dir, summary, test)
@@ -70,6 +76,38 @@ def export_best(sweep_dir: Path, out: str | Path, register: str | None = None, t
     out.write_text(f"# exported by `slr export {summary['sweep']}`; retrain: slr train --config {out.name} "
                    "--out runs/best\n" + yaml.safe_dump(doc, sort_keys=False))
     return out
+
+
+def _within(sweep_dir: Path, summary: dict, budget: dict[str, float]) -> tuple[dict, Config]:
+    """The summary seen from the best-dev-WER trial whose costs are all within ``budget`` ({cost: max}), and that
+    trial's config: the trials' own records (a re-rank, which retrains other candidates, does not apply)."""
+    from tune.report import load_spec
+    from tune.trainable import trial_config
+    from tune.trials import best_first
+    rows = [r for r in summary["trials"] if r["best_dev_wer"] is not None and r["best_dev_wer"] == r["best_dev_wer"]]
+    for cost in budget:
+        if not any(cost in r.get("costs", {}) for r in rows):
+            objectives = [o["metric"] for o in summary.get("objectives", [])] or ["dev_wer"]
+            raise ValueError(f"sweep {summary['sweep']} measured no {cost}: its objectives are {objectives} (add "
+                             f"{{metric: {cost}, mode: min}} to the experiment's objectives)")
+    fits = [r for r in rows if all(r["costs"].get(c, math.inf) <= limit for c, limit in budget.items())]
+    if not fits:
+        cost = next(iter(budget))
+        cheapest = min((r for r in rows if cost in r["costs"]), key=lambda r: r["costs"][cost])
+        wanted = ", ".join(f"{c} <= {limit:g}" for c, limit in budget.items())
+        raise ValueError(f"no trial of sweep {summary['sweep']} is within {wanted}: the cheapest by {cost} is trial "
+                         f"{cheapest['trial_id']} ({', '.join(f'{c} {v:g}' for c, v in cheapest['costs'].items())}; "
+                         f"dev WER {100 * cheapest['best_dev_wer']:.2f}%)")
+    chosen = best_first(fits, lambda r: r["best_dev_wer"],
+                        lambda r: math.inf if r.get("number") is None else r["number"])[0]
+    spec = load_spec(sweep_dir)
+    cfg = trial_config(spec.base_config().to_dict(), chosen["params"], spec.max_epochs)
+    view = {k: v for k, v in summary.items() if k not in ("rerank", "best_run", "search_best")}
+    view.update(best_trial_id=chosen["trial_id"], best_dev_wer=chosen["best_dev_wer"],
+                best_epoch=chosen["best_epoch"], best_params=chosen["params"], best_checkpoint=chosen["checkpoint"],
+                best_machine=chosen.get("machine") or {}, best_costs=chosen["costs"],
+                mlflow={**summary["mlflow"], "best_run_id": chosen.get("mlflow_run_id")})
+    return view, cfg
 
 
 def _so_far(sweep_dir: Path) -> tuple[dict, Config]:

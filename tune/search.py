@@ -24,7 +24,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import Searcher
 
 from tune.experiment import ExperimentSpec, ParamSpec, active_keys
-from tune.trials import METRIC, STATE_OF_STATUS, status_of
+from tune.trials import COST_PREFIX, METRIC, STATE_OF_STATUS, status_of
 
 log = logging.getLogger(__name__)
 BEFORE_ASK = "slr:sampler_state_before_ask"  # study system attribute (OptunaSearcher.suggest)
@@ -293,6 +293,9 @@ class OptunaSearcher(Searcher):
             return
         if step not in stored.intermediate_values:  # a resumed trial re-reports
             optuna.trial.Trial(self.study, tid).report(float(value), step)
+        for key, cost in result.items():  # a multi-objective sweep's costs: the summary's record if Ray's files lag
+            if key.startswith(COST_PREFIX) and key not in stored.user_attrs:
+                self.study._storage.set_trial_user_attr(tid, key, float(cost))
         best = result.get("best_dev_wer")
         if best is not None and math.isfinite(best) and best != stored.user_attrs.get("best_dev_wer"):
             self.study._storage.set_trial_user_attr(tid, "best_dev_wer", float(best))  # for `slr sweep status`

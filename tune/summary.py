@@ -11,10 +11,11 @@ from typing import Any
 
 from tune import storage
 from tune.experiment import ExperimentSpec
+from tune.pareto import front, oriented
 from tune.search import open_study, shown
 from tune.tracking import SweepTracker
 from tune.trainable import trial_config
-from tune.trials import CURVE_KEYS, METRIC, STATUSES, best_first, status_of, status_of_state
+from tune.trials import COST_PREFIX, CURVE_KEYS, METRIC, STATUSES, best_first, status_of, status_of_state
 
 
 def summarize(spec: ExperimentSpec, grid, tracker: SweepTracker | None,  # noqa: ANN001
@@ -53,15 +54,19 @@ def summarize(spec: ExperimentSpec, grid, tracker: SweepTracker | None,  # noqa:
                          params={k: params.get(k) for k in spec.space},
                          checkpoint=best_checkpoint(result, spec),
                          machine={k[len("machine_"):]: v for k, v in (result.metrics or {}).items()
-                                  if k.startswith("machine_")}))
+                                  if k.startswith("machine_")},
+                         costs=_costs(metrics) or _costs(told[trial_id].user_attrs if trial_id in told else {})))
         curves[trial_id] = _curve(df)
     for trial_id, t in told.items():  # told, but never in a state Ray saved (the driver was killed first)
         if trial_id and trial_id not in curves:
             best, best_epoch = _told_best(t)
             rows.append(dict(trial_id=trial_id, number=t.number, path=None, status=status_of_state(t.state.name),
                              best_dev_wer=best, best_epoch=best_epoch, epochs=max(t.intermediate_values, default=0),
-                             params={k: t.params.get(k) for k in spec.space}, checkpoint=None, machine={}))
+                             params={k: t.params.get(k) for k in spec.space}, checkpoint=None, machine={},
+                             costs=_costs(t.user_attrs)))
             curves[trial_id] = []
+    for r in rows:  # each trial's MLflow run (export under a budget names the one it exports)
+        r["mlflow_run_id"] = tracker.children.get(r["trial_id"]) if tracker else None
     ranked = best_first(rows, lambda r: r["best_dev_wer"], lambda r: math.inf if r["number"] is None else r["number"])
     best = ranked[0] if ranked else None
     sweep_dir = spec.sweep_dir
@@ -81,7 +86,32 @@ def summarize(spec: ExperimentSpec, grid, tracker: SweepTracker | None,  # noqa:
     )
     if optuna.trial.TrialState.COMPLETE in {t.state for t in study.trials}:
         summary["optuna_best_value"] = study.best_value
+    if spec.objectives:
+        summary["objectives"] = [dict(metric=o.metric, mode=o.mode) for o in spec.objectives]
+        summary["pareto"] = pareto_front(spec, rows)
     return summary, curves
+
+
+def objective_values(spec: ExperimentSpec, row: dict[str, Any]) -> list[float | None]:
+    """A summary row's value of each objective: its best dev WER, and its costs."""
+    return [row["best_dev_wer"] if o.metric == METRIC else row.get("costs", {}).get(o.metric) for o in spec.objectives]
+
+
+def pareto_front(spec: ExperimentSpec, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The trials no other trial beats on every objective (among those with a dev WER and every cost; a trial ASHA
+    stopped early is on it with the dev WER it reached), cheapest first by the first cost."""
+    modes = [o.mode for o in spec.objectives]
+    candidates = [r for r in rows if all(v is not None and v == v for v in objective_values(spec, r))]
+    on = front([oriented(objective_values(spec, r), modes) for r in candidates])
+    cost = spec.costs[0]
+    members = sorted((candidates[i] for i in on), key=lambda r: (r["costs"][cost], r["best_dev_wer"]))
+    return [dict(trial_id=r["trial_id"], status=r["status"], best_dev_wer=r["best_dev_wer"], costs=r["costs"],
+                 params=r["params"]) for r in members]
+
+
+def _costs(values: dict[str, Any]) -> dict[str, float]:
+    """The ``cost_*`` entries of a trial's report or of its Optuna record, by cost name."""
+    return {k[len(COST_PREFIX):]: float(v) for k, v in values.items() if k.startswith(COST_PREFIX)}
 
 
 def with_rerank(summary: dict[str, Any], stage: dict[str, Any], run_ids: dict[str, str]) -> dict[str, Any]:

@@ -222,8 +222,8 @@ def _run_locked(spec: ExperimentSpec, resume: bool, address: str | None, verbose
     base = spec.base_config().to_dict()
     max_t = spec.max_epochs
     trainable = tune.with_resources(
-        tune.with_parameters(trial_fn, base=base, max_epochs=max_t,
-                             gpu_fraction=spec.resources.gpu),
+        tune.with_parameters(trial_fn, base=base, max_epochs=max_t, gpu_fraction=spec.resources.gpu,
+                             **({"costs": tuple(spec.costs)} if spec.costs else {})),
         {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
     sweep_params = {"sweep": spec.name, "corpus": str(spec.corpus_dir), "num_trials": spec.num_trials,
                     "searcher": spec.searcher.algorithm, "scheduler": spec.scheduler.type,

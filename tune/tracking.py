@@ -28,7 +28,7 @@ from typing import Any
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from tune.trials import FAILED, MLFLOW_METRICS
+from tune.trials import COST_PREFIX, FAILED, MLFLOW_METRICS
 
 log = logging.getLogger(__name__)
 logging.getLogger("mlflow").setLevel(logging.WARNING)  # no INFO lines about database migrations per sweep
@@ -168,10 +168,12 @@ class SweepTracker:
         epoch = result.get("epoch")
         if not self.known(trial_id) or epoch is None or epoch <= self.logged_epoch.get(trial_id, 0):
             return  # an epoch re-reported after a restart from checkpoint is logged once
+        first = trial_id not in self.logged_epoch
         self.logged_epoch[trial_id] = int(epoch)
         now = int(time.time() * 1000)
         keys = [*MLFLOW_METRICS, *(sorted(k for k in result if k.startswith("system/"))
-                                   if getattr(self, "system_metrics", True) else ())]
+                                   if getattr(self, "system_metrics", True) else ()),
+                *(sorted(k for k in result if k.startswith(COST_PREFIX)) if first else ())]  # costs: once
         points = [Metric(k, float(result[k]), now, int(epoch)) for k in keys
                   if isinstance(result.get(k), (int, float)) and math.isfinite(result[k])]
         self._do("log_batch", trial=trial_id, metrics=points)

@@ -17,9 +17,10 @@ from ray import tune
 
 from slr.checkpoint import machine_facts
 from slr.config import Config
+from slr.cost import measure
 from slr.train import NonFiniteLossError, Trainer
 from tune.sysmetrics import SystemSampler
-from tune.trials import with_rank_metric
+from tune.trials import COST_PREFIX, with_rank_metric
 
 
 def trial_config(base: dict[str, Any], params: dict[str, Any], max_epochs: int) -> Config:
@@ -43,20 +44,21 @@ def pick_device(gpu_fraction: float) -> str:
 
 
 def train_trial(params: dict[str, Any], base: dict[str, Any], max_epochs: int,
-                gpu_fraction: float) -> None:
+                gpu_fraction: float, costs: tuple[str, ...] = ()) -> None:
     """Ray Tune function trainable: the sweep's ``base`` config (its corpus included: ``data.corpus``) with the
     trial's ``params``, for ``max_epochs``, on its GPU slice or the CPU. Its warnings go to the driver with its
-    reports (:class:`_WarningsOf`)."""
+    reports (:class:`_WarningsOf`). ``costs`` (a multi-objective sweep's, slr.cost): measured once, on this
+    trial's node before it trains, and reported as ``cost_<name>`` with every result."""
     caught = _WarningsOf()
     caught.start()
     try:
-        _train(params, base, max_epochs, gpu_fraction, caught)
+        _train(params, base, max_epochs, gpu_fraction, caught, costs)
     finally:
         caught.stop()
 
 
 def _train(params: dict[str, Any], base: dict[str, Any], max_epochs: int, gpu_fraction: float,
-           caught: _WarningsOf) -> None:
+           caught: _WarningsOf, costs: tuple[str, ...] = ()) -> None:
     cfg = trial_config(base, params, max_epochs)  # train.num_threads = the trial's CPUs (ExperimentSpec.base_config)
     cfg = cfg.override({"train.device": pick_device(gpu_fraction)})
     work = Path(tempfile.mkdtemp(prefix="slr-trial-"))
@@ -75,12 +77,16 @@ def _train(params: dict[str, Any], base: dict[str, Any], max_epochs: int, gpu_fr
             report_dir.mkdir()
             os.link(ckpt_dir / "last.pt", report_dir / "last.pt")
             checkpoint = tune.Checkpoint.from_directory(str(report_dir))
-        tune.report({**with_rank_metric({k: v for k, v in metrics.items() if v is not None}), **where,
+        tune.report({**with_rank_metric({k: v for k, v in metrics.items() if v is not None}), **where, **measured,
                      **system.sample(), **caught.new(), "report_time": time.time()},
                     checkpoint=checkpoint)
 
+    measured: dict[str, float] = {}
     try:  # the work folder goes whatever happens, a trainer that cannot start included
         trainer = Trainer(cfg, out=work / "run", on_epoch=on_epoch)
+        if costs:  # before training: an untrained model costs what a trained one does
+            measured = {f"{COST_PREFIX}{k}": v for k, v in
+                        measure(costs, trainer.features, trainer.model, trainer.corpus.fps).items()}
         restored = tune.get_checkpoint()
         if restored:
             with restored.as_directory() as d:
@@ -91,7 +97,8 @@ def _train(params: dict[str, Any], base: dict[str, Any], max_epochs: int, gpu_fr
     except NonFiniteLossError as err:
         # Deterministic: retrying would fail again. End the trial with its reason instead of raising, so
         # Ray does not restart it; the searcher records it as FAIL and the MLflow run as failed.
-        tune.report({**where, **caught.new(), "report_time": time.time(), "epoch": trainer.state["epoch"] + 1,
+        tune.report({**where, **measured, **caught.new(), "report_time": time.time(),
+                     "epoch": trainer.state["epoch"] + 1,
                      "finished": 1,
                      "failed_reason": f"non-finite loss: {err}"})
     finally:

@@ -16,6 +16,7 @@ RANK_METRICS = (WER_THEN_LOSS, "dev_wer", "dev_loss")  # what ASHA's rungs may r
 TIE_BREAK = 1e-4  # dev loss (nats, ~1-15) x this stays below one word of dev WER on any usable dev set
 MLFLOW_METRICS = ("train_loss", "dev_loss", "dev_wer", "best_dev_wer", "lr", "epoch_seconds", "step_seconds",
                   "frames_per_second", "skipped_batches")  # logged per epoch on a trial's run
+COST_PREFIX = "cost_"  # a trial's costs (slr.cost: cost_params, cost_mflops, cost_latency_ms), in every report
 CURVE_KEYS = ("epoch", "dev_wer", "dev_loss", "train_loss", "lr", "best_dev_wer", "epoch_seconds")  # curves.json
 
 

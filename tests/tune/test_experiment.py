@@ -141,3 +141,31 @@ def test_config_error_survives_pickling():
     back = pickle.loads(pickle.dumps(err))
     assert (back.key, back.value, back.rule, back.source, str(back)) == (err.key, err.value, err.rule, err.source,
                                                                          str(err))
+
+
+# -- objectives (multi-objective sweeps) ----------------------------------------------------------------------
+def test_objectives_are_dev_wer_and_costs_validated_before_ray_starts():
+    spec = from_dict(_raw(objectives=[{"metric": "dev_wer", "mode": "min"}, {"metric": "latency_ms", "mode": "min"},
+                                      {"metric": "params", "mode": "min"}]))
+    assert spec.costs == ["latency_ms", "params"]
+    assert from_dict(_raw()).costs == [] and "objectives" not in from_dict(_raw()).to_dict()  # one objective: as before
+    assert from_dict(spec.to_dict()).objectives == spec.objectives  # experiment.yaml round trip
+
+
+@pytest.mark.parametrize("objectives, key", [
+    ([{"metric": "dev_wer", "mode": "min"}, {"metric": "watts", "mode": "min"}], r"objectives\[1\]\.metric"),
+    ([{"metric": "dev_wer", "mode": "min"}, {"metric": "params"}], r"objectives\[1\]\.mode"),
+    ([{"metric": "dev_wer"}, {"metric": "params", "mode": "min"}], r"objectives\[0\]\.mode"),
+    ([{"metric": "dev_wer", "mode": "min"}, {"metric": "params", "mode": "min"}, {"metric": "mflops", "mode": "min"},
+      {"metric": "latency_ms", "mode": "min"}], "at most 3"),
+    ([{"metric": "params", "mode": "min"}, {"metric": "mflops", "mode": "min"}], "must include dev_wer"),
+    ([{"metric": "dev_wer", "mode": "min"}], "at least one cost"),
+    ([{"metric": "dev_wer", "mode": "max"}, {"metric": "params", "mode": "min"}], "dev_wer is minimized"),
+    ([{"metric": "dev_wer", "mode": "min"}, {"metric": "params", "mode": "min"}, {"metric": "params", "mode": "min"}],
+     "each metric once"),
+    ([{"metric": "dev_wer", "mode": "min", "weight": 2}, {"metric": "params", "mode": "min"}], r"objectives\[0\]\.weight"),
+    ("dev_wer", "must be a list"),
+])
+def test_bad_objectives_name_the_key(objectives, key):
+    with pytest.raises(ConfigError, match=key):
+        from_dict(_raw(objectives=objectives))

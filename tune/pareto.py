@@ -1,0 +1,54 @@
+"""Pareto fronts over several objectives: which trials no other trial beats on every objective at once.
+
+Every objective is minimized here (a ``max`` objective is negated by the caller, :func:`oriented`). Plain Python:
+the summary, ``slr sweep status`` and ``slr export --max-...`` use it; it imports neither Ray, Optuna nor MLflow.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+Point = Sequence[float]
+
+
+def dominates(a: Point, b: Point) -> bool:
+    """``a`` is no worse than ``b`` on every objective and better on at least one (all minimized)."""
+    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
+
+
+def non_dominated_sort(points: Sequence[Point]) -> list[list[int]]:
+    """The points' indices in fronts (Deb et al. 2002, fast non-dominated sorting, O(M N^2)): front 0 is the
+    Pareto front; each later front is the front of what remains once the earlier ones are taken away."""
+    n = len(points)
+    beats: list[list[int]] = [[] for _ in range(n)]  # the points each point dominates
+    beaten_by = [0] * n  # how many points dominate it
+    for i in range(n):
+        for j in range(i + 1, n):
+            if dominates(points[i], points[j]):
+                beats[i].append(j)
+                beaten_by[j] += 1
+            elif dominates(points[j], points[i]):
+                beats[j].append(i)
+                beaten_by[i] += 1
+    fronts, current = [], [i for i in range(n) if beaten_by[i] == 0]
+    while current:
+        fronts.append(current)
+        following = []
+        for i in current:
+            for j in beats[i]:
+                beaten_by[j] -= 1
+                if beaten_by[j] == 0:
+                    following.append(j)
+        current = sorted(following)
+    return fronts
+
+
+def front(points: Sequence[Point]) -> list[int]:
+    """Indices of the non-dominated points (ties: equal points are all on the front)."""
+    return non_dominated_sort(points)[0] if points else []
+
+
+def oriented(values: Sequence[float], modes: Sequence[str]) -> tuple[float, ...]:
+    """A point with every objective minimized (``max`` ones negated); a missing or NaN value is worst."""
+    return tuple(math.inf if v is None or v != v else (v if m == "min" else -v) for v, m in zip(values, modes))
