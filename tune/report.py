@@ -105,6 +105,8 @@ def make_report(sweep_dir: Path, out: Path | None = None, log_to_mlflow: bool = 
     if isinstance(imp, dict):
         pngs["importance"] = _plot_importance(imp, out / "importance.png")
     pngs["outcomes"] = _plot_outcomes(summary, out / "outcomes.png")
+    if summary.get("pareto") is not None:
+        pngs["pareto"] = _plot_pareto(summary, out / "pareto.png")
     page = out / "index.html"
     page.write_text(_html(spec, summary, pngs, imp, boundary_warnings(spec, summary), sweep_dir))
     if log_to_mlflow and summary["mlflow"].get("parent_run_id"):
@@ -207,6 +209,50 @@ def _plot_outcomes(summary: dict[str, Any], path: Path) -> Path:
     return path
 
 
+def _plot_pareto(summary: dict[str, Any], path: Path) -> Path:
+    """Dev WER against each cost (its own axis, in its unit): every trial by its outcome, the front joined."""
+    import matplotlib.pyplot as plt
+
+    from slr.cost import COSTS
+    costs = [o["metric"] for o in summary["objectives"] if o["metric"] in COSTS]
+    on = {p["trial_id"] for p in summary["pareto"]}
+    fig, axes = plt.subplots(1, len(costs), figsize=(5 * len(costs), 3.6), squeeze=False, sharey=True)
+    for ax, cost in zip(axes[0], costs):
+        for status, (marker, color) in STATUS_STYLE.items():
+            pts = [(t["costs"][cost], 100 * t["best_dev_wer"]) for t in summary["trials"]
+                   if t["status"] == status and cost in t.get("costs", {}) and _finite(t["best_dev_wer"])]
+            if pts:
+                ax.scatter(*zip(*pts), marker=marker, color=color, label=status, alpha=0.8)
+        line = sorted((t["costs"][cost], 100 * t["best_dev_wer"]) for t in summary["trials"]
+                      if t["trial_id"] in on and cost in t.get("costs", {}))
+        if line:
+            ax.plot(*zip(*line), color="tab:green", lw=1.5, label="Pareto front")
+        ax.set_xlabel(f"{cost} ({COSTS[cost]})")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("best dev WER (%)")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _pareto_html(summary: dict[str, Any], pngs: dict[str, Path], esc) -> str:  # noqa: ANN001 -- html.escape
+    if summary.get("pareto") is None:
+        return ""
+    from slr.cost import COSTS
+    costs = [o["metric"] for o in summary["objectives"] if o["metric"] in COSTS]
+    rows = "".join(f"<tr><td><code>{esc(str(p['trial_id']))}</code></td><td>{esc(p['status'])}</td>"
+                   f"<td>{100 * p['best_dev_wer']:.2f} %</td>" + "".join(f"<td>{p['costs'][c]:g}</td>" for c in costs)
+                   + "</tr>" for p in summary["pareto"])
+    head = "".join(f"<th>{esc(c)} ({esc(COSTS[c])})</th>" for c in costs)
+    return (f"<h2>Pareto front: dev WER against {esc(', '.join(costs))}</h2>{_img(pngs['pareto'], 'Pareto front')}"
+            "<p>Every trial by its outcome (a trial stopped by ASHA with the dev WER it reached); the green line "
+            "joins the trials no other trial beats on every objective. <code>slr export SWEEP --max-"
+            f"{esc(costs[0].replace('_', '-'))} X</code> exports the best dev WER within a budget.</p>"
+            f"<table><tr><th>trial</th><th>status</th><th>best dev WER</th>{head}</tr>{rows}</table>")
+
+
 # -- the page ---------------------------------------------------------------------------------------
 def _rerank_html(stage: dict[str, Any] | None, esc) -> str:  # noqa: ANN001 -- html.escape
     """The re-ranking stage's table: each candidate's mean and spread over its new seeds, and each run."""
@@ -269,6 +315,7 @@ scheduler {esc(spec.scheduler.type)}, wall time {summary['wall_seconds']:.0f} s.
 <h2>Best trial</h2>
 {best_html}
 {warn_html}
+{_pareto_html(summary, pngs, esc)}
 <h2>Hyperparameters against best dev WER</h2>{_img(pngs['params'], 'hyperparameter axis plots')}
 <p>Circles: completed; crosses: stopped by ASHA; red triangles: failed; green ring: the best trial.</p>
 <h2>Learning curves</h2>{_img(pngs['curves'], 'learning curves')}

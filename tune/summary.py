@@ -147,6 +147,8 @@ def write(spec: ExperimentSpec, summary: dict[str, Any], curves: dict[str, list]
     if summary.get("rerank"):
         (sweep_dir / "rerank.json").write_text(json.dumps(summary["rerank"], indent=2, default=str))
         files["rerank"] = sweep_dir / "rerank.json"
+    if summary.get("pareto") is not None:
+        files["pareto"] = _write_pareto_csv(sweep_dir / "pareto.csv", summary, spec)
     if spec.remote:
         storage.upload(sweep_dir, spec.sweep_uri)
     if tracker:
@@ -190,6 +192,19 @@ def _curve(df) -> list[dict[str, float]]:  # noqa: ANN001 -- a pandas DataFrame 
         return []
     keys = [k for k in CURVE_KEYS if k in df]
     return [{k: float(v) for k, v in zip(keys, row) if v == v} for row in df[keys].itertuples(index=False)]
+
+
+def _write_pareto_csv(path: Path, summary: dict[str, Any], spec: ExperimentSpec) -> Path:
+    """Every trial's objectives and whether it is on the Pareto front (the parent MLflow run's pareto.csv)."""
+    import csv
+    on = {p["trial_id"] for p in summary["pareto"]}
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["trial_id", "status", "on_front", *(o.metric for o in spec.objectives), *spec.space])
+        for r in summary["trials"]:
+            w.writerow([r["trial_id"], r["status"], int(r["trial_id"] in on), *objective_values(spec, r),
+                        *(r["params"].get(k) for k in spec.space)])
+    return path
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]], spec: ExperimentSpec) -> Path:

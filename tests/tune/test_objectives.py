@@ -104,3 +104,21 @@ def test_export_under_a_budget_takes_the_best_trial_that_fits_and_names_the_chea
                  "--no-test"]) != 0
     assert "measured no mflops" in capsys.readouterr().err
     assert json.loads((spec.sweep_dir / "summary.json").read_text())["best_trial_id"] == summary["best_trial_id"]
+
+
+def test_the_report_and_the_parent_run_show_the_front(mo_sweep, mlflow_server):
+    import csv
+
+    from tune.report import make_report
+    spec, summary = mo_sweep
+    page = make_report(spec.sweep_dir, log_to_mlflow=False).read_text()
+    assert "Pareto front: dev WER against params, latency_ms" in page and "params (parameters)" in page
+    assert all(p["trial_id"] in page for p in summary["pareto"])
+    assert (spec.sweep_dir / "report" / "pareto.png").stat().st_size > 5_000
+    client = MlflowClient(mlflow_server)
+    parent = summary["mlflow"]["parent_run_id"]
+    assert "pareto.csv" in {a.path for a in client.list_artifacts(parent)}
+    rows = list(csv.DictReader(open(client.download_artifacts(parent, "pareto.csv", str(spec.sweep_dir / "dl")))))
+    assert len(rows) == 4 and {r["trial_id"] for r in rows if r["on_front"] == "1"} == \
+        {p["trial_id"] for p in summary["pareto"]}
+    assert all(float(r["params"]) > 0 for r in rows)
