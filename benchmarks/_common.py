@@ -90,3 +90,13 @@ def write_section(doc: Path, name: str, body: str, measured: dict[str, Any] | No
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text(text)
+
+
+def best_of(run, repeats: int) -> float:  # noqa: ANN001 -- a callable
+    """The fastest of ``repeats`` timed calls of ``run()`` after one untimed warm-up call, in seconds."""
+    times = []
+    for _ in range(repeats + 1):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    return min(times[1:])

@@ -20,7 +20,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from benchmarks._common import ROOT, save, set_command, write_section
+from benchmarks._common import ROOT, best_of, save, set_command, write_section
 from benchmarks.model_quality import SEED
 
 ARMS = [
@@ -55,10 +55,10 @@ def train(corpus: str, epochs: int, seed: int, changes: dict, out: str | None = 
 
 def inference(changes: dict, vocab_size: int, seconds: float = 10.0, fps: float = 25.0, repeats: int = 5) -> dict:
     """Times real time of features + model + greedy for one sentence on one thread: torch fp32 and ONNX Runtime."""
-    import numpy as np
     import torch
     torch.set_num_threads(1)
     from slr.config import Config
+    from slr.cost import sentence
     from slr.decode import greedy
     from slr.features import FeaturePipeline
     from slr.model import build_model
@@ -66,23 +66,12 @@ def inference(changes: dict, vocab_size: int, seconds: float = 10.0, fps: float 
     cfg = Config().override(changes)
     features = FeaturePipeline(cfg.features).eval()
     model = build_model(cfg.model, features.spans, vocab_size).eval()
-    T = int(seconds * fps)
-    x = torch.as_tensor(np.random.default_rng(0).normal(0, 0.3, (1, T, 543, 3)).astype(np.float32))
-    mask, frame_mask, lengths = torch.ones(1, T, 543, dtype=torch.bool), torch.ones(1, T, dtype=torch.bool), \
-        torch.tensor([T])
-
-    def best_of(run) -> float:  # noqa: ANN001 -- best of `repeats` after one warm-up call
-        times = []
-        for _ in range(repeats + 1):
-            t0 = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - t0)
-        return min(times[1:])
-
+    x, mask, frame_mask = sentence(features, fps, seconds)
+    lengths = torch.tensor([x.shape[1]])
     with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
         onnx = OnnxStudent(export(model, Path(tmp) / "model.onnx"), threads=1)
-        torch_s = best_of(lambda: greedy(model(features(x, mask, frame_mask), lengths)[:, 0]))
-        onnx_s = best_of(lambda: greedy(onnx(features(x, mask, frame_mask), lengths)[:, 0]))
+        torch_s = best_of(lambda: greedy(model(features(x, mask, frame_mask), lengths)[:, 0]), repeats)
+        onnx_s = best_of(lambda: greedy(onnx(features(x, mask, frame_mask), lengths)[:, 0]), repeats)
     return dict(torch_latency_s=torch_s, onnx_latency_s=onnx_s, torch_times_real_time=seconds / torch_s,
                 onnx_times_real_time=seconds / onnx_s)
 

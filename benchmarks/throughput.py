@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from benchmarks._common import ROOT, save, set_command, write_section
+from benchmarks._common import best_of as timed
 
 
 def measure_training(corpus: str, steps: int, batch_size: int, amp: str = "off") -> dict:
@@ -96,12 +97,7 @@ def measure_rtf(corpus: str, seconds: float = 10.0, fps: float = 25.0, repeats: 
         frame_mask, lengths = torch.ones(1, T, dtype=torch.bool), torch.tensor([T])
 
         def best_of(fn) -> float:  # noqa: ANN001 -- best of `repeats` after one warm-up call
-            times = []
-            for _ in range(repeats + 1):
-                t0 = time.perf_counter()
-                fn()
-                times.append(time.perf_counter() - t0)
-            return min(times[1:])
+            return timed(fn, repeats)
 
         with torch.inference_mode():
             feats = features(x, mask, frame_mask)
