@@ -385,6 +385,64 @@ def test_export_can_register_the_best_checkpoint(finished_sweep, mlflow_server, 
     assert layout["input_dim"] == dim and set(layout["modalities"]) == set(model.encoders)
 
 
+def test_the_registered_model_serves_over_http_as_the_docs_say(finished_sweep, mlflow_server, tmp_path):
+    """docs/experiments.md's command: `mlflow models serve -m models:/NAME/VERSION --env-manager local` on
+    127.0.0.1; a POST of one sentence's features to /invocations gives slr's own log-probs."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    import numpy as np
+    import torch
+
+    from slr.corpus import Corpus
+    from slr.data import SignDataset, collate
+    from slr.evaluate import load_model, log_probs_of
+    from tune.export import export_best
+    from tune.summary import checkpoint_file
+    spec, summary = finished_sweep
+    out = export_best(spec.sweep_dir, tmp_path / "best.yaml", register="slr-itest-served", test_split=False)
+    name, version = yaml.safe_load(out.read_text())["provenance"]["registered_model"].split("/")
+    import socket
+    with socket.socket() as sock:  # a free loopback port
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mlflow_cli = str(Path(sys.executable).with_name("mlflow"))
+    proc = subprocess.Popen([mlflow_cli, "models", "serve", "-m", f"models:/{name}/{version}", "--env-manager",
+                             "local", "--host", "127.0.0.1", "-p", str(port)], start_new_session=True,
+                            # the server execs `uvicorn`: the environment's bin folder on PATH, as when it is active
+                            env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_server,
+                                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"},
+                            stdout=open(tmp_path / "serve.log", "w"), stderr=subprocess.STDOUT)
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+                break
+            except OSError:
+                assert proc.poll() is None, f"mlflow models serve exited:\n{(tmp_path / 'serve.log').read_text()}"
+                time.sleep(1)
+        else:
+            raise AssertionError(f"no answer in 120 s:\n{(tmp_path / 'serve.log').read_text()[-3000:]}")
+        cfg, vocab, features, model = load_model(checkpoint_file(Path(summary["best_checkpoint"])))
+        batch = collate([SignDataset(Corpus(cfg.data.corpus), "dev", vocab, cfg.data.max_frames)[0]])
+        with torch.no_grad():
+            x = features(batch.x, batch.point_mask, batch.frame_mask)  # [1, T, D]
+            expected = log_probs_of(features, model, batch, torch.device("cpu")).numpy()  # [T, 1, V]
+        from slr.onnx_runtime import input_dim
+        body = json.dumps({"inputs": {"features": x[:, :, :input_dim(model)].tolist()}}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                         headers={"Content-Type": "application/json"})
+        answer = json.loads(urllib.request.urlopen(request, timeout=60).read())["predictions"]
+        got = np.asarray(answer["log_probs"] if isinstance(answer, dict) else answer, dtype=np.float32)
+        assert got.shape == expected.shape and np.allclose(got, expected, atol=1e-4)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+
+
 def test_report_opens_in_a_real_browser_with_every_plot(finished_sweep, tmp_path):
     from playwright.sync_api import sync_playwright
 
