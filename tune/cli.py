@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from slr.config import ConfigError
-from tune.trials import FAILED, best_first, status_of_state
+from tune.trials import COMPLETED, FAILED, best_first, status_of_state
 
 
 INSTALL = "sweeps need Ray Tune, Optuna and MLflow: pip install 'slr-tune[tune]'"
@@ -231,7 +231,7 @@ def pareto_table(summary: dict) -> str:
              "  trial             dev WER  " + "  ".join(f"{c} ({COSTS[c]})" for c in costs)]
     for r in summary["pareto"]:
         lines.append(f"  {r['trial_id']:<16} {100 * r['best_dev_wer']:6.2f}%  "
-                     + "  ".join(f"{r['costs'][c]:g}" for c in costs) + ("" if r["status"] == "completed" else
+                     + "  ".join(f"{r['costs'][c]:g}" for c in costs) + ("" if r["status"] == COMPLETED else
                                                                          f"  ({r['status']})"))
     return "\n".join(lines)
 
