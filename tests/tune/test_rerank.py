@@ -48,7 +48,9 @@ def test_rerank_retrains_the_best_over_new_seeds_and_resumes_mid_stage(tiny_corp
             searcher={"algorithm": "random", "seed": 0}, scheduler={"type": "none"},
             rerank={"top_k": 2, "seeds": 2}, mlflow={"tracking_uri": uri})))
         sweep, log = tmp_path / "sweeps" / "rr", tmp_path / "driver.log"
-        env = {**os.environ, "SLR_TABLE_EPOCH_S": "0.5"}
+        # 1 s an epoch: the stage takes ~12 s, so a kill after its first reports lands mid-stage even when Ray's
+        # result.json lags the reports (at 0.5 s the stage was done before the kill once in three full runs)
+        env = {**os.environ, "SLR_TABLE_EPOCH_S": "1.0"}
         driver = subprocess.Popen(_table_sweep(exp), stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=env,
                                   start_new_session=True)
         deadline = time.time() + 240
