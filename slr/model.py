@@ -271,6 +271,11 @@ class MaxPool2(nn.Module):
         return x[..., : L // 2 * 2].reshape(B, C, L // 2, 2).amax(-1)
 
 
+def _after_stage(lengths):  # noqa: ANN001, ANN202 -- int or tensor, as given
+    """Frames after one TemporalConv stage: an unpadded conv loses ``kernel - 1``, then max-pool 2 halves (floor)."""
+    return (lengths - (VAC_KERNEL - 1)) // 2
+
+
 def _vac_rate() -> tuple[int, float]:
     """(stride, centre) of the TemporalConv's output frames in input frames: each stage (conv k, then max-pool 2)
     widens an output frame's window by k steps of the stage's input stride and doubles the stride."""
@@ -310,9 +315,9 @@ class VacBaseline(nn.Module):
 
     @staticmethod
     def output_lengths(lengths: torch.Tensor) -> torch.Tensor:
-        """VAC's ``update_lgt``: each stage loses ``kernel - 1`` frames, then halves (floor)."""
+        """VAC's ``update_lgt``: :func:`_after_stage`, once per stage."""
         for _ in range(VAC_STAGES):
-            lengths = (lengths - (VAC_KERNEL - 1)) // 2
+            lengths = _after_stage(lengths)
         return lengths.clamp(min=0) if isinstance(lengths, torch.Tensor) else max(0, lengths)
 
     @staticmethod
@@ -330,7 +335,7 @@ class VacBaseline(nn.Module):
             h = F.pad(h, (0, short))
         for stage in self.stages:
             h = stage(h * _real(h, lengths))  # padding zeroed: BatchNorm's batch statistics never see it
-            lengths = (lengths - (VAC_KERNEL - 1)) // 2
+            lengths = _after_stage(lengths)
         return (h * _real(h, lengths)).transpose(1, 2)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
