@@ -239,7 +239,8 @@ def pareto_table(summary: dict) -> str:
 def _best_so_far(t) -> float | None:  # noqa: ANN001 -- an optuna FrozenTrial
     """A trial's best dev WER so far: intermediate values are the scheduler's metric (maybe dev loss), so it is the
     user attribute the searcher keeps (or the value of a completed trial)."""
-    values = [v for v in (t.user_attrs.get("best_dev_wer"), t.value) if v is not None]
+    told = t.values[0] if t.values and len(t.values) == 1 else None  # a multi-objective trial: the user attribute
+    values = [v for v in (t.user_attrs.get("best_dev_wer"), told) if v is not None]
     return min(values, default=None)
 
 

@@ -7,8 +7,8 @@
       train.learning_rate: {type: loguniform, low: 1.0e-4, high: 3.0e-3}
       model.num_blocks: {type: int, low: 2, high: 8}
       model.lstm_layers: {type: choice, values: [1, 2]}
-    searcher: {algorithm: tpe, seed: 0}                              # tpe | random | qmc
-    scheduler: {type: asha, grace_period: 2, reduction_factor: 3}    # asha | none
+    searcher: {algorithm: tpe, seed: 0}                              # tpe | random | qmc | nsga2
+    scheduler: {type: asha, grace_period: 2, reduction_factor: 3}    # asha | mo-asha (with objectives:) | none
     num_trials: 8
     max_concurrent: 2
     resources: {cpu: 1, gpu: 0}
@@ -113,13 +113,19 @@ class SearcherSpec:
     # TPE: model the parameters jointly. Optuna 5 defaults to True; independent TPE found good configs more
     # reliably with ASHA-pruned trials in benchmarks/search_efficiency.py, so the sweep says so explicitly.
     multivariate: bool = False
+    population_size: int = 8  # NSGA-II: trials per generation
     storage: str = ""  # Optuna RDB storage, any SQLAlchemy URL; default: sqlite beside the sweep
 
     def __post_init__(self) -> None:
-        _check(self.algorithm in ("tpe", "random", "qmc"), "searcher.algorithm", self.algorithm,
-               "must be tpe, random or qmc")
+        _check(self.algorithm in ("tpe", "random", "qmc", "nsga2"), "searcher.algorithm", self.algorithm,
+               "must be tpe, random, qmc or nsga2")
         _check(self.n_startup_trials >= 0, "searcher.n_startup_trials", self.n_startup_trials, "must be >= 0")
+        _check(_whole(self.population_size) and self.population_size >= 2, "searcher.population_size",
+               self.population_size, "must be a whole number >= 2")
         _check(_whole(self.seed) and self.seed >= 0, "searcher.seed", self.seed, "must be a whole number >= 0")
+
+
+SCHEDULERS = ("asha", "mo-asha", "none")  # mo-asha: ASHA ranking (scheduler.metric, costs) by Pareto fronts
 
 
 @dataclass
@@ -136,7 +142,7 @@ class SchedulerSpec:
     metric: str = "dev_loss"
 
     def __post_init__(self) -> None:
-        _check(self.type in ("asha", "none"), "scheduler.type", self.type, "must be asha or none")
+        _check(self.type in SCHEDULERS, "scheduler.type", self.type, "must be asha, mo-asha or none")
         _check(self.metric in RANK_METRICS, "scheduler.metric", self.metric, f"must be one of {RANK_METRICS}")
         _check(self.grace_period >= 1, "scheduler.grace_period", self.grace_period, "must be >= 1")
         _check(self.reduction_factor > 1, "scheduler.reduction_factor", self.reduction_factor, "must be > 1")
@@ -429,13 +435,15 @@ def validate(spec: ExperimentSpec) -> None:
                     raise ConfigError(f"space.{key}", probe, f"gives an invalid config{with_arm}: {err.rule}") from None
     _check(spec.max_epochs <= base.train.epochs, "scheduler.max_epochs", spec.scheduler.max_epochs,
            f"cannot exceed train.epochs={base.train.epochs}")
-    if spec.scheduler.type == "asha":
+    if spec.scheduler.type != "none":
         _check(spec.scheduler.grace_period <= spec.max_epochs, "scheduler.grace_period", spec.scheduler.grace_period,
                f"cannot exceed the epoch budget ({spec.max_epochs}: scheduler.max_epochs or train.epochs)")
     for key in ("storage_path", "local_path"):
         _check(isinstance(getattr(spec, key), str) and bool(getattr(spec, key).strip()), key, getattr(spec, key),
                "must name a folder (or a URI such as s3://bucket/sweeps)")
     _check_objectives(spec.objectives)
+    _check(spec.scheduler.type != "mo-asha" or bool(spec.costs), "scheduler.type", spec.scheduler.type,
+           "mo-asha ranks trials by their costs too: it needs objectives: with at least one cost")
     _check(spec.rerank.top_k <= spec.num_trials, "rerank.top_k", spec.rerank.top_k,
            f"cannot exceed num_trials={spec.num_trials}")
     _check(spec.rerank.top_k == 0 or "train.seed" not in spec.space, "rerank.top_k", spec.rerank.top_k,

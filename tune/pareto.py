@@ -52,3 +52,40 @@ def front(points: Sequence[Point]) -> list[int]:
 def oriented(values: Sequence[float], modes: Sequence[str]) -> tuple[float, ...]:
     """A point with every objective minimized (``max`` ones negated); a missing or NaN value is worst."""
     return tuple(math.inf if v is None or v != v else (v if m == "min" else -v) for v, m in zip(values, modes))
+
+
+def crowding(points: Sequence[Point]) -> list[float]:
+    """NSGA-II's crowding distance of each point within its set (Deb et al. 2002): the sum over objectives of the
+    gap between its two neighbours, normalized by the objective's range; the extremes of each objective are
+    infinitely far (kept first, so a front's ends survive)."""
+    n = len(points)
+    distance = [0.0] * n
+    if n <= 2:
+        return [math.inf] * n
+    for m in range(len(points[0])):
+        order = sorted(range(n), key=lambda i: points[i][m])
+        low, high = points[order[0]][m], points[order[-1]][m]
+        distance[order[0]] = distance[order[-1]] = math.inf
+        if not math.isfinite(high - low) or high == low:
+            continue
+        for k in range(1, n - 1):
+            distance[order[k]] += (points[order[k + 1]][m] - points[order[k - 1]][m]) / (high - low)
+    return distance
+
+
+def ranked(points: Sequence[Point]) -> list[int]:
+    """The points' indices best first: by front (:func:`non_dominated_sort`), within a front by crowding distance
+    (largest first: the most isolated trade-off), then by index (the earlier point first)."""
+    order: list[int] = []
+    for members in non_dominated_sort(points):
+        distance = crowding([points[i] for i in members])
+        order += [i for _, i in sorted(zip(distance, members), key=lambda di: (-di[0], di[1]))]
+    return order
+
+
+def promotes(recorded: Sequence[Point], point: Point, factor: float) -> bool:
+    """MO-ASHA's decision at a rung (Schmucker et al. 2021, NSGA-II selection): ``point`` goes on when it ranks
+    among the best ``ceil(n / factor)`` of the ``n`` points the rung holds with it (:func:`ranked`). With one
+    objective this keeps the top 1/factor of the rung, as single-objective ASHA does."""
+    points = [*recorded, point]
+    return ranked(points).index(len(recorded)) < max(1, math.ceil(len(points) / factor))

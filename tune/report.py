@@ -165,7 +165,7 @@ def _plot_curves(spec: ExperimentSpec, summary: dict[str, Any], curves: dict[str
         pts = [(r["epoch"], r["dev_wer"]) for r in curves.get(tid, []) if _finite(r.get("dev_wer"))]
         if pts:
             ax.plot(*zip(*pts), marker="o", lw=2, label=f"#{rank + 1} {tid}")
-    if spec.scheduler.type == "asha":
+    if spec.scheduler.type != "none":  # asha or mo-asha: the same rungs
         s = spec.scheduler
         for rung in asha_milestones(s.grace_period, s.reduction_factor, spec.max_epochs):
             if rung < spec.max_epochs:  # the budget itself ends every trial: no decision there

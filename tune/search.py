@@ -10,12 +10,19 @@ which corrupts ``best_trial`` and parameter importance. Here a trial is told:
 
 The study lives in RDB storage under the sweep name, so optuna-dashboard can open it and a resumed
 sweep continues the same study: the Ray trial id is kept as a user attribute of its Optuna trial.
+
+A multi-objective sweep (``objectives:``) has a multi-objective study: one direction per objective, a completed
+trial told its best dev WER and its costs, searched by Optuna's multi-objective TPE (or NSGA-II). Optuna refuses
+``Trial.report`` there, and its TPE cannot rank a pruned trial's intermediate values in such a study, so the
+per-epoch values (what the scheduler's rungs are rebuilt from on resume) are kept in a user attribute instead
+(:func:`intermediate`); ranking pruned trials is left to the scheduler (MO-ASHA, :class:`ResumableMOASHA`).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +35,15 @@ from tune.trials import COST_PREFIX, METRIC, STATE_OF_STATUS, status_of
 
 log = logging.getLogger(__name__)
 BEFORE_ASK = "slr:sampler_state_before_ask"  # study system attribute (OptunaSearcher.suggest)
+INTERMEDIATE = "slr:intermediate"  # a multi-objective study's per-epoch values: {epoch: value} (a user attribute)
+
+
+def intermediate(t: optuna.trial.FrozenTrial) -> dict[int, float]:
+    """A trial's per-epoch values of the scheduler's metric: Optuna's intermediate values, or in a multi-objective
+    study the user attribute that holds them."""
+    if t.intermediate_values:
+        return dict(t.intermediate_values)
+    return {int(k): float(v) for k, v in t.user_attrs.get(INTERMEDIATE, {}).items()}
 
 
 def distribution(p: ParamSpec) -> optuna.distributions.BaseDistribution:
@@ -48,6 +64,8 @@ def make_sampler(spec: ExperimentSpec, trial_number: int | None = None) -> optun
         return optuna.samplers.RandomSampler(seed=seed)
     if s.algorithm == "qmc":
         return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+    if s.algorithm == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=s.population_size)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=s.n_startup_trials, multivariate=s.multivariate)
 
 
@@ -84,13 +102,29 @@ def trials_held(spec: ExperimentSpec) -> int:
         return 0
 
 
+def directions(spec: ExperimentSpec) -> list[str]:
+    """The study's directions: one per objective of a multi-objective sweep, else dev WER minimized."""
+    return [f"{o.mode}imize" for o in spec.objectives] or ["minimize"]
+
+
 def open_study(spec: ExperimentSpec, storage: str | None = None) -> optuna.Study:
     """Create or load the sweep's study; a new study gets the seed baseline enqueued first."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name=spec.name, storage=storage or spec.optuna_storage, direction="minimize",
-                                sampler=make_sampler(spec), load_if_exists=True)
-    if spec.baseline_first and not study.trials and spec.baseline():
-        study.enqueue_trial(spec.baseline(), user_attrs={"baseline": True})
+    study = optuna.create_study(study_name=spec.name, storage=storage or spec.optuna_storage,
+                                directions=directions(spec), sampler=make_sampler(spec), load_if_exists=True)
+    held = [d.name.lower() for d in study.directions]
+    if held != directions(spec):
+        from slr.config import ConfigError
+        raise ConfigError("objectives", [o.metric for o in spec.objectives] or ["dev_wer"],
+                          f"the study '{spec.name}' in {shown(storage or spec.optuna_storage)} was created with "
+                          f"{len(held)} objective(s) ({', '.join(held)}): give the sweep another name")
+    if not study.trials:
+        if len(spec.objectives) > 1 and not study.metric_names:
+            with warnings.catch_warnings():  # experimental in Optuna 5, and only labels
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names([o.metric for o in spec.objectives])  # optuna-dashboard's axis labels
+        if spec.baseline_first and spec.baseline():
+            study.enqueue_trial(spec.baseline(), user_attrs={"baseline": True})
     return study
 
 
@@ -100,8 +134,9 @@ def make_scheduler(spec: ExperimentSpec, storage: str | None = None):  # noqa: A
     s = spec.scheduler
     if s.type == "none":
         return ResumableFIFO(spec, storage)
-    return ResumableASHA(spec, storage, metric=s.metric, mode="min", time_attr="training_iteration",
-                         max_t=spec.max_epochs, grace_period=s.grace_period, reduction_factor=s.reduction_factor)
+    kind = ResumableMOASHA if s.type == "mo-asha" else ResumableASHA
+    return kind(spec, storage, metric=s.metric, mode="min", time_attr="training_iteration",
+                max_t=spec.max_epochs, grace_period=s.grace_period, reduction_factor=s.reduction_factor)
 
 
 class _ResumesFromStudy:
@@ -170,26 +205,90 @@ class ResumableASHA(_ResumesFromStudy, ASHAScheduler):
         (bracket,) = self._brackets  # one bracket (make_scheduler): every trial's records are in it
         made, pending = 0, []
         for t in trials:
-            ray_id, values = t.user_attrs.get("ray_trial_id"), t.intermediate_values
+            ray_id, values = t.user_attrs.get("ray_trial_id"), intermediate(t)
             for milestone, recorded in bracket._rungs:
                 # ASHA records a trial at its first report at or past the milestone
                 step = min((e for e in values if e >= milestone), default=None)
                 if not ray_id or step is None or ray_id in recorded:
                     continue
                 if not t.state.is_finished() and step == max(values):
-                    pending.append((t, recorded, self._metric_op * values[step]))
+                    pending.append((t, recorded, self.record(values[step], t.user_attrs)))
                     continue
-                recorded[ray_id] = self._metric_op * values[step]
+                recorded[ray_id] = self.record(values[step], t.user_attrs)
                 made += 1
         for t, recorded, reward in pending:
-            cutoff = bracket.cutoff(recorded)
+            stop = self.stops(bracket, recorded, reward)
             recorded[t.user_attrs["ray_trial_id"]] = reward
             made += 1
-            if cutoff is not None and reward < cutoff:
+            if stop:
                 log.info("trial %s: ASHA's decision at epoch %d was lost with the driver; taken again: stop",
-                         t.user_attrs["ray_trial_id"], max(t.intermediate_values))
+                         t.user_attrs["ray_trial_id"], max(intermediate(t)))
                 open_study(self.spec, self.storage).tell(t.number, state=optuna.trial.TrialState.PRUNED)
         return made
+
+    def record(self, value: float, attrs: dict[str, Any]) -> Any:  # noqa: ANN401 -- what a rung holds
+        """What a rung records for a trial whose scheduler metric was ``value`` there (Ray's: the metric signed
+        so that larger is better)."""
+        return self._metric_op * value
+
+    @staticmethod
+    def stops(bracket: Any, recorded: dict[str, Any], reward: Any) -> bool:  # noqa: ANN401
+        """Ray's rule at a rung: stop below the (1 - 1/factor) quantile of what the rung holds."""
+        cutoff = bracket.cutoff(recorded)
+        return cutoff is not None and reward < cutoff
+
+
+class ResumableMOASHA(ResumableASHA):
+    """MO-ASHA (Schmucker et al. 2021): ASHA whose rungs rank trials by non-dominated sorting of (the scheduler's
+    metric, each cost of the sweep's objectives), ties by NSGA-II's crowding distance (:func:`tune.pareto.promotes`):
+    a cheap model with a worse loss can go on where single-objective ASHA would stop it. A trial's costs come with
+    every report (``cost_*``, measured when it starts). Its rungs hold one point per trial, all minimized, and are
+    rebuilt on resume from the study like ASHA's (the costs from the trials' user attributes)."""
+
+    def __init__(self, spec: ExperimentSpec, storage: str | None = None, **asha: Any):
+        super().__init__(spec, storage, **asha)
+        self.costs = [(o.metric, o.mode) for o in spec.objectives if o.metric != METRIC]
+
+    def record(self, value: float, attrs: dict[str, Any]) -> tuple[float, ...]:
+        """``(metric, cost, ...)``, every entry minimized (a ``max`` cost negated; a missing one worst)."""
+        from tune.pareto import oriented
+        return oriented([value, *(attrs.get(f"{COST_PREFIX}{m}") for m, _ in self.costs)],
+                        ["min", *(mode for _, mode in self.costs)])
+
+    @staticmethod
+    def stops(bracket: Any, recorded: dict[str, Any], reward: Any) -> bool:  # noqa: ANN401
+        from tune.pareto import promotes
+        return not promotes(list(recorded.values()), reward, bracket.rf)
+
+    def on_trial_result(self, tune_controller, trial, result: dict[str, Any]) -> str:  # noqa: ANN001
+        from ray.tune.schedulers import TrialScheduler
+        if self._time_attr not in result or self._metric not in result:
+            return TrialScheduler.CONTINUE
+        if result[self._time_attr] >= self._max_t and self._stop_last_trials:
+            action = TrialScheduler.STOP
+        else:
+            action = self._decide(trial.trial_id, result[self._time_attr], self.record(result[self._metric], result))
+        if action == TrialScheduler.STOP:
+            self._num_stopped += 1
+        return action
+
+    def on_trial_complete(self, tune_controller, trial, result: dict[str, Any]) -> None:  # noqa: ANN001
+        if self._time_attr in result and self._metric in result:
+            self._decide(trial.trial_id, result[self._time_attr], self.record(result[self._metric], result))
+        self._trial_info.pop(trial.trial_id, None)
+
+    def _decide(self, trial_id: str, epoch: float, point: tuple[float, ...]) -> str:
+        """Ray's ``_Bracket.on_result`` with the Pareto rule: at the first rung this report reaches that has no
+        record of the trial yet, record it, and stop it unless it ranks in the rung's top 1/factor."""
+        from ray.tune.schedulers import TrialScheduler
+        (bracket,) = self._brackets
+        for milestone, recorded in bracket._rungs:  # highest milestone first
+            if epoch < milestone or trial_id in recorded:
+                continue
+            stop = self.stops(bracket, recorded, point)
+            recorded[trial_id] = point
+            return TrialScheduler.STOP if stop else TrialScheduler.CONTINUE
+        return TrialScheduler.CONTINUE
 
 
 class OptunaSearcher(Searcher):
@@ -291,8 +390,12 @@ class OptunaSearcher(Searcher):
         stored = self.study._storage.get_trial(tid)
         if stored.state.is_finished():  # told before a killed driver's last state save; Ray re-runs it on resume
             return
-        if step not in stored.intermediate_values:  # a resumed trial re-reports
-            optuna.trial.Trial(self.study, tid).report(float(value), step)
+        if step not in intermediate(stored):  # a resumed trial re-reports
+            if self.spec.objectives:  # Trial.report is refused in a multi-objective study
+                values = {**stored.user_attrs.get(INTERMEDIATE, {}), str(step): float(value)}
+                self.study._storage.set_trial_user_attr(tid, INTERMEDIATE, values)
+            else:
+                optuna.trial.Trial(self.study, tid).report(float(value), step)
         for key, cost in result.items():  # a multi-objective sweep's costs: the summary's record if Ray's files lag
             if key.startswith(COST_PREFIX) and key not in stored.user_attrs:
                 self.study._storage.set_trial_user_attr(tid, key, float(cost))
@@ -314,10 +417,21 @@ class OptunaSearcher(Searcher):
         state, value = outcome(result, error)
         if result and result.get("failed_reason"):
             self.study._storage.set_trial_user_attr(tid, "fail_reason", str(result["failed_reason"])[:1000])
+        values = None
+        if state == optuna.trial.TrialState.COMPLETE:
+            values = self.objective_values(value, self.study._storage.get_trial(tid).user_attrs)
         try:
-            self.study.tell(optuna.trial.Trial(self.study, tid), value if state == optuna.trial.TrialState.COMPLETE else None, state=state)
+            self.study.tell(optuna.trial.Trial(self.study, tid), values, state=state)
         except (RuntimeError, ValueError) as err:  # already told (e.g. a duplicate completion after restore)
             log.debug("optuna tell for trial %s skipped: %s", trial_id, err)
+
+    def objective_values(self, best_dev_wer: float, attrs: dict[str, Any]) -> float | list[float]:
+        """What a completed trial is told: its best dev WER, or in a multi-objective study each objective's value
+        (its costs as :meth:`on_trial_result` recorded them)."""
+        if not self.spec.objectives:
+            return best_dev_wer
+        return [best_dev_wer if o.metric == METRIC else float(attrs.get(f"{COST_PREFIX}{o.metric}", math.nan))
+                for o in self.spec.objectives]
 
     # Ray saves the searcher with the experiment state; the study itself is in RDB storage.
     def save(self, checkpoint_path: str) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from tune import storage
 from tune.experiment import ExperimentSpec
 from tune.pareto import front, oriented
-from tune.search import open_study, shown
+from tune.search import intermediate, open_study, shown
 from tune.tracking import SweepTracker
 from tune.trainable import trial_config
 from tune.trials import COST_PREFIX, CURVE_KEYS, METRIC, STATUSES, best_first, status_of, status_of_state
@@ -47,7 +47,7 @@ def summarize(spec: ExperimentSpec, grid, tracker: SweepTracker | None,  # noqa:
         epochs = int(metrics.get("epoch", 0))
         if trial_id in told:
             status = status_of_state(told[trial_id].state.name)
-            epochs = max(epochs, max(told[trial_id].intermediate_values, default=0))
+            epochs = max(epochs, max(intermediate(told[trial_id]), default=0))
         params = result.config or (told[trial_id].params if trial_id in told else {})
         rows.append(dict(trial_id=trial_id, number=number.get(trial_id), path=result.path, status=status,
                          best_dev_wer=best, best_epoch=best_epoch, epochs=epochs,
@@ -61,7 +61,7 @@ def summarize(spec: ExperimentSpec, grid, tracker: SweepTracker | None,  # noqa:
         if trial_id and trial_id not in curves:
             best, best_epoch = _told_best(t)
             rows.append(dict(trial_id=trial_id, number=t.number, path=None, status=status_of_state(t.state.name),
-                             best_dev_wer=best, best_epoch=best_epoch, epochs=max(t.intermediate_values, default=0),
+                             best_dev_wer=best, best_epoch=best_epoch, epochs=max(intermediate(t), default=0),
                              params={k: t.params.get(k) for k in spec.space}, checkpoint=None, machine={},
                              costs=_costs(t.user_attrs)))
             curves[trial_id] = []
@@ -84,8 +84,8 @@ def summarize(spec: ExperimentSpec, grid, tracker: SweepTracker | None,  # noqa:
                     best_run_id=tracker.children.get(best["trial_id"]) if tracker and best else None),
         trials=rows,
     )
-    if optuna.trial.TrialState.COMPLETE in {t.state for t in study.trials}:
-        summary["optuna_best_value"] = study.best_value
+    if optuna.trial.TrialState.COMPLETE in {t.state for t in study.trials} and len(study.directions) == 1:
+        summary["optuna_best_value"] = study.best_value  # (a multi-objective study has a front instead: pareto)
     if spec.objectives:
         summary["objectives"] = [dict(metric=o.metric, mode=o.mode) for o in spec.objectives]
         summary["pareto"] = pareto_front(spec, rows)
@@ -160,10 +160,11 @@ def _told_best(t) -> tuple[float, int | None]:  # noqa: ANN001 -- an optuna Froz
     """A trial's best dev WER and its epoch as the study recorded them (for trials whose Ray reports are gone)."""
     if "best_dev_wer" in t.user_attrs:  # OptunaSearcher.on_trial_result records both as they change
         return float(t.user_attrs["best_dev_wer"]), t.user_attrs.get("best_epoch")
-    if not t.intermediate_values:
+    values = intermediate(t)
+    if not values:
         return math.nan, None
-    epoch = min(t.intermediate_values, key=lambda e: t.intermediate_values[e])
-    return float(t.intermediate_values[epoch]), epoch
+    epoch = min(values, key=lambda e: values[e])
+    return float(values[epoch]), epoch
 
 
 def best_checkpoint(result, spec: ExperimentSpec) -> str | None:  # noqa: ANN001 -- a ray.tune.Result

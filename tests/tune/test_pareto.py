@@ -31,3 +31,44 @@ def test_dominance_and_orientation():
     assert oriented([0.1, 5.0], ["min", "max"]) == (0.1, -5.0)
     assert oriented([None, float("nan")], ["min", "max"]) == (float("inf"), float("inf"))
     assert front([(0.1, 9.0), (0.2, 1.0), (0.3, 5.0), (0.1, 9.0)]) == [0, 1, 3]  # equal points both on it
+
+
+@settings(max_examples=300, deadline=None)
+@given(points, st.sampled_from([2.0, 3.0, 4.0]))
+def test_mo_asha_keeps_the_top_of_the_rung_by_front_then_crowding(ps, factor):
+    """promotes(): a point that no recorded point beats and that beats one goes on; a point every recorded point
+    beats is stopped once the rung holds at least `factor` of them; the number of recorded points ranked ahead of
+    a promoted one is below ceil(n / factor)."""
+    from tune.pareto import promotes, ranked
+    if not ps:
+        return
+    ps = [p[:2] for p in ps]
+    *recorded, point = ps
+    order = ranked(ps)
+    assert sorted(order) == list(range(len(ps)))
+    fronts = non_dominated_sort(ps)
+    rank_of = {i: k for k, f in enumerate(fronts) for i in f}
+    assert [rank_of[i] for i in order] == sorted(rank_of[i] for i in order)  # fronts in order
+    kept = promotes(recorded, point, factor)
+    assert kept == (order.index(len(recorded)) < max(1, -(-len(ps) // factor)))
+    if recorded and all(dominates(point, r) for r in recorded):
+        assert kept
+    if len(ps) >= factor + 1 and all(dominates(r, point) for r in recorded):
+        assert not kept
+
+
+def test_crowding_keeps_the_ends_of_a_front_and_prefers_isolated_points():
+    from tune.pareto import crowding, ranked
+    front3 = [(0.0, 10.0), (1.0, 9.0), (5.0, 5.0), (10.0, 0.0), (9.0, 1.0)]
+    d = crowding(front3)
+    assert d[0] == d[3] == float("inf")
+    assert d[2] > d[1] and d[2] > d[4]  # the middle of the knee is the most isolated
+    assert ranked(front3)[:3] == [0, 3, 2]
+
+
+def test_with_one_objective_mo_asha_keeps_the_best_third():
+    from tune.pareto import promotes
+    rung = [(5.0,), (3.0,), (4.0,), (6.0,), (7.0,)]
+    assert promotes(rung, (2.0,), 3) and promotes(rung, (3.5,), 3)  # top 2 of 6
+    assert not promotes(rung, (4.5,), 3)
+    assert promotes([], (9.0,), 3)  # the first at a rung always goes on

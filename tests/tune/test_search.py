@@ -367,3 +367,134 @@ def test_a_sweep_can_search_the_architecture_with_each_arms_own_keys(tmp_path):
     del raw["space"]["model.aux_ctc_weight"]["when"]
     with pytest.raises(ConfigError, match=r"model\.arch.*vac.*model\.aux_ctc_weight=1\.0"):
         from_dict(raw)
+
+
+def _mo_spec(tmp_path, num_trials=8, algorithm="tpe", **scheduler):
+    (tmp_path / "mo").mkdir(exist_ok=True)
+    return from_dict(dict(name="mo", corpus={"path": "x"}, storage_path=str(tmp_path), num_trials=num_trials,
+                          config={"train": {"epochs": 6}}, baseline_first=False,
+                          searcher={"algorithm": algorithm, "n_startup_trials": 2, "population_size": 2},
+                          scheduler={"type": "mo-asha", "grace_period": 1, "reduction_factor": 2, **scheduler},
+                          objectives=[{"metric": "dev_wer", "mode": "min"}, {"metric": "params", "mode": "min"}],
+                          space={"train.learning_rate": {"type": "loguniform", "low": 1e-4, "high": 1e-2},
+                                 "model.hidden_dim": {"type": "choice", "values": [16, 32, 64]}}))
+
+
+def _mo_report(searcher, rid, epoch, loss, params, **extra):
+    result = dict(epoch=epoch, training_iteration=epoch, dev_loss=loss, dev_wer=loss / 10, best_dev_wer=loss / 10,
+                  cost_params=params, **extra)
+    searcher.on_trial_result(rid, result)
+    return result
+
+
+@pytest.mark.parametrize("algorithm", ["tpe", "nsga2", "random"])
+def test_a_multi_objective_study_is_told_pruned_and_complete_trials_and_keeps_asking(tmp_path, algorithm):
+    """Issue 20, item 2: the study has one direction per objective; a completed trial is told (best dev WER, its
+    cost), a stopped one PRUNED (its per-epoch values kept for the scheduler though Optuna refuses Trial.report
+    in such a study), a failed one FAIL; the multi-objective sampler goes on asking with all three in the study."""
+    from tune.search import intermediate
+    spec = _mo_spec(tmp_path, num_trials=9, algorithm=algorithm)
+    searcher = OptunaSearcher(spec)
+    for k in range(8):
+        rid = f"t{k}"
+        assert searcher.suggest(rid) is not OptunaSearcher.FINISHED
+        params = 1000.0 * (k + 1)
+        if k % 3 == 0:  # stopped by the scheduler at epoch 2
+            _mo_report(searcher, rid, 1, 9.0 - k / 10, params)
+            searcher.on_trial_complete(rid, _mo_report(searcher, rid, 2, 8.0 - k / 10, params))
+        elif k % 3 == 1:
+            for epoch in range(1, 7):
+                last = _mo_report(searcher, rid, epoch, 7.0 - epoch / 2 - k / 10, params, finished=int(epoch == 6))
+            searcher.on_trial_complete(rid, last)
+        else:
+            searcher.on_trial_complete(rid, dict(epoch=1, finished=1, failed_reason="non-finite loss"))
+    study = searcher.study
+    assert [d.name for d in study.directions] == ["MINIMIZE", "MINIMIZE"] and study.metric_names == ["dev_wer", "params"]
+    trials = study.trials
+    assert [t.state.name for t in trials] == ["PRUNED", "COMPLETE", "FAIL"] * 2 + ["PRUNED", "COMPLETE"]
+    assert trials[1].values == pytest.approx([0.4 - 0.01, 2000.0])  # best dev WER at epoch 6, its cost
+    assert intermediate(trials[0]) == {1: 9.0, 2: 8.0} and not trials[0].intermediate_values
+    assert searcher.suggest("t8") is not OptunaSearcher.FINISHED  # asks with pruned and failed trials present
+    assert {t.number for t in study.best_trials} <= {1, 4, 7}
+
+
+def test_mo_asha_lets_a_cheap_trial_with_a_worse_loss_go_on_where_asha_stops_it(tmp_path):
+    """Issue 20, item 3: at a rung, MO-ASHA ranks (scheduler metric, cost) by Pareto fronts: a trial worse in loss
+    but cheaper than every trial before it is on the rung's front and goes on; ASHA on the loss alone stops it."""
+    from ray.tune.experiment import Trial
+    from tune.search import ResumableMOASHA
+    mo = make_scheduler(_mo_spec(tmp_path))
+    asha = make_scheduler(_spec(tmp_path, grace_period=1, reduction_factor=2))
+    assert isinstance(mo, ResumableMOASHA) and not isinstance(asha, ResumableMOASHA)
+    decisions = {}
+    for name, scheduler in (("mo", mo), ("asha", asha)):
+        for rid, loss, params in (("big1", 5.0, 9000.0), ("big2", 5.5, 8000.0), ("small", 7.0, 1000.0)):
+            trial = Trial("t", trial_id=rid, stub=True)
+            scheduler._rebuilt = True  # no study to rebuild from in this test
+            scheduler.on_trial_add(None, trial)
+            result = dict(training_iteration=1, dev_loss=loss, cost_params=params)
+            decisions[name, rid] = scheduler.on_trial_result(None, trial, result)
+    assert decisions["asha", "small"] == "STOP" and decisions["mo", "small"] == "CONTINUE"
+    dominated = Trial("t", trial_id="worse", stub=True)  # worse than big2 on both: stopped by both
+    for scheduler in (mo, asha):
+        scheduler.on_trial_add(None, dominated)
+        assert scheduler.on_trial_result(None, dominated, dict(training_iteration=1, dev_loss=6.0,
+                                                               cost_params=8500.0)) == "STOP"
+
+
+def test_mo_asha_rebuilt_from_the_study_holds_the_records_a_live_one_made(tmp_path):
+    """Issue 20, item 3 (resume): a restored sweep's MO-ASHA refills its rungs with the same (metric, cost) points
+    from the study's per-epoch values and cost attributes, and takes the same next decision; a decision the kill
+    lost (a RUNNING trial whose last value sits on a rung) is taken again."""
+    from ray.tune.experiment import Trial
+    spec = _mo_spec(tmp_path)
+    searcher, live = OptunaSearcher(spec), make_scheduler(spec)
+    runs = {"a": ([9.0, 8.0, 7.0, 6.0, 5.5, 5.0], 9000.0), "b": ([9.5, 8.5], 8000.0),
+            "c": ([8.5, 7.5, 6.5, 6.4], 500.0), "d": ([9.9], 9900.0)}
+    for rid, (curve, params) in runs.items():
+        searcher.suggest(rid)
+        trial = Trial("t", trial_id=rid, stub=True)
+        live.on_trial_add(None, trial)
+        for epoch, loss in enumerate(curve, 1):
+            result = _mo_report(searcher, rid, epoch, loss, params)
+            action = live.on_trial_result(None, trial, result)
+        if rid != "d":
+            searcher.on_trial_complete(rid, result)  # (stopped or not: its outcome is told)
+    assert action == "STOP"  # d: worse and dearer than a, b and c at rung 1
+    restored = make_scheduler(spec)
+    assert all(not recorded for _, recorded in restored._brackets[0]._rungs)
+    restored.on_trial_add(None, Trial("t", trial_id="e", stub=True))
+    assert restored._brackets[0]._rungs == live._brackets[0]._rungs
+    assert dict(restored._brackets[0]._rungs)[1]["c"] == (8.5, 500.0)
+    states = {t.user_attrs["ray_trial_id"]: t.state.name for t in searcher.study.get_trials()}
+    assert states["d"] == "PRUNED"  # its decision was lost with the driver (told nothing): taken again
+    for scheduler in (live, restored):
+        new = Trial("t", trial_id="f", stub=True)
+        scheduler.on_trial_add(None, new)
+        assert scheduler.on_trial_result(None, new, dict(training_iteration=1, dev_loss=9.95,
+                                                         cost_params=9950.0)) == "STOP"
+        new = Trial("t", trial_id="g", stub=True)
+        scheduler.on_trial_add(None, new)
+        assert scheduler.on_trial_result(None, new, dict(training_iteration=1, dev_loss=9.95,
+                                                         cost_params=10.0)) == "CONTINUE"  # the cheapest yet
+
+
+def test_mo_asha_and_nsga2_are_validated(tmp_path):
+    from slr.config import ConfigError
+    with pytest.raises(ConfigError, match="scheduler.type"):
+        _spec(tmp_path, type="mo-asha")  # no costs to rank by
+    with pytest.raises(ConfigError, match="searcher.population_size"):
+        from_dict(dict(name="s", corpus={"path": "x"}, storage_path=str(tmp_path),
+                       searcher={"algorithm": "nsga2", "population_size": 1}))
+    assert make_scheduler(_mo_spec(tmp_path)).costs == [("params", "min")]
+
+
+def test_a_single_objective_study_is_not_reopened_as_a_multi_objective_one(tmp_path):
+    from slr.config import ConfigError
+    from tune.search import open_study
+    single = _spec(tmp_path)
+    open_study(single)
+    mo = _mo_spec(tmp_path)
+    mo.name = "s"
+    with pytest.raises(ConfigError, match="objectives.*another name"):
+        open_study(mo, single.optuna_storage)
