@@ -164,7 +164,12 @@ class TableTrainable:
             best = min(best, wer)
             loss = {"dev_loss": float(r["dev_loss"])} if "dev_loss" in r and not math.isnan(r["dev_loss"]) else {}
             tune.report(with_rank_metric({"epoch": int(r["epoch"]), "dev_wer": wer, "best_dev_wer": best, **loss,
-                                          "finished": int(r["epoch"] >= epochs), "report_time": time.time()}))
+                                          "finished": int(r["epoch"] >= epochs), "report_time": time.time(),
+                                          **self.extra(point)}))
+
+    def extra(self, point: dict[str, Any]) -> dict[str, Any]:
+        """More metrics for every report of the grid point ``point`` (a cost, pareto_efficiency.py)."""
+        return {}
 
 
 def replay_one(table_path: Path, algorithm: str, scheduler: str, seed: int, trials: int, epochs: int,

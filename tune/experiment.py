@@ -414,13 +414,16 @@ def validate(spec: ExperimentSpec) -> None:
     _check(isinstance(spec.reuse_workers, bool), "reuse_workers", spec.reuse_workers, "must be true or false")
     flat = base.flat()
     for key, param in spec.space.items():
-        _check(key in flat, f"space.{key}", key, "not a config key (e.g. train.learning_rate, model.num_blocks)")
+        parent, _, leaf = key.rpartition(".")  # or an entry of a dict-valued key (model.encoder_dims.face)
+        _check(key in flat or (isinstance(flat.get(parent), dict) and leaf in flat[parent]), f"space.{key}", key,
+               "not a config key (e.g. train.learning_rate, model.num_blocks, model.encoder_dims.face)")
         _check(key not in SET_BY_THE_SWEEP, f"space.{key}", key,
                f"a trial cannot honour it: {SET_BY_THE_SWEEP.get(key)}")
         param.validate(key)
     _check_conditions(spec)  # before the probes, which draw each conditional key with its condition
     for key, param in spec.space.items():
-        default = flat[key]
+        parent, _, leaf = key.rpartition(".")
+        default = flat[key] if key in flat else flat[parent][leaf]
         if param.type in ("uniform", "loguniform"):
             _check(not isinstance(default, (bool, int)) or isinstance(default, float), f"space.{key}.type",
                    param.type, f"samples floats, but {key} takes {type(default).__name__} values: use type: int "

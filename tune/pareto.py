@@ -89,3 +89,20 @@ def promotes(recorded: Sequence[Point], point: Point, factor: float) -> bool:
     objective this keeps the top 1/factor of the rung, as single-objective ASHA does."""
     points = [*recorded, point]
     return ranked(points).index(len(recorded)) < max(1, math.ceil(len(points) / factor))
+
+
+def hypervolume(points: Sequence[Point], reference: Point) -> float:
+    """The volume (all objectives minimized) that the points dominate inside the box below ``reference``: exact,
+    by slicing along the last objective (fine for the tens of points of a sweep's front). Points not strictly
+    better than the reference in every objective add nothing."""
+    inside = sorted((tuple(p) for p in points if all(x < r for x, r in zip(p, reference))), key=lambda p: p[-1])
+    if not inside:
+        return 0.0
+    if len(reference) == 1:
+        return reference[0] - inside[0][0]
+    volume = 0.0
+    for i, p in enumerate(inside):
+        upper = inside[i + 1][-1] if i + 1 < len(inside) else reference[-1]
+        if upper > p[-1]:  # the slab [p[-1], upper): dominated by the points at or below it
+            volume += hypervolume([q[:-1] for q in inside[: i + 1]], reference[:-1]) * (upper - p[-1])
+    return volume

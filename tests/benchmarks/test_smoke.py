@@ -295,3 +295,26 @@ def test_lm_decoding_perplexity(shared_data, tmp_path):
     r = json.loads((tmp_path / "lm_decoding.json").read_text())["perplexity"]
     assert r["vocab"] > 1000 and r["perplexity"]["2"] < r["perplexity"]["1"]  # the bigram beats the unigram
     assert "dev perplexity" in _section(doc, "lm_decoding")
+
+
+@pytest.mark.ray
+def test_pareto_efficiency(tiny_corpus, tmp_path):
+    """The multi-objective replay (issue 20, item 6): every strategy through the real searcher, MO-ASHA and Ray on
+    the search table, each report carrying the configuration's parameter count; hypervolume never falls."""
+    from benchmarks import pareto_efficiency as pe
+    doc = tmp_path / "b.md"
+    assert pe.main(["--seeds", "1", "--trials", "2", "--workers", "2", "--corpus", str(tiny_corpus),
+                    "--doc", str(doc), "--results", str(tmp_path), "--storage", str(tmp_path / "sweeps")]) == 0
+    result = json.loads((tmp_path / "pareto_efficiency.json").read_text())
+    assert set(result["strategies"]) == set(pe.STRATEGIES)
+    assert len(result["setup"]["params"]) == 4 and len(set(result["setup"]["params"].values())) >= 3
+    for name, curves in result["curves"].items():
+        (curve,) = curves
+        assert curve[-1][0] <= 2 * 20, name  # within the budget: 2 full-budget trials x 20 epochs
+        hv = [h for _, h in curve]
+        assert hv == sorted(hv) and 0 <= hv[-1] <= 1.1, name
+    assert result["curves"]["random, full budget"][0][-1][0] == 40
+    assert result["full_random_trial_epochs"] == 40
+    section = _section(doc, "pareto_efficiency")
+    assert "| MO-TPE + MO-ASHA |" in section and "Target (MO-TPE + MO-ASHA" in section
+    assert (tmp_path / "pareto_efficiency.png").read_bytes()[:4] == b"\x89PNG"

@@ -169,3 +169,19 @@ def test_objectives_are_dev_wer_and_costs_validated_before_ray_starts():
 def test_bad_objectives_name_the_key(objectives, key):
     with pytest.raises(ConfigError, match=key):
         from_dict(_raw(objectives=objectives))
+
+
+def test_an_entry_of_a_dict_valued_key_is_searchable(tmp_path):
+    """model.encoder_dims is one config key holding a dict: its entries (the modality widths, the largest share of
+    the student's latency) are searched as model.encoder_dims.<modality>; a modality the layout lacks is refused."""
+    from tune.trainable import trial_config
+    spec = from_dict(dict(name="x", corpus={"path": "x"}, storage_path=str(tmp_path),
+                          space={"model.encoder_dims.face": {"type": "choice", "values": [16, 64]}}))
+    cfg = trial_config(spec.base_config().to_dict(), {"model.encoder_dims.face": 16}, 3)
+    assert cfg.model.encoder_dims == {"pose": 64, "hands": 128, "face": 16, "temporal": 128}
+    with pytest.raises(ConfigError, match="space.model.encoder_dims.feet"):
+        from_dict(dict(name="x", corpus={"path": "x"}, storage_path=str(tmp_path),
+                       space={"model.encoder_dims.feet": {"type": "choice", "values": [16, 64]}}))
+    with pytest.raises(ConfigError, match="space.model.encoder_dims.face.*must be an int >= 1"):
+        from_dict(dict(name="x", corpus={"path": "x"}, storage_path=str(tmp_path),
+                       space={"model.encoder_dims.face": {"type": "choice", "values": [0, 64]}}))

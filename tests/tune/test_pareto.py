@@ -72,3 +72,19 @@ def test_with_one_objective_mo_asha_keeps_the_best_third():
     assert promotes(rung, (2.0,), 3) and promotes(rung, (3.5,), 3)  # top 2 of 6
     assert not promotes(rung, (4.5,), 3)
     assert promotes([], (9.0,), 3)  # the first at a rung always goes on
+
+
+@settings(max_examples=200, deadline=None)
+@given(points)
+def test_hypervolume_counts_the_dominated_cells(ps):
+    """On integer points with the reference at 7, the hypervolume is the number of unit cells some point
+    dominates (brute force over the grid)."""
+    import itertools
+
+    from tune.pareto import hypervolume
+    if ps and len({len(p) for p in ps}) > 1:
+        ps = [p[:2] for p in ps]
+    dims = len(ps[0]) if ps else 2
+    cells = sum(any(all(c >= x for c, x in zip(cell, p)) for p in ps)
+                for cell in itertools.product(range(7), repeat=dims))
+    assert hypervolume(ps, (7,) * dims) == cells
