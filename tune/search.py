@@ -20,6 +20,7 @@ per-epoch values (what the scheduler's rungs are rebuilt from on resume) are kep
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import warnings
@@ -66,7 +67,43 @@ def make_sampler(spec: ExperimentSpec, trial_number: int | None = None) -> optun
         return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
     if s.algorithm == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=s.population_size)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=s.n_startup_trials, multivariate=s.multivariate)
+    return OneReadTPE(seed=seed, n_startup_trials=s.n_startup_trials, multivariate=s.multivariate)
+
+
+class OneReadTPE(optuna.samplers.TPESampler):
+    """Optuna's TPE, reading the study's trials once per trial it samples instead of once per parameter.
+
+    With ``constant_liar`` (Optuna 5's default: running trials count as bad ones, so that concurrent trials are not
+    all sent to the same point) TPE bypasses the study's trial cache and reads every trial from storage again
+    for each parameter it draws: 8 full reads of a 1,000-trial study per ask in the bench space, half of an ask's
+    time (docs/benchmarks.md, "the searcher at 1,000 trials"). Nothing else writes to the study while the driver
+    draws one trial's parameters (the searcher is the only writer, one call at a time), and TPE leaves the trial
+    being drawn out of its own data, so one read per trial gives the draws that a read per parameter gives."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._read: tuple[int, list[optuna.trial.FrozenTrial]] | None = None  # (trial number, the study's trials)
+
+    def _sample(self, study: optuna.Study, trial: optuna.trial.FrozenTrial,
+                search_space: dict[str, optuna.distributions.BaseDistribution]) -> dict[str, Any]:
+        return super()._sample(_ReadOnce(study, self, trial.number), trial, search_space)
+
+
+class _ReadOnce:
+    """The study as :class:`OneReadTPE` sees it while it draws trial ``number``: its trials read once."""
+
+    def __init__(self, study: optuna.Study, sampler: OneReadTPE, number: int):
+        self._study, self._sampler, self._number = study, sampler, number
+
+    def __getattr__(self, name: str) -> Any:  # noqa: ANN401 -- everything else is the study's
+        return getattr(self._study, name)
+
+    def _get_trials(self, deepcopy: bool = True, states: Any = None,  # noqa: ANN401
+                    use_cache: bool = False) -> list[optuna.trial.FrozenTrial]:
+        if self._sampler._read is None or self._sampler._read[0] != self._number:
+            self._sampler._read = (self._number, self._study._get_trials(deepcopy=False, use_cache=False))
+        trials = [t for t in self._sampler._read[1] if states is None or t.state in states]
+        return copy.deepcopy(trials) if deepcopy else trials
 
 
 def trial_seed(seed: int, trial_number: int) -> int:

@@ -498,3 +498,35 @@ def test_a_single_objective_study_is_not_reopened_as_a_multi_objective_one(tmp_p
     mo.name = "s"
     with pytest.raises(ConfigError, match="objectives.*another name"):
         open_study(mo, single.optuna_storage)
+
+
+@pytest.mark.parametrize("multivariate", [False, True])
+def test_tpe_reading_the_study_once_per_trial_draws_what_optunas_tpe_draws(tmp_path, multivariate):
+    """OneReadTPE (one read of the study per trial instead of one per parameter: half of an ask at 1,000 trials)
+    draws exactly Optuna's TPE's parameters, with finished, pruned and running trials in the study."""
+    from tune.search import OneReadTPE
+    space = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True),
+             "blocks": optuna.distributions.IntDistribution(2, 8),
+             "layers": optuna.distributions.CategoricalDistribution([1, 2]),
+             "dropout": optuna.distributions.FloatDistribution(0.0, 0.5)}
+    draws = {}
+    for name, sampler in (("optuna", optuna.samplers.TPESampler), ("ours", OneReadTPE)):
+        study = optuna.create_study(storage=f"sqlite:///{tmp_path / name}.db",
+                                    sampler=optuna.samplers.RandomSampler(seed=0))
+        for k in range(30):  # the same history in both studies
+            t = study.ask(space)
+            if k % 5 == 4:
+                continue  # left RUNNING: constant_liar counts it
+            if k % 3 == 0:
+                t.report(t.params["dropout"] + 1.0, 1)
+                study.tell(t, state=optuna.trial.TrialState.PRUNED)
+            else:
+                study.tell(t, t.params["dropout"] + (t.params["blocks"] - 5) ** 2 / 10)
+        drawn = []
+        study.sampler = sampler(seed=1, n_startup_trials=4, multivariate=multivariate)  # one sampler, five trials
+        for k in range(5):
+            t = study.ask(space)
+            drawn.append(t.params)
+            study.tell(t, t.params["dropout"])
+        draws[name] = drawn
+    assert draws["ours"] == draws["optuna"]
