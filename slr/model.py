@@ -7,6 +7,10 @@
 There is no global pooling over time anywhere on the main path: the temporal axis is downsampled by
 exactly 4 (two stride-2 blocks, or one stride-4 block when num_blocks = 1) and restored by a stride-4
 ConvTranspose1d, then trimmed to T, so the output length equals the input length for every T.
+
+``model.upsample: false`` keeps the BiLSTM and CTC on the block features instead (ceil(T/4) output frames, each
+covering 4 input frames): a 1x1 conv widens 48 -> H in place of the ConvTranspose, and the frame skip adds the
+modality embeddings averaged over each frame's 4 input frames.
 Padded frames never leak into real ones: activations are zeroed on padding after every block,
 squeeze-excitation averages over real frames only, and the BiLSTM runs on packed sequences.
 
@@ -160,9 +164,13 @@ class Student(nn.Module):
             blocks.append(MobileNetV3Block(c_in, c_out, cfg.block_expansion, cfg.block_kernel, stride, cfg.dropout))
             c_in = c_out
         self.blocks = nn.ModuleList(blocks)
-        self.upsample = nn.Sequential(  # seed fix for the collapse: restore T, never pool it away
-            nn.ConvTranspose1d(cfg.bottleneck_channels, cfg.hidden_dim, kernel_size=DOWNSAMPLE, stride=DOWNSAMPLE),
-            nn.BatchNorm1d(cfg.hidden_dim), nn.ReLU())
+        # seed fix for the collapse: restore T, never pool it away (or, upsample: false, widen at T/4)
+        widen = (nn.ConvTranspose1d(cfg.bottleneck_channels, cfg.hidden_dim, kernel_size=DOWNSAMPLE, stride=DOWNSAMPLE)
+                 if cfg.upsample else nn.Conv1d(cfg.bottleneck_channels, cfg.hidden_dim, 1))
+        self.upsample = nn.Sequential(widen, nn.BatchNorm1d(cfg.hidden_dim), nn.ReLU())
+        self.stride = 1 if cfg.upsample else DOWNSAMPLE
+        # (stride, centre): output frame j sits at input frame j, or covers 4j .. 4j + 3 (slr.losses.at_rate)
+        self.rate = (1, 0.0) if cfg.upsample else (DOWNSAMPLE, (DOWNSAMPLE - 1) / 2)
         self.projection = nn.Sequential(nn.Conv1d(cfg.hidden_dim, cfg.hidden_dim, 3, padding=1),
                                         nn.BatchNorm1d(cfg.hidden_dim), nn.ReLU(), nn.Dropout(cfg.dropout))
         self.lstm = nn.LSTM(cfg.hidden_dim, cfg.hidden_dim, num_layers=cfg.lstm_layers, batch_first=True,
@@ -185,15 +193,11 @@ class Student(nn.Module):
         h = self.encode(x, torch.ones(x.shape[:2], dtype=torch.bool, device=x.device))  # [1, T, H]
         return self.classify(self.lstm(h)[0])
 
-    rate = (1, 0.0)  # (stride, centre): output frame j sits at input frame j (slr.losses.at_rate)
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        return strided_lengths(lengths, self.stride)  # one output frame per input frame (the seed), or per 4
 
-    @staticmethod
-    def output_lengths(lengths: torch.Tensor) -> torch.Tensor:
-        return lengths  # one output frame per input frame
-
-    @staticmethod
-    def input_frames(frames: int) -> int:
-        return frames
+    def input_frames(self, frames: int) -> int:
+        return strided_input_frames(frames, self.stride)
 
     def forward_train(self, x: torch.Tensor, lengths: torch.Tensor,
                       with_aux: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -202,9 +206,10 @@ class Student(nn.Module):
         T = x.shape[1]
         frame_mask = (torch.arange(T, device=x.device)[None] < lengths[:, None])  # [B, T]
         down, mask, parts = self.encode_down(x, frame_mask)  # [B, 48, T'/4], [B, 1, T'] (T' = T rounded up to 4)
-        h = self.upsample_project(down, mask, parts)  # [B, T, H]
-        packed = pack_padded_sequence(h, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        h, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=T)  # [B, T, 2H]
+        h = self.upsample_project(down, mask, parts)  # [B, T, H] (or [B, T'/4, H] without upsampling)
+        out = self.output_lengths(lengths)
+        packed = pack_padded_sequence(h, out.cpu(), batch_first=True, enforce_sorted=False)
+        h, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=h.shape[1])  # [B, T, 2H]
         aux = None
         if with_aux and self.aux_head is not None:
             aux = self.aux_head(down.transpose(1, 2)).float().log_softmax(-1).transpose(0, 1)  # [T'/4, B, V]
@@ -231,12 +236,27 @@ class Student(nn.Module):
         return h, mask, embedded
 
     def upsample_project(self, h: torch.Tensor, mask: torch.Tensor, embedded: torch.Tensor) -> torch.Tensor:
-        """ConvTranspose back to T, the temporal projection and the frame skip: ``[B, 48, T'/4]`` -> ``[B, T, H]``."""
+        """ConvTranspose back to T, the temporal projection and the frame skip: ``[B, 48, T'/4]`` -> ``[B, T, H]``
+        (without upsampling: ``[B, T'/4, H]``, the skip averaging each output frame's 4 input frames)."""
+        if self.stride > 1:
+            return self._project_at_stride(h, mask, embedded)
         T = embedded.shape[1]
         h = self.upsample(h)[..., :T]  # [B, H, T]
         h = self.projection(h * mask[..., :T]).transpose(1, 2)  # [B, T, H]
         if self.frame_skip is not None:
             h = h + self.frame_skip(embedded) * mask[:, 0, :T, None]  # [B, T, H], 0 on padding
+        return h
+
+    def _project_at_stride(self, h: torch.Tensor, mask: torch.Tensor, embedded: torch.Tensor) -> torch.Tensor:
+        B, _, T4 = mask.shape  # T4 = T rounded up to 4
+        down = mask.view(B, 1, T4 // DOWNSAMPLE, DOWNSAMPLE)  # [B, 1, T4/4, 4]: which input frames are real
+        real = down.amax(-1)  # [B, 1, T4/4]: an output frame is real if any of its 4 inputs is
+        h = self.projection(self.upsample(h) * real).transpose(1, 2)  # [B, T4/4, H]
+        if self.frame_skip is not None:
+            e = F.pad(embedded, (0, 0, 0, T4 - embedded.shape[1])).view(B, T4 // DOWNSAMPLE, DOWNSAMPLE, -1)
+            w = down[:, 0, :, :, None]  # [B, T4/4, 4, 1]
+            pooled = (e * w).sum(2) / w.sum(2).clamp(min=1.0)  # [B, T4/4, 384]: the mean of the real frames
+            h = h + self.frame_skip(pooled) * real[:, 0, :, None]
         return h
 
     def classify(self, h: torch.Tensor) -> torch.Tensor:
@@ -246,6 +266,16 @@ class Student(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def strided_lengths(lengths, stride: int):  # noqa: ANN001, ANN201 -- int or tensor, as given
+    """Output frames of ``lengths`` input frames at one output frame per ``stride`` inputs (ceil)."""
+    return (lengths + stride - 1) // stride
+
+
+def strided_input_frames(frames: int, stride: int) -> int:
+    """The fewest input frames with ``frames`` output frames at ``stride`` (inverts :func:`strided_lengths`)."""
+    return max(0, stride * (frames - 1) + 1) if frames > 0 else 0
 
 
 def embed(model: Model, x: torch.Tensor) -> torch.Tensor:

@@ -26,11 +26,12 @@ import torch
 from torch import nn
 
 from slr.checkpoint import sha256
-from slr.model import Model, VacBaseline
+from slr.model import Model, VacBaseline, strided_input_frames, strided_lengths
 
 INPUT, OUTPUT = "features", "log_probs"
 SOURCE_KEY = "slr.checkpoint_sha256"  # metadata: which checkpoint an export came from (see cached_export)
 ARCH_KEY = "slr.arch"  # metadata: model.arch, which sets the output's frame rate (absent in older exports: student)
+STRIDE_KEY = "slr.output_stride"  # metadata: a student's input frames per output frame (absent in older exports: 1)
 
 
 def _require(module: str):  # noqa: ANN202 -- a module
@@ -64,6 +65,8 @@ def export(model: Model, path: str | Path, metadata: dict[str, str] | None = Non
                            "on torch (--runtime torch)")
     model = copy.deepcopy(model).cpu().eval()
     metadata = {ARCH_KEY: model.cfg.arch, **(metadata or {})}
+    if model.cfg.arch != "vac":
+        metadata[STRIDE_KEY] = str(model.stride)
     program = _program(model)
     if not _dynamic(program):
         # torch's exporter keeps state across exports in one process: after a first export, the VAC graph's
@@ -164,12 +167,13 @@ class OnnxStudent(nn.Module):
         # The export takes the features up to the last one a modality encoder reads; any after it are unused.
         self.dim = int(self.session.get_inputs()[0].shape[-1])
         self.vac = self.metadata.get(ARCH_KEY) == "vac"
+        self.stride = int(self.metadata.get(STRIDE_KEY, 1))
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        return VacBaseline.output_lengths(lengths) if self.vac else lengths
+        return VacBaseline.output_lengths(lengths) if self.vac else strided_lengths(lengths, self.stride)
 
     def input_frames(self, frames: int) -> int:
-        return VacBaseline.input_frames(frames) if self.vac else frames
+        return VacBaseline.input_frames(frames) if self.vac else strided_input_frames(frames, self.stride)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         B = x.shape[0]

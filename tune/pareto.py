@@ -75,11 +75,13 @@ def crowding(points: Sequence[Point]) -> list[float]:
 
 def ranked(points: Sequence[Point]) -> list[int]:
     """The points' indices best first: by front (:func:`non_dominated_sort`), within a front by crowding distance
-    (largest first: the most isolated trade-off), then by index (the earlier point first)."""
+    (largest first: the most isolated trade-off), then by the first objective (in MO-ASHA the scheduler's metric,
+    the one training still moves: of two ends of a front, the one with the better loss goes on, not the one
+    that is merely cheap), then by index (the earlier point first)."""
     order: list[int] = []
     for members in non_dominated_sort(points):
         distance = crowding([points[i] for i in members])
-        order += [i for _, i in sorted(zip(distance, members), key=lambda di: (-di[0], di[1]))]
+        order += [i for _, i in sorted(zip(distance, members), key=lambda di: (-di[0], points[di[1]][0], di[1]))]
     return order
 
 

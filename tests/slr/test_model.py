@@ -137,7 +137,7 @@ def test_frame_skip_carries_each_frame_to_the_lstm():
         h = m.encode(x, torch.arange(24)[None] < lengths[:, None])
         down, mask, embedded = m.encode_down(x, torch.arange(24)[None] < lengths[:, None])
         seed_path = m.upsample_project.__func__(type("NoSkip", (), {"upsample": m.upsample, "projection": m.projection,
-                                                                       "frame_skip": None})(), down, mask, embedded)
+                                                                       "frame_skip": None, "stride": 1})(), down, mask, embedded)
     assert torch.allclose(h - seed_path, m.frame_skip(embedded) * mask[:, 0, :24, None], atol=1e-5)
 
 
@@ -223,3 +223,39 @@ def test_vac_sizes_come_from_model_vac_and_ignore_the_students_keys():
     assert _vac(num_blocks=2, hidden_dim=999, vac=VacConfig(width=64, hidden_dim=32)).num_parameters() == \
         small.num_parameters()
     assert _vac(vac=VacConfig(lstm_layers=2)).lstm.num_layers == 2
+
+
+@pytest.mark.parametrize("T", [1, 2, 3, 4, 5, 7, 13, 31, 64])
+def test_without_upsampling_the_student_emits_one_frame_per_four(T):
+    """model.upsample: false: BiLSTM and CTC on the T/4 block features, ceil(T/4) frames; input_frames inverts it."""
+    m = _model(num_blocks=3, upsample=False)
+    lengths = torch.tensor([T, max(1, T - 2)])
+    out = m(torch.randn(2, T, 6516), lengths)
+    n = m.output_lengths(lengths)
+    assert n.tolist() == [-(-t // 4) for t in lengths.tolist()] and out.shape == (int(n.max()), 2, 20)
+    assert torch.allclose(out.exp().sum(-1), torch.ones(out.shape[:2]), atol=1e-4)
+    assert m.rate == (4, 1.5) and _model().rate == (1, 0.0)
+    for k in (1, 2, 5):
+        need = m.input_frames(k)
+        assert m.output_lengths(torch.tensor(need)) == k and m.output_lengths(torch.tensor(need - 1)) == k - 1
+
+
+def test_without_upsampling_padding_never_leaks_and_each_frame_reads_its_own_inputs():
+    torch.manual_seed(0)
+    m = _model(upsample=False, num_blocks=2)
+    x = torch.randn(3, 30, 6516)
+    lengths = torch.tensor([30, 17, 9])
+    batched = m(x, lengths)
+    noisy = x.clone()
+    for i, n in enumerate(lengths.tolist()):
+        noisy[i, n:] = 1e3 * torch.randn_like(noisy[i, n:])
+        k = int(m.output_lengths(lengths[i]))
+        alone = m(x[i: i + 1, :n], lengths[i: i + 1])
+        assert alone.shape[0] == k and torch.allclose(alone[:, 0], batched[:k, i], atol=1e-4)
+        assert torch.allclose(m.forward_sentence(x[i: i + 1, :n])[:, 0], batched[:k, i], atol=1e-4)
+    assert torch.allclose(m(noisy, lengths), batched, atol=1e-4)  # garbage in the padding changes nothing
+    # the frame skip: nudging input frame 13 changes output frame 3 (frames 12-15) most
+    y = x[:1].clone()
+    y[0, 13] += 3.0
+    diff = (m(y, lengths[:1]) - batched[:, :1]).abs().sum(-1)[:, 0]
+    assert int(diff.argmax()) == 3

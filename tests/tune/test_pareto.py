@@ -88,3 +88,13 @@ def test_hypervolume_counts_the_dominated_cells(ps):
     cells = sum(any(all(c >= x for c, x in zip(cell, p)) for p in ps)
                 for cell in itertools.product(range(7), repeat=dims))
     assert hypervolume(ps, (7,) * dims) == cells
+
+
+def test_of_two_ends_of_a_front_the_better_metric_goes_on():
+    """Seen in the pareto recipe: a rung holding a cheap trial with a poor loss and a dearer one; a third trial with
+    the best loss (and the highest latency) is an end of the front like the cheap one. With one place to give, it
+    goes on: the crowding tie is broken by the first objective, the metric training still moves."""
+    from tune.pareto import promotes
+    rung = [(9.0, 5.9), (7.0, 9.59)]  # (dev loss, latency ms)
+    assert promotes(rung, (6.0, 9.63), 3)
+    assert not promotes([(6.0, 9.63), (7.0, 9.59)], (9.0, 5.9), 3)
