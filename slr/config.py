@@ -131,9 +131,7 @@ class ModelConfig:
     cross_modal_attention: bool = False  # per-frame attention across modality embeddings (off: seed)
     attention_heads: int = 4  # heads of the cross-modal attention
     frame_skip: bool = True  # add the modality embeddings (linear, at T) to the upsampled path; false = the seed
-    # true (the seed): ConvTranspose back to T, BiLSTM and CTC at every input frame; false: BiLSTM and CTC on the
-    # T/4 block features (one output frame per 4 input frames; leaves the blank plateau sooner: model_quality.md)
-    upsample: bool = True
+    upsample: bool = True  # true (the seed): ConvTranspose back to T, BiLSTM and CTC per frame; false: on the T/4 block features
     aux_ctc_weight: float = 0.0  # VAC auxiliary CTC head on the T/4 block features, weight in the loss (0 = off)
     vac: VacConfig = field(default_factory=VacConfig)  # used only with arch: vac (the student's keys are ignored then)
 
