@@ -25,18 +25,15 @@ from __future__ import annotations
 
 import argparse
 import math
-import multiprocessing
 import shutil
 import statistics
-import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from benchmarks._common import ROOT, save, set_command, write_section
-from benchmarks.search_efficiency import DEFAULT_TABLE, GRID, RANK, TableTrainable, _start_ray
+from benchmarks.search_efficiency import DEFAULT_TABLE, GRID, RANK, TableTrainable, _start_ray, run_replays
 
 STRATEGIES = {  # name -> (searcher algorithm, scheduler)
     "MO-TPE + MO-ASHA": ("tpe", "mo-asha"),
@@ -158,15 +155,7 @@ def replay(table_path: Path, seeds: int, trials: int, storage: Path, params: dic
               trials if scheduler == "none" else trials * asha_trial_factor, epochs,
               storage / name.replace(" ", "_").replace(",", "").replace("(", "").replace(")", ""), params, budget)
              for name, (algorithm, scheduler) in STRATEGIES.items() for seed in range(seeds)]
-    done, t0 = {}, time.time()
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start) as pool:
-        for future in as_completed([pool.submit(_task, t) for t in tasks]):
-            name, seed, events = future.result()
-            if not events:
-                raise RuntimeError(f"{name}, seed {seed}: no trial reported (see the Ray errors above)")
-            done[name, seed] = events
-            print(f"[{len(done)}/{len(tasks)} {time.time() - t0:.0f} s] {name:32s} seed {seed}: "
-                  f"{events[-1][0]} trial-epochs", flush=True)
+    done = run_replays(tasks, workers, _task, _start, lambda events: f"{events[-1][0]} trial-epochs")
     largest = float(max(params.values()))
     curves = {name: [anytime_hypervolume(done[name, s], largest) for s in range(seeds)] for name in STRATEGIES}
     return dict(epochs=epochs, trials=trials, seeds=seeds, budget=budget, asha_trials=trials * asha_trial_factor,

@@ -233,11 +233,29 @@ def _replay_task(args: tuple[Any, ...]) -> tuple[str, int, list[tuple[int, float
     return name, seed, replay_one(*rest)
 
 
+def run_replays(tasks: list[tuple[Any, ...]], workers: int, task: Any, initializer: Any,  # noqa: ANN401
+                describe: Any) -> dict[tuple[str, int], list]:  # noqa: ANN401 -- callables of the caller
+    """Run ``task`` over ``tasks`` (each ``(name, seed, ...)``; it returns ``(name, seed, events)``), ``workers`` at a
+    time in spawned processes set up by ``initializer`` (each its own local Ray); a line of progress per replay
+    (``describe(events)``). A replay in which no trial reported is an error."""
+    import multiprocessing
+    done: dict[tuple[str, int], list] = {}
+    t0 = time.time()
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=initializer) as pool:
+        for future in as_completed([pool.submit(task, t) for t in tasks]):
+            name, seed, events = future.result()
+            if not events:
+                raise RuntimeError(f"{name}, seed {seed}: no trial reported (see the Ray errors above)")
+            done[name, seed] = events
+            print(f"[{len(done)}/{len(tasks)} {time.time() - t0:.0f} s] {name:32s} seed {seed}: {describe(events)}",
+                  flush=True)
+    return done
+
+
 def replay(table_path: Path, seeds: int, trials: int, storage: Path, grace: int = 1,
            only: list[str] | None = None, asha_trial_factor: int = 3, workers: int = 1) -> dict[str, Any]:
     """Every strategy x seed, ``workers`` at a time, each worker process with its own local Ray."""
-    import multiprocessing
-
     import pandas as pd
     epochs = int(pd.read_parquet(table_path)["epoch"].max())
     tasks = []
@@ -250,17 +268,8 @@ def replay(table_path: Path, seeds: int, trials: int, storage: Path, grace: int 
         tasks += [(name, seed, table_path, algorithm, scheduler, seed, n, epochs,
                    storage / name.replace(" ", "_").replace(",", ""), grace, metric, extra, trials * epochs)
                   for seed in range(seeds)]
-    done: dict[tuple[str, int], list[tuple[int, float]]] = {}
-    t0 = time.time()
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_start_ray) as pool:
-        for future in as_completed([pool.submit(_replay_task, task) for task in tasks]):
-            name, seed, events = future.result()
-            if not events:
-                raise RuntimeError(f"{name}, seed {seed}: no trial reported (see the Ray errors above)")
-            done[name, seed] = events
-            print(f"[{len(done)}/{len(tasks)} {time.time() - t0:.0f} s] {name:24s} seed {seed}: best "
-                  f"{min(anytime(events)[1]):.3f} after {events[-1][0]} trial-epochs", flush=True)
+    done = run_replays(tasks, workers, _replay_task, _start_ray,
+                       lambda events: f"best {min(anytime(events)[1]):.3f} after {events[-1][0]} trial-epochs")
     runs = {name: [done[name, seed] for seed in range(seeds)] for name in dict.fromkeys(t[0] for t in tasks)}
     return dict(epochs=epochs, trials=trials, seeds=seeds, grace=grace, asha_trials=trials * asha_trial_factor,
                 runs=runs)
