@@ -248,8 +248,10 @@ def test_baseline(tiny_corpus, tmp_path):
     section = _section(doc, "baseline")
     assert "| VAC-style baseline" in section and "| seed student" in section and "3x the speed" in section
     result = json.loads((tmp_path / "baseline.json").read_text())
-    vac, seed, student, distilled = result["rows"]
+    vac, seed, student, strided, small, distilled = result["rows"]
     assert vac["changes"] == {"model.arch": "vac"} and student["changes"] == {} and "train.teacher" not in distilled["changes"]
+    assert strided["changes"] == {"model.upsample": False} and small["changes"]["model.upsample"] is False
+    assert small["runs"][0]["parameters"] < strided["runs"][0]["parameters"] and "Small: `model.encoder_dims" in section
     assert distilled["changes"]["train.kd_weight"] == 1.0 and "distilled from the baseline" in section
     assert vac["runs"][0]["parameters"] > student["runs"][0]["parameters"]  # 512 wide against the 96-wide blocks
     for row in result["rows"]:
@@ -312,7 +314,7 @@ def test_pareto_efficiency(tiny_corpus, tmp_path):
         (curve,) = curves
         assert curve[-1][0] <= 2 * 20, name  # within the budget: 2 full-budget trials x 20 epochs
         hv = [h for _, h in curve]
-        assert hv == sorted(hv) and 0 <= hv[-1] <= 1.1, name
+        assert all(b >= a - 1e-12 for a, b in zip(hv, hv[1:])) and 0 <= hv[-1] <= 1.1, name  # never falls
     assert result["curves"]["random, full budget"][0][-1][0] == 40
     assert result["full_random_trial_epochs"] == 40
     section = _section(doc, "pareto_efficiency")
