@@ -17,7 +17,7 @@ import yaml
 
 from tune.experiment import ExperimentSpec, from_dict
 from tune.storage import is_uri
-from tune.trials import COMPLETED, FAILED, STATUSES, STOPPED, asha_milestones, best_first
+from tune.trials import COMPLETED, FAILED, METRIC, STATUSES, STOPPED, asha_milestones, best_first
 
 STATUS_STYLE = {COMPLETED: ("o", "tab:blue"), STOPPED: ("x", "tab:gray"), FAILED: ("v", "tab:red")}
 IMPORTANCE_METHOD = "fANOVA (optuna.importance.FanovaImportanceEvaluator, seed 0), completed trials only"
@@ -82,11 +82,17 @@ def importance(spec: ExperimentSpec) -> dict[str, float] | str:
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if len(done) < 2:
         return f"needs at least 2 completed trials (this sweep has {len(done)})"
-    if len({t.value for t in done}) == 1:  # fANOVA has no variance to attribute
-        return f"needs completed trials whose results differ (all {len(done)} scored {done[0].value:g})"
+    # importance for dev WER: a multi-objective study's trials hold each objective's value
+    at = [o.metric for o in spec.objectives].index(METRIC) if spec.objectives else 0
+
+    def wer(t: optuna.trial.FrozenTrial) -> float:
+        return t.values[at]
+    if len({wer(t) for t in done}) == 1:  # fANOVA has no variance to attribute
+        return f"needs completed trials whose results differ (all {len(done)} scored {wer(done[0]):g})"
     try:
         return optuna.importance.get_param_importances(
-            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0),
+            target=wer if spec.objectives else None)
     except (RuntimeError, ValueError) as err:
         return f"not computable: {err}"
 

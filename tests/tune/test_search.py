@@ -530,3 +530,19 @@ def test_tpe_reading_the_study_once_per_trial_draws_what_optunas_tpe_draws(tmp_p
             study.tell(t, t.params["dropout"])
         draws[name] = drawn
     assert draws["ours"] == draws["optuna"]
+
+
+def test_parameter_importance_of_a_multi_objective_sweep_is_for_dev_wer(tmp_path):
+    """The report's importance reads each completed trial's dev WER among its values (a multi-objective trial has no
+    single value: seen failing in CI once the sweep had two completed trials with different WERs)."""
+    from tune.report import importance
+    spec = _mo_spec(tmp_path, num_trials=6, algorithm="random")
+    searcher = OptunaSearcher(spec)
+    for k in range(6):
+        rid = f"t{k}"
+        params = searcher.suggest(rid)
+        wer = 0.2 + 0.5 * (params["train.learning_rate"] > 1e-3)  # the learning rate decides dev WER
+        searcher.on_trial_complete(rid, dict(epoch=6, dev_loss=1.0, dev_wer=wer, best_dev_wer=wer, finished=1,
+                                             cost_params=1000.0 * (k + 1)))
+    imp = importance(spec)
+    assert isinstance(imp, dict) and set(imp) == {"train.learning_rate", "model.hidden_dim"}, imp
