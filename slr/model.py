@@ -275,7 +275,7 @@ def strided_lengths(lengths, stride: int):  # noqa: ANN001, ANN201 -- int or ten
 
 def strided_input_frames(frames: int, stride: int) -> int:
     """The fewest input frames with ``frames`` output frames at ``stride`` (inverts :func:`strided_lengths`)."""
-    return max(0, stride * (frames - 1) + 1) if frames > 0 else 0
+    return stride * (frames - 1) + 1 if frames > 0 else 0
 
 
 def embed(model: Model, x: torch.Tensor) -> torch.Tensor:

@@ -28,10 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
+from slr.config import ConfigError
 from tune.experiment import ExperimentSpec, ParamSpec, active_keys
+from tune.pareto import oriented, promotes
 from tune.trials import COST_PREFIX, METRIC, STATE_OF_STATUS, status_of
 
 log = logging.getLogger(__name__)
@@ -151,7 +153,6 @@ def open_study(spec: ExperimentSpec, storage: str | None = None) -> optuna.Study
                                 directions=directions(spec), sampler=make_sampler(spec), load_if_exists=True)
     held = [d.name.lower() for d in study.directions]
     if held != directions(spec):
-        from slr.config import ConfigError
         raise ConfigError("objectives", [o.metric for o in spec.objectives] or ["dev_wer"],
                           f"the study '{spec.name}' in {shown(storage or spec.optuna_storage)} was created with "
                           f"{len(held)} objective(s) ({', '.join(held)}): give the sweep another name")
@@ -288,17 +289,14 @@ class ResumableMOASHA(ResumableASHA):
 
     def record(self, value: float, attrs: dict[str, Any]) -> tuple[float, ...]:
         """``(metric, cost, ...)``, every entry minimized (a ``max`` cost negated; a missing one worst)."""
-        from tune.pareto import oriented
         return oriented([value, *(attrs.get(f"{COST_PREFIX}{m}") for m, _ in self.costs)],
                         ["min", *(mode for _, mode in self.costs)])
 
     @staticmethod
     def stops(bracket: Any, recorded: dict[str, Any], reward: Any) -> bool:  # noqa: ANN401
-        from tune.pareto import promotes
         return not promotes(list(recorded.values()), reward, bracket.rf)
 
     def on_trial_result(self, tune_controller, trial, result: dict[str, Any]) -> str:  # noqa: ANN001
-        from ray.tune.schedulers import TrialScheduler
         if self._time_attr not in result or self._metric not in result:
             return TrialScheduler.CONTINUE
         if result[self._time_attr] >= self._max_t and self._stop_last_trials:
@@ -317,7 +315,6 @@ class ResumableMOASHA(ResumableASHA):
     def _decide(self, trial_id: str, epoch: float, point: tuple[float, ...]) -> str:
         """Ray's ``_Bracket.on_result`` with the Pareto rule: at the first rung this report reaches that has no
         record of the trial yet, record it, and stop it unless it ranks in the rung's top 1/factor."""
-        from ray.tune.schedulers import TrialScheduler
         (bracket,) = self._brackets
         for milestone, recorded in bracket._rungs:  # highest milestone first
             if epoch < milestone or trial_id in recorded:
