@@ -428,8 +428,8 @@ class OptunaSearcher(Searcher):
             if self.spec.objectives:  # Trial.report is refused in a multi-objective study
                 values = {**stored.user_attrs.get(INTERMEDIATE, {}), str(step): float(value)}
                 self.study._storage.set_trial_user_attr(tid, INTERMEDIATE, values)
-            else:
-                optuna.trial.Trial(self.study, tid).report(float(value), step)
+            else:  # what Trial.report stores, without building a Trial (a second read and the sampler's hook)
+                self.study._storage.set_trial_intermediate_value(tid, step, float(value))
         for key, cost in result.items():  # a multi-objective sweep's costs: the summary's record if Ray's files lag
             if key.startswith(COST_PREFIX) and key not in stored.user_attrs:
                 self.study._storage.set_trial_user_attr(tid, key, float(cost))

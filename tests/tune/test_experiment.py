@@ -24,6 +24,29 @@ def test_every_shipped_experiment_validates_and_opens_with_its_command(path):
     assert spec.num_trials >= 1 and spec.space
 
 
+def test_the_fast_recipe_draws_only_students_far_cheaper_than_the_baseline():
+    """experiments/fast.yaml's header: every configuration it can draw is a student for one CPU core. Its costliest
+    corner (the largest value of every size key) has under a quarter of the VAC-style baseline's model FLOPs per
+    frame (timings live in benchmarks/baseline.py; FLOPs are what a test can hold fixed)."""
+    from slr.config import Config
+    from slr.cost import measure
+    from slr.features import FeaturePipeline
+    from slr.model import build_model
+
+    def mflops(cfg: Config) -> float:
+        features = FeaturePipeline(cfg.features)
+        return measure(["mflops"], features, build_model(cfg.model, features.spans, 27), 25.0)["mflops"]
+
+    spec = load_experiment(ROOT / "experiments" / "fast.yaml")
+    sizes = ("model.num_blocks", "model.block_channels", "model.hidden_dim", "model.block_kernel",
+             "model.lstm_layers", "model.bottleneck_channels")
+    corner = {k: (max(p.values) if p.type == "choice" else p.high) for k, p in spec.space.items() if k in sizes}
+    assert {"model.num_blocks", "model.block_channels", "model.hidden_dim"} <= set(corner)
+    base = spec.base_config()
+    assert base.features.temporal == ["velocity"] and not base.model.upsample
+    assert mflops(base.override(corner)) < mflops(Config().override({"model.arch": "vac"})) / 4
+
+
 @pytest.mark.parametrize("changes, key", [
     (dict(bogus=1), "bogus"),
     (dict(name="bad name!"), "name"),
