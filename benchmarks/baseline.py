@@ -48,14 +48,15 @@ ARMS = [
 ]
 TUNED = ARMS[-1][0]
 KD = {"train.kd_weight": 1.0, "train.kd_temperature": 2.0}
-# Distilled arms: (name, student, teacher's config, teacher's epochs). The baseline teaches at the budget (its first
-# seed's run); the tuned student is taught by a 30-epoch run of its own configuration (training seed 0, none of the
-# measured seeds): a teacher at the same output rate and alignment, whose 30 epochs are not in the budget.
+# Distilled arms: (name, student, teacher's config, teacher's epochs, the arm whose model it is). The baseline teaches
+# at the budget (its first seed's run); the tuned student is taught by a 30-epoch run of its own configuration
+# (training seed 0, none of the measured seeds): a teacher at the same output rate and alignment, whose 30 epochs are
+# not in the budget.
 TEACHER_SEED, SELF_TEACHER_EPOCHS = 0, 30
 DISTILLED = [
-    ("student, defaults, distilled from the baseline (kd_weight 1, T 2)", KD, None, None),
+    ("student, defaults, distilled from the baseline (kd_weight 1, T 2)", KD, None, None, ARMS[2][0]),
     (f"student tuned for speed, distilled from a {SELF_TEACHER_EPOCHS}-epoch run of itself (kd_weight 1, T 2; the "
-     "teacher's epochs not in the budget)", {**FAST, **KD}, FAST, SELF_TEACHER_EPOCHS),
+     "teacher's epochs not in the budget)", {**FAST, **KD}, FAST, SELF_TEACHER_EPOCHS, TUNED),
 ]
 
 
@@ -160,8 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--first-seed", type=int, default=10,
-                   help="training seeds first-seed .. first-seed + seeds - 1 (10: none of the seeds experiments/fast.yaml "
-                        "chose its winner with, 0-3)")
+                   help="training seeds first-seed .. first-seed + seeds - 1 (10: none of the seeds "
+                        "experiments/fast.yaml chose its winner with, 0-3)")
     p.add_argument("--workers", type=int, default=2, help="runs at once (one torch thread each)")
     p.add_argument("--doc", default=str(ROOT / "docs" / "model_quality.md"))
     p.add_argument("--results", default=None, help="folder for the JSON (default benchmarks/results)")
@@ -178,12 +179,12 @@ def main(argv: list[str] | None = None) -> int:
                    for name, changes in ARMS for s in seeds}
         taught = {0: futures[(ARMS[0][0], seeds[0])]}
         taught.update({i: pool.submit(train, args.corpus, epochs, TEACHER_SEED, config, teachers[i])
-                       for i, (_, _, config, epochs) in enumerate(DISTILLED) if config is not None})
-        for i, (name, student, _, _) in enumerate(DISTILLED):
+                       for i, (_, _, config, epochs, _) in enumerate(DISTILLED) if config is not None})
+        for i, (name, student, *_) in enumerate(DISTILLED):
             taught[i].result()
             with_teacher = {**student, "train.teacher": str(Path(teachers[i]) / "best.pt")}
             futures.update({(name, s): pool.submit(train, args.corpus, args.epochs, s, with_teacher) for s in seeds})
-        arms = [*ARMS, *((name, student) for name, student, _, _ in DISTILLED)]
+        arms = [*ARMS, *((name, student) for name, student, *_ in DISTILLED)]
         rows = [dict(name=name, changes=changes, runs=[futures[(name, s)].result() for s in seeds])
                 for name, changes in arms]  # the teachers' temporary paths are not recorded
         for i, row in enumerate(rows[len(ARMS):]):
@@ -191,9 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows[:len(ARMS)]:  # one at a time, the machine otherwise idle
         with ProcessPoolExecutor(1) as pool:
             row["inference"] = pool.submit(inference, row["changes"], vocab_size).result()
-    # distillation changes only the training: the same model as the undistilled arm
-    rows[len(ARMS)]["inference"] = rows[2]["inference"]
-    rows[len(ARMS) + 1]["inference"] = rows[len(ARMS) - 1]["inference"]
+    by_name = {row["name"]: row for row in rows}
+    for row, arm in zip(rows[len(ARMS):], DISTILLED):  # distillation changes only the training: the same model
+        row["inference"] = by_name[arm[4]]["inference"]
     save("baseline", dict(corpus=args.corpus, epochs=args.epochs, rows=rows),
          Path(args.results) if args.results else None)
     body = render(rows, args.corpus, args.epochs)
