@@ -49,6 +49,16 @@ def intermediate(t: optuna.trial.FrozenTrial) -> dict[int, float]:
     return {int(k): float(v) for k, v in t.user_attrs.get(INTERMEDIATE, {}).items()}
 
 
+class _Stored:
+    """What the study holds of one live trial's reports, read once per driver process and then kept in step with
+    every write (the driver is the only writer of a live trial), so a result costs its writes and no read."""
+
+    def __init__(self, t: optuna.trial.FrozenTrial):
+        self.finished = t.state.is_finished()  # told before a killed driver's last state save
+        self.values = {str(k): v for k, v in intermediate(t).items()}  # step -> value, as the user attribute keys it
+        self.attrs = {k: v for k, v in t.user_attrs.items() if k.startswith(COST_PREFIX) or k == "best_dev_wer"}
+
+
 def distribution(p: ParamSpec) -> optuna.distributions.BaseDistribution:
     if p.type == "choice":
         return optuna.distributions.CategoricalDistribution(p.values)
@@ -337,6 +347,7 @@ class OptunaSearcher(Searcher):
         self._live: dict[str, int] = {}  # Ray trial id -> Optuna storage trial id
         self._restored = False  # _live came from Ray's checkpoint of this searcher
         self._orphans: list[int] = []  # RUNNING Optuna trials no restored Ray trial will finish
+        self._stored: dict[int, _Stored] = {}  # Optuna trial id -> its reports as stored (this process's reads)
 
     @property
     def study(self) -> optuna.Study:
@@ -346,7 +357,10 @@ class OptunaSearcher(Searcher):
         return self._study
 
     def __getstate__(self) -> dict[str, Any]:  # Ray pickles the searcher; the study reopens from storage
-        return {**self.__dict__, "_study": None}
+        return {**self.__dict__, "_study": None, "_stored": {}}  # a restored driver reads each trial again
+
+    def __setstate__(self, state: dict[str, Any]) -> None:  # also a searcher pickled before _stored existed
+        self.__dict__.update({**state, "_stored": {}})
 
     def _adopt_running(self) -> None:
         """After a driver restart, re-link Ray trials to their still-RUNNING Optuna trials. A RUNNING trial
@@ -421,23 +435,35 @@ class OptunaSearcher(Searcher):
         if tid is None or value is None or not math.isfinite(value):
             return
         step = int(result.get("epoch", result.get("training_iteration", 0)))
-        stored = self.study._storage.get_trial(tid)
-        if stored.state.is_finished():  # told before a killed driver's last state save; Ray re-runs it on resume
+        stored = self._stored.get(tid)
+        if stored is None:
+            stored = self._stored[tid] = _Stored(self.study._storage.get_trial(tid))
+        if stored.finished:  # told before a killed driver's last state save; Ray re-runs it on resume
             return
-        if step not in intermediate(stored):  # a resumed trial re-reports
+        try:
+            self._store(tid, stored, step, float(value), result)
+        except optuna.exceptions.UpdateFinishedTrialError:  # told since this driver read it: Optuna keeps its outcome
+            stored.finished = True
+
+    def _store(self, tid: int, stored: _Stored, step: int, value: float, result: dict[str, Any]) -> None:
+        """Writes what the study lacks of one result (``stored`` says what it holds), and keeps ``stored`` in step."""
+        storage = self.study._storage
+        if str(step) not in stored.values:  # a resumed trial re-reports
             if self.spec.objectives:  # Trial.report is refused in a multi-objective study
-                values = {**stored.user_attrs.get(INTERMEDIATE, {}), str(step): float(value)}
-                self.study._storage.set_trial_user_attr(tid, INTERMEDIATE, values)
+                storage.set_trial_user_attr(tid, INTERMEDIATE, {**stored.values, str(step): value})
             else:  # what Trial.report stores, without building a Trial (a second read and the sampler's hook)
-                self.study._storage.set_trial_intermediate_value(tid, step, float(value))
+                storage.set_trial_intermediate_value(tid, step, value)
+            stored.values[str(step)] = value
         for key, cost in result.items():  # a multi-objective sweep's costs: the summary's record if Ray's files lag
-            if key.startswith(COST_PREFIX) and key not in stored.user_attrs:
-                self.study._storage.set_trial_user_attr(tid, key, float(cost))
+            if key.startswith(COST_PREFIX) and key not in stored.attrs:
+                storage.set_trial_user_attr(tid, key, float(cost))
+                stored.attrs[key] = float(cost)
         best = result.get("best_dev_wer")
-        if best is not None and math.isfinite(best) and best != stored.user_attrs.get("best_dev_wer"):
-            self.study._storage.set_trial_user_attr(tid, "best_dev_wer", float(best))  # for `slr sweep status`
+        if best is not None and math.isfinite(best) and best != stored.attrs.get("best_dev_wer"):
+            storage.set_trial_user_attr(tid, "best_dev_wer", float(best))  # for `slr sweep status`
             # the epoch it was reached (this one, when it changed): the summary's record if Ray's files lag
-            self.study._storage.set_trial_user_attr(tid, "best_epoch", int(result.get("best_epoch") or step))
+            storage.set_trial_user_attr(tid, "best_epoch", int(result.get("best_epoch") or step))
+            stored.attrs["best_dev_wer"] = float(best)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         if result:  # the result a scheduler stopped the trial on reaches only this hook
@@ -445,6 +471,7 @@ class OptunaSearcher(Searcher):
         tid = self._live.pop(trial_id, None)
         if tid is None:
             return
+        self._stored.pop(tid, None)
         if self.study._storage.get_trial(tid).state.is_finished():  # as in on_trial_result: Optuna keeps its outcome
             log.info("trial %s: Optuna already holds its outcome (told before the driver stopped); kept", trial_id)
             return

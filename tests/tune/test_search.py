@@ -75,6 +75,44 @@ def test_a_trial_optuna_already_closed_keeps_its_outcome_when_ray_reruns_it(tmp_
     assert trial.user_attrs["best_dev_wer"] == 0.35 and "a" not in searcher._live
 
 
+def test_a_result_costs_writes_only_after_the_first_read_and_a_restored_searcher_reads_again(tmp_path):
+    # The driver's per-result cost at scale (docs/benchmarks.md, "Sweep at scale"): the searcher reads a live trial
+    # from the study once, then keeps its record in step with its own writes.
+    import pickle
+    searcher = OptunaSearcher(_spec(tmp_path))
+    searcher.suggest("a")
+    storage, reads = searcher.study._storage, []
+    get_trial = storage.get_trial
+    storage.get_trial = lambda tid: reads.append(tid) or get_trial(tid)
+    for epoch in range(1, 5):
+        _report(searcher, "a", epoch, 10.0 - epoch, 1.0 - 0.1 * epoch, 1.0 - 0.1 * epoch)
+    assert len(reads) == 1
+    storage.get_trial = get_trial
+    restored = pickle.loads(pickle.dumps(searcher))  # Ray's experiment state; the driver then resumes
+    restored.study._storage.get_trial = lambda tid: reads.append(tid) or get_trial(tid)
+    _report(restored, "a", 4, 6.0, 0.6, 0.6)  # a resumed trial re-reports its last epoch: stored once, kept
+    _report(restored, "a", 5, 5.5, 0.5, 0.5)
+    assert len(reads) == 2
+    trial = optuna.load_study(study_name=searcher.study.study_name, storage=searcher.storage).trials[0]
+    assert trial.intermediate_values == pytest.approx({1: 9.0, 2: 8.0, 3: 7.0, 4: 6.0, 5: 5.5})
+    assert trial.user_attrs["best_dev_wer"] == 0.5 and trial.user_attrs["best_epoch"] == 5
+
+
+def test_a_trial_told_since_the_searcher_read_it_is_left_as_it_was_told(tmp_path):
+    # e.g. ASHA's lost decision taken again on restore (ResumableASHA.rebuild tells PRUNED): the record the
+    # searcher holds says RUNNING, the study says PRUNED; the study wins and nothing raises
+    searcher = OptunaSearcher(_spec(tmp_path))
+    searcher.suggest("a")
+    _report(searcher, "a", 1, 9.0, 1.0, 1.0)
+    other = optuna.load_study(study_name=searcher.study.study_name, storage=searcher.storage)
+    other.tell(0, state=optuna.trial.TrialState.PRUNED)
+    _report(searcher, "a", 2, 8.0, 0.9, 0.9)
+    _report(searcher, "a", 3, 7.0, 0.8, 0.8)
+    trial = other.trials[0]
+    assert trial.state == optuna.trial.TrialState.PRUNED and trial.intermediate_values == {1: 9.0}
+    assert trial.user_attrs["best_dev_wer"] == 1.0
+
+
 def test_make_scheduler_ranks_by_the_configured_metric(tmp_path):
     asha = make_scheduler(_spec(tmp_path, grace_period=2, reduction_factor=2))
     assert isinstance(asha, ASHAScheduler)
