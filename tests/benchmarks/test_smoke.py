@@ -243,20 +243,27 @@ def test_distillation(tiny_corpus, tmp_path):
 def test_baseline(tiny_corpus, tmp_path):
     from benchmarks import baseline
     doc = tmp_path / "mq.md"
-    assert baseline.main(["--corpus", str(tiny_corpus), "--epochs", "1", "--seeds", "1", "--doc", str(doc),
-                          "--results", str(tmp_path)]) == 0
+    assert baseline.main(["--corpus", str(tiny_corpus), "--epochs", "1", "--seeds", "1", "--teacher-epochs", "2",
+                          "--doc", str(doc), "--results", str(tmp_path)]) == 0
     section = _section(doc, "baseline")
     assert "| VAC-style baseline" in section and "| seed student" in section and "3x the speed" in section
     result = json.loads((tmp_path / "baseline.json").read_text())
-    vac, seed, student, strided, small, distilled = result["rows"]
+    vac, seed, student, strided, small, tuned, distilled, self_taught = result["rows"]
     assert vac["changes"] == {"model.arch": "vac"} and student["changes"] == {} and "train.teacher" not in distilled["changes"]
     assert strided["changes"] == {"model.upsample": False} and small["changes"]["model.upsample"] is False
     assert small["runs"][0]["parameters"] < strided["runs"][0]["parameters"] and "Small: `model.encoder_dims" in section
     assert distilled["changes"]["train.kd_weight"] == 1.0 and "distilled from the baseline" in section
     assert vac["runs"][0]["parameters"] > student["runs"][0]["parameters"]  # 512 wide against the 96-wide blocks
+    # the tuned student, measured on seeds apart from the sweep's, and taught by a longer run of itself
+    assert tuned["changes"] == baseline.FAST and [r["seed"] for r in tuned["runs"]] == [10]
+    assert self_taught["changes"] == {**baseline.FAST, **baseline.KD} and "2-epoch run of itself" in self_taught["name"]
+    assert len(self_taught["teacher"]["dev_wer"]) == 2 and self_taught["teacher"]["seed"] == baseline.TEACHER_SEED
+    assert self_taught["inference"] == tuned["inference"] and distilled["inference"] == student["inference"]
+    assert "Distilled from itself: mean best dev WER" in section and "Distillation: the tuned student" in section
     for row in result["rows"]:
         assert row["runs"][0]["train_frames_per_second"] > 0 and len(row["runs"][0]["dev_wer"]) == 1
         assert row["inference"]["torch_times_real_time"] > 0 and row["inference"]["onnx_times_real_time"] > 0
+
 
 @pytest.mark.ray
 def test_sweep_scale_measures_the_searcher_and_a_simulated_cluster(tiny_corpus, tmp_path):
