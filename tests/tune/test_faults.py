@@ -108,7 +108,9 @@ def _epochs_logged(tracking_uri: str, run) -> list[int]:
 
 
 def test_killed_trial_worker_resumes_from_its_checkpoint_in_the_same_run(tiny_corpus, tmp_path):
-    epochs = 12
+    # Long enough that the kill lands mid-training however far result.json lags: with 12 epochs (~6 s of training)
+    # a loaded machine once let the trial finish before its first line reached result.json, and nothing restarted.
+    epochs = 30
     exp = _write_experiment(tmp_path / "workerkill.yaml", tiny_corpus, tmp_path / "sweeps", num_trials=1,
                             config={"model": {"num_blocks": 1},
                                     "train": {"epochs": epochs, "early_stopping_patience": 0}})
