@@ -21,6 +21,7 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 from benchmarks._common import ROOT, best_of, save, set_command, write_section
 from benchmarks.model_quality import SEED
@@ -48,15 +49,24 @@ ARMS = [
 ]
 TUNED = ARMS[-1][0]
 KD = {"train.kd_weight": 1.0, "train.kd_temperature": 2.0}
-# Distilled arms: (name, student, teacher's config, the arm whose model it is). The baseline teaches at the budget
-# (its first seed's run); the tuned student is taught by a longer run of its own configuration (--teacher-epochs, 30;
-# training seed 0, none of the measured seeds): a teacher at the same output rate and alignment, whose epochs are not
-# in the budget.
+
+
+class Distilled(NamedTuple):
+    """A distilled arm. The baseline teaches at the budget (its first seed's run: ``teacher`` None); the tuned
+    student is taught by a longer run of its own configuration (--teacher-epochs, 30; training seed 0, none of the
+    measured seeds): a teacher at the same output rate and alignment, whose epochs are not in the budget."""
+
+    name: str  # may hold {epochs}, the teacher's
+    student: dict
+    teacher: dict | None  # the teacher's configuration, trained --teacher-epochs; None: the baseline's own run
+    model_of: str  # the undistilled arm with the same model (distillation changes only the training)
+
+
 TEACHER_SEED = 0
 DISTILLED = [
-    ("student, defaults, distilled from the baseline (kd_weight 1, T 2)", KD, None, ARMS[2][0]),
-    ("student tuned for speed, distilled from a {epochs}-epoch run of itself (kd_weight 1, T 2; the teacher's "
-     "epochs not in the budget)", {**FAST, **KD}, FAST, TUNED),
+    Distilled("student, defaults, distilled from the baseline (kd_weight 1, T 2)", KD, None, ARMS[2][0]),
+    Distilled("student tuned for speed, distilled from a {epochs}-epoch run of itself (kd_weight 1, T 2; the "
+              "teacher's epochs not in the budget)", {**FAST, **KD}, FAST, TUNED),
 ]
 
 
@@ -117,21 +127,19 @@ def render(rows: list[dict], corpus: str, epochs: int) -> str:
              "sentence at 25 fps, features + model + greedy decoding, one thread, best of 5, in times real time.", "",
              "| model | parameters | best dev WER | last epoch | training frames/s | inference torch | inference "
              "ONNX Runtime | speed against the baseline (torch / ONNX) |", "|---|---|---|---|---|---|---|---|"]
-    vac = rows[0]["inference"]
+    speed = {r["name"]: (r["inference"]["torch_times_real_time"] / rows[0]["inference"]["torch_times_real_time"],
+                         r["inference"]["onnx_times_real_time"] / rows[0]["inference"]["onnx_times_real_time"])
+             for r in rows}  # against the baseline: torch, ONNX Runtime
     for row in rows:
         runs, inf = row["runs"], row["inference"]
         lines.append(f"| {row['name']} | {runs[0]['parameters']:,} | {_cell([min(r['dev_wer']) for r in runs])} | "
                      f"{_cell([r['dev_wer'][-1] for r in runs])} | "
                      f"{statistics.mean(r['train_frames_per_second'] for r in runs):,.0f} | "
                      f"{inf['torch_times_real_time']:.0f}x | {inf['onnx_times_real_time']:.0f}x | "
-                     f"{inf['torch_times_real_time'] / vac['torch_times_real_time']:.1f}x / "
-                     f"{inf['onnx_times_real_time'] / vac['onnx_times_real_time']:.1f}x |")
+                     f"{speed[row['name']][0]:.1f}x / {speed[row['name']][1]:.1f}x |")
     lines += ["", "Small: " + ", ".join(f"`{k}` {v}" for k, v in SMALL.items()) + ".",
               "", "Tuned for speed: " + ", ".join(f"`{k}` {_value(v)}" for k, v in FAST.items()) + "."]
     best = {r["name"]: statistics.mean(min(x["dev_wer"]) for x in r["runs"]) for r in rows}
-    speed = {r["name"]: (r["inference"]["torch_times_real_time"] / rows[0]["inference"]["torch_times_real_time"],
-                         r["inference"]["onnx_times_real_time"] / rows[0]["inference"]["onnx_times_real_time"])
-             for r in rows}
     vac, default = rows[0]["name"], rows[2]["name"]
     from_vac, self_taught = rows[len(ARMS)], rows[len(ARMS) + 1]
     lines += ["", f"Training seeds {', '.join(str(r['seed']) for r in rows[0]['runs'])}. Teachers: the baseline's "
@@ -179,24 +187,24 @@ def main(argv: list[str] | None = None) -> int:
                                           teachers[0] if (name, s) == (ARMS[0][0], seeds[0]) else None)
                    for name, changes in ARMS for s in seeds}
         taught = {0: futures[(ARMS[0][0], seeds[0])]}
-        taught.update({i: pool.submit(train, args.corpus, args.teacher_epochs, TEACHER_SEED, config, teachers[i])
-                       for i, (_, _, config, _) in enumerate(DISTILLED) if config is not None})
-        distilled = [(name.format(epochs=args.teacher_epochs), *rest) for name, *rest in DISTILLED]
-        for i, (name, student, *_) in enumerate(distilled):
+        taught.update({i: pool.submit(train, args.corpus, args.teacher_epochs, TEACHER_SEED, d.teacher, teachers[i])
+                       for i, d in enumerate(DISTILLED) if d.teacher is not None})
+        distilled = [d._replace(name=d.name.format(epochs=args.teacher_epochs)) for d in DISTILLED]
+        for i, d in enumerate(distilled):
             taught[i].result()
-            with_teacher = {**student, "train.teacher": str(Path(teachers[i]) / "best.pt")}
-            futures.update({(name, s): pool.submit(train, args.corpus, args.epochs, s, with_teacher) for s in seeds})
-        arms = [*ARMS, *((name, student) for name, student, *_ in distilled)]
+            with_teacher = {**d.student, "train.teacher": str(Path(teachers[i]) / "best.pt")}
+            futures.update({(d.name, s): pool.submit(train, args.corpus, args.epochs, s, with_teacher) for s in seeds})
+        arms = [*ARMS, *((d.name, d.student) for d in distilled)]
         rows = [dict(name=name, changes=changes, runs=[futures[(name, s)].result() for s in seeds])
                 for name, changes in arms]  # the teachers' temporary paths are not recorded
-        for i, row in enumerate(rows[len(ARMS):]):
-            row["teacher"] = dict(taught[i].result(), changes=distilled[i][2] or ARMS[0][1])
+        for i, (row, d) in enumerate(zip(rows[len(ARMS):], distilled)):
+            row["teacher"] = dict(taught[i].result(), changes=d.teacher or ARMS[0][1])
     for row in rows[:len(ARMS)]:  # one at a time, the machine otherwise idle
         with ProcessPoolExecutor(1) as pool:
             row["inference"] = pool.submit(inference, row["changes"], vocab_size).result()
     by_name = {row["name"]: row for row in rows}
-    for row, arm in zip(rows[len(ARMS):], DISTILLED):  # distillation changes only the training: the same model
-        row["inference"] = by_name[arm[3]]["inference"]
+    for row, d in zip(rows[len(ARMS):], DISTILLED):
+        row["inference"] = by_name[d.model_of]["inference"]
     save("baseline", dict(corpus=args.corpus, epochs=args.epochs, rows=rows),
          Path(args.results) if args.results else None)
     body = render(rows, args.corpus, args.epochs)
