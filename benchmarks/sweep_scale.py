@@ -351,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--epoch-s", type=float, default=5.0, help="seconds between a trial's reports")
     w.add_argument("--epochs", type=int, default=EPOCHS, help="a trial's budget (bench.yaml's ASHA: rungs 4, 12)")
     w.add_argument("--background", action="store_true", help="mlflow.background=true: MLflow writes off the loop")
+    w.add_argument("--name", default=None, help="the result's file and docs section (default: sweep_scale, or "
+                                                "sweep_scale_background with --background)")
     for q in (s, w):
         q.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks.md"))
         q.add_argument("--results", default=None, help="folder for the JSON (default benchmarks/results)")
@@ -362,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         write_section(Path(args.doc), "sweep_scale_searcher", render_searcher(result))
     else:
         result = sweep_bench(args.nodes, args.slots, args.trials, args.epoch_s, args.epochs, args.background)
-        name = "sweep_scale_background" if args.background else "sweep_scale"
+        name = args.name or ("sweep_scale_background" if args.background else "sweep_scale")
         save(name, result, Path(args.results) if args.results else None)
         write_section(Path(args.doc), name, render_sweep(result))
     print(json.dumps(result, indent=1, default=float)[:3000])
