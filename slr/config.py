@@ -132,6 +132,7 @@ class ModelConfig:
     attention_heads: int = 4  # heads of the cross-modal attention
     frame_skip: bool = True  # add the modality embeddings (linear, at T) to the upsampled path; false = the seed
     upsample: bool = True  # true (the seed): ConvTranspose back to T, BiLSTM and CTC per frame; false: on the T/4 block features
+    upsample_factor: int = 4  # with upsample: how far the ConvTranspose brings the T/4 features up: 4 = to T (the seed), 2 = to T/2
     aux_ctc_weight: float = 0.0  # VAC auxiliary CTC head on the T/4 block features, weight in the loss (0 = off)
     vac: VacConfig = field(default_factory=VacConfig)  # used only with arch: vac (the student's keys are ignored then)
 
@@ -146,6 +147,8 @@ class ModelConfig:
         for name in ("block_channels", "block_expansion", "bottleneck_channels", "hidden_dim", "attention_heads"):
             _check(getattr(self, name) >= 1, f"model.{name}", getattr(self, name), "must be >= 1")
         _check(self.aux_ctc_weight >= 0, "model.aux_ctc_weight", self.aux_ctc_weight, "must be >= 0")
+        _check(self.upsample_factor in (2, 4), "model.upsample_factor", self.upsample_factor,
+               "must be 2 (BiLSTM and CTC at T/2) or 4 (at T, the seed)")
         _check(self.block_kernel % 2 == 1, "model.block_kernel", self.block_kernel, "must be odd")
         _check(bool(self.encoder_dims), "model.encoder_dims", self.encoder_dims, "must name >= 1 modality")
         for name, dim in self.encoder_dims.items():

@@ -10,7 +10,9 @@ ConvTranspose1d, then trimmed to T, so the output length equals the input length
 
 ``model.upsample: false`` keeps the BiLSTM and CTC on the block features instead (ceil(T/4) output frames, each
 covering 4 input frames): a 1x1 conv widens 48 -> H in place of the ConvTranspose, and the frame skip adds the
-modality embeddings averaged over each frame's 4 input frames.
+modality embeddings averaged over each frame's 4 input frames. ``model.upsample_factor: 2`` goes half way: a
+stride-2 ConvTranspose to ceil(T/2) frames of 2 input frames each (room for the blank CTC needs between a gloss and
+its repeat, which a quarter of the frame rate often lacks), the BiLSTM at half the seed's length.
 Padded frames never leak into real ones: activations are zeroed on padding after every block,
 squeeze-excitation averages over real frames only, and the BiLSTM runs on packed sequences.
 
@@ -164,13 +166,15 @@ class Student(nn.Module):
             blocks.append(MobileNetV3Block(c_in, c_out, cfg.block_expansion, cfg.block_kernel, stride, cfg.dropout))
             c_in = c_out
         self.blocks = nn.ModuleList(blocks)
-        # seed fix for the collapse: restore T, never pool it away (or, upsample: false, widen at T/4)
-        widen = (nn.ConvTranspose1d(cfg.bottleneck_channels, cfg.hidden_dim, kernel_size=DOWNSAMPLE, stride=DOWNSAMPLE)
-                 if cfg.upsample else nn.Conv1d(cfg.bottleneck_channels, cfg.hidden_dim, 1))
+        # seed fix for the collapse: restore T, never pool it away (or T/2 with upsample_factor 2; or, upsample:
+        # false, widen at T/4)
+        factor = cfg.upsample_factor if cfg.upsample else 1
+        widen = (nn.ConvTranspose1d(cfg.bottleneck_channels, cfg.hidden_dim, kernel_size=factor, stride=factor)
+                 if factor > 1 else nn.Conv1d(cfg.bottleneck_channels, cfg.hidden_dim, 1))
         self.upsample = nn.Sequential(widen, nn.BatchNorm1d(cfg.hidden_dim), nn.ReLU())
-        self.stride = 1 if cfg.upsample else DOWNSAMPLE
-        # (stride, centre): output frame j sits at input frame j, or covers 4j .. 4j + 3 (slr.losses.at_rate)
-        self.rate = (1, 0.0) if cfg.upsample else (DOWNSAMPLE, (DOWNSAMPLE - 1) / 2)
+        self.stride = DOWNSAMPLE // factor  # input frames per output frame: 1 (the seed), 2 or 4
+        # (stride, centre): output frame j covers input frames s*j .. s*j + s - 1 (slr.losses.at_rate)
+        self.rate = (self.stride, (self.stride - 1) / 2)
         self.projection = nn.Sequential(nn.Conv1d(cfg.hidden_dim, cfg.hidden_dim, 3, padding=1),
                                         nn.BatchNorm1d(cfg.hidden_dim), nn.ReLU(), nn.Dropout(cfg.dropout))
         self.lstm = nn.LSTM(cfg.hidden_dim, cfg.hidden_dim, num_layers=cfg.lstm_layers, batch_first=True,
@@ -206,7 +210,7 @@ class Student(nn.Module):
         T = x.shape[1]
         frame_mask = (torch.arange(T, device=x.device)[None] < lengths[:, None])  # [B, T]
         down, mask, parts = self.encode_down(x, frame_mask)  # [B, 48, T'/4], [B, 1, T'] (T' = T rounded up to 4)
-        h = self.upsample_project(down, mask, parts)  # [B, T, H] (or [B, T'/4, H] without upsampling)
+        h = self.upsample_project(down, mask, parts)  # [B, T, H] (or [B, T'/s, H] at stride s = 2, 4)
         out = self.output_lengths(lengths)
         packed = pack_padded_sequence(h, out.cpu(), batch_first=True, enforce_sorted=False)
         h, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=h.shape[1])  # [B, T, 2H]
@@ -237,7 +241,7 @@ class Student(nn.Module):
 
     def upsample_project(self, h: torch.Tensor, mask: torch.Tensor, embedded: torch.Tensor) -> torch.Tensor:
         """ConvTranspose back to T, the temporal projection and the frame skip: ``[B, 48, T'/4]`` -> ``[B, T, H]``
-        (without upsampling: ``[B, T'/4, H]``, the skip averaging each output frame's 4 input frames)."""
+        (at stride s = 2 or 4: ``[B, T'/s, H]``, the skip averaging each output frame's s input frames)."""
         if self.stride > 1:
             return self._project_at_stride(h, mask, embedded)
         T = embedded.shape[1]
@@ -248,14 +252,15 @@ class Student(nn.Module):
         return h
 
     def _project_at_stride(self, h: torch.Tensor, mask: torch.Tensor, embedded: torch.Tensor) -> torch.Tensor:
-        B, _, T4 = mask.shape  # T4 = T rounded up to 4
-        down = mask.view(B, 1, T4 // DOWNSAMPLE, DOWNSAMPLE)  # [B, 1, T4/4, 4]: which input frames are real
-        real = down.amax(-1)  # [B, 1, T4/4]: an output frame is real if any of its 4 inputs is
-        h = self.projection(self.upsample(h) * real).transpose(1, 2)  # [B, T4/4, H]
+        B, _, T4 = mask.shape  # T4 = T rounded up to 4; s = self.stride (2 or 4) input frames per output frame
+        s, n = self.stride, strided_lengths(embedded.shape[1], self.stride)  # n = ceil(T/s) <= T4/s output frames
+        down = mask.view(B, 1, T4 // s, s)[:, :, :n]  # [B, 1, n, s]: which input frames are real
+        real = down.amax(-1)  # [B, 1, n]: an output frame is real if any of its s inputs is
+        h = self.projection(self.upsample(h)[..., :n] * real).transpose(1, 2)  # [B, n, H]
         if self.frame_skip is not None:
-            e = F.pad(embedded, (0, 0, 0, T4 - embedded.shape[1])).view(B, T4 // DOWNSAMPLE, DOWNSAMPLE, -1)
-            w = down[:, 0, :, :, None]  # [B, T4/4, 4, 1]
-            pooled = (e * w).sum(2) / w.sum(2).clamp(min=1.0)  # [B, T4/4, 384]: the mean of the real frames
+            e = F.pad(embedded, (0, 0, 0, T4 - embedded.shape[1])).view(B, T4 // s, s, -1)[:, :n]
+            w = down[:, 0, :, :, None]  # [B, n, s, 1]
+            pooled = (e * w).sum(2) / w.sum(2).clamp(min=1.0)  # [B, n, 384]: the mean of the real frames
             h = h + self.frame_skip(pooled) * real[:, 0, :, None]
         return h
 

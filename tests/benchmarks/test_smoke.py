@@ -248,7 +248,7 @@ def test_baseline(tiny_corpus, tmp_path):
     section = _section(doc, "baseline")
     assert "| VAC-style baseline" in section and "| seed student" in section and "3x the speed" in section
     result = json.loads((tmp_path / "baseline.json").read_text())
-    vac, seed, student, strided, small, tuned, distilled, self_taught = result["rows"]
+    vac, seed, student, strided, small, tuned, tuned_t2, distilled, self_taught, self_taught_t2 = result["rows"]
     assert vac["changes"] == {"model.arch": "vac"} and student["changes"] == {} and "train.teacher" not in distilled["changes"]
     assert strided["changes"] == {"model.upsample": False} and small["changes"]["model.upsample"] is False
     assert small["runs"][0]["parameters"] < strided["runs"][0]["parameters"] and "Small: `model.encoder_dims" in section
@@ -260,6 +260,12 @@ def test_baseline(tiny_corpus, tmp_path):
     assert len(self_taught["teacher"]["dev_wer"]) == 2 and self_taught["teacher"]["seed"] == baseline.TEACHER_SEED
     assert self_taught["inference"] == tuned["inference"] and distilled["inference"] == student["inference"]
     assert "Distilled from itself: mean best dev WER" in section and "Distillation: the tuned student" in section
+    # at T/2: the same student with a stride-2 ConvTranspose, and its own longer run as the teacher
+    assert tuned_t2["changes"] == {**baseline.FAST, "model.upsample": True, "model.upsample_factor": 2}
+    assert self_taught_t2["changes"] == {**tuned_t2["changes"], **baseline.KD}
+    assert self_taught_t2["teacher"]["changes"] == tuned_t2["changes"] and self_taught_t2["inference"] == tuned_t2["inference"]
+    assert tuned_t2["runs"][0]["parameters"] > tuned["runs"][0]["parameters"]  # the ConvTranspose's k=2 weights
+    assert "At T/2, distilled from itself: mean best dev WER" in section
     for row in result["rows"]:
         assert row["runs"][0]["train_frames_per_second"] > 0 and len(row["runs"][0]["dev_wer"]) == 1
         assert row["inference"]["torch_times_real_time"] > 0 and row["inference"]["onnx_times_real_time"] > 0

@@ -225,24 +225,30 @@ def test_vac_sizes_come_from_model_vac_and_ignore_the_students_keys():
     assert _vac(vac=VacConfig(lstm_layers=2)).lstm.num_layers == 2
 
 
+# the student at a stride: upsample false (BiLSTM and CTC on the T/4 block features), or half way up (T/2)
+STRIDED = [pytest.param({"upsample": False}, 4, id="T/4"), pytest.param({"upsample_factor": 2}, 2, id="T/2")]
+
+
+@pytest.mark.parametrize("changes,stride", STRIDED)
 @pytest.mark.parametrize("T", [1, 2, 3, 4, 5, 7, 13, 31, 64])
-def test_without_upsampling_the_student_emits_one_frame_per_four(T):
-    """model.upsample: false: BiLSTM and CTC on the T/4 block features, ceil(T/4) frames; input_frames inverts it."""
-    m = _model(num_blocks=3, upsample=False)
+def test_a_strided_student_emits_one_frame_per_stride(T, changes, stride):
+    """model.upsample: false: ceil(T/4) frames; upsample_factor 2: ceil(T/2); input_frames inverts it."""
+    m = _model(num_blocks=3, **changes)
     lengths = torch.tensor([T, max(1, T - 2)])
     out = m(torch.randn(2, T, 6516), lengths)
     n = m.output_lengths(lengths)
-    assert n.tolist() == [-(-t // 4) for t in lengths.tolist()] and out.shape == (int(n.max()), 2, 20)
+    assert n.tolist() == [-(-t // stride) for t in lengths.tolist()] and out.shape == (int(n.max()), 2, 20)
     assert torch.allclose(out.exp().sum(-1), torch.ones(out.shape[:2]), atol=1e-4)
-    assert m.rate == (4, 1.5) and _model().rate == (1, 0.0)
+    assert m.rate == (stride, (stride - 1) / 2) and _model().rate == (1, 0.0)
     for k in (1, 2, 5):
         need = m.input_frames(k)
         assert m.output_lengths(torch.tensor(need)) == k and m.output_lengths(torch.tensor(need - 1)) == k - 1
 
 
-def test_without_upsampling_padding_never_leaks_and_each_frame_reads_its_own_inputs():
+@pytest.mark.parametrize("changes,stride", STRIDED)
+def test_a_strided_student_never_leaks_padding_and_each_frame_reads_its_own_inputs(changes, stride):
     torch.manual_seed(0)
-    m = _model(upsample=False, num_blocks=2)
+    m = _model(num_blocks=2, **changes)
     x = torch.randn(3, 30, 6516)
     lengths = torch.tensor([30, 17, 9])
     batched = m(x, lengths)
@@ -254,8 +260,9 @@ def test_without_upsampling_padding_never_leaks_and_each_frame_reads_its_own_inp
         assert alone.shape[0] == k and torch.allclose(alone[:, 0], batched[:k, i], atol=1e-4)
         assert torch.allclose(m.forward_sentence(x[i: i + 1, :n])[:, 0], batched[:k, i], atol=1e-4)
     assert torch.allclose(m(noisy, lengths), batched, atol=1e-4)  # garbage in the padding changes nothing
-    # the frame skip: nudging input frame 13 changes output frame 3 (frames 12-15) most
+    # the frame skip: nudging input frame 13 changes the output frame covering it most (T/4: 3, frames 12-15;
+    # T/2: 6, frames 12-13)
     y = x[:1].clone()
     y[0, 13] += 3.0
     diff = (m(y, lengths[:1]) - batched[:, :1]).abs().sum(-1)[:, 0]
-    assert int(diff.argmax()) == 3
+    assert int(diff.argmax()) == 13 // stride

@@ -129,22 +129,23 @@ def test_a_multi_layer_lstm_is_refused_naming_the_key(tmp_path):
     assert not (tmp_path / "deep.onnx").exists()
 
 
-def test_a_student_without_upsampling_exports_and_runs_at_its_quarter_rate(tmp_path):
-    """model.upsample: false on ONNX Runtime: the same log-probs as torch at every length, ceil(T/4) frames, its
-    stride read from the export's metadata."""
+@pytest.mark.parametrize("changes,stride", [({"upsample": False}, 4), ({"upsample_factor": 2}, 2)])
+def test_a_strided_student_exports_and_runs_at_its_rate(tmp_path, changes, stride):
+    """model.upsample: false (T/4) and upsample_factor 2 (T/2) on ONNX Runtime: the same log-probs as torch at
+    every length, ceil(T/stride) frames, the stride read from the export's metadata."""
     from slr.config import FeaturesConfig, ModelConfig
     from slr.features import FeaturePipeline
     from slr.model import build_model
     from slr.onnx_runtime import STRIDE_KEY, export
     torch.manual_seed(0)
-    model = build_model(ModelConfig(upsample=False, num_blocks=2, hidden_dim=16),
+    model = build_model(ModelConfig(num_blocks=2, hidden_dim=16, **changes),
                         FeaturePipeline(FeaturesConfig()).spans, 7).eval()
-    runner = OnnxStudent(export(model, tmp_path / "t4.onnx"), threads=1)
-    assert runner.metadata[STRIDE_KEY] == "4" and runner.input_frames(3) == 9
+    runner = OnnxStudent(export(model, tmp_path / "strided.onnx"), threads=1)
+    assert runner.metadata[STRIDE_KEY] == str(stride) and runner.input_frames(3) == 2 * stride + 1
     lengths = torch.tensor([61, 1, 30])
     x = torch.randn(3, 61, 6516)
     with torch.no_grad():
         ref, out = model(x, lengths), runner(x, lengths)
-    assert out.shape == ref.shape and runner.output_lengths(lengths).tolist() == [16, 1, 8]
+    assert out.shape == ref.shape and runner.output_lengths(lengths).tolist() == [-(-n // stride) for n in (61, 1, 30)]
     for b, n in enumerate(runner.output_lengths(lengths).tolist()):
         assert torch.allclose(out[:n, b], ref[:n, b], atol=1e-4), (n, (out[:n, b] - ref[:n, b]).abs().max())
