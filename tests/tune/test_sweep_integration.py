@@ -525,3 +525,28 @@ def test_decoding_is_tuned_on_cached_posteriors_and_exported(finished_sweep, tmp
     assert doc["decode"]["method"] == "beam_lm" and doc["decode"]["lm_weight"] == pytest.approx(tuned["lm_weight"])
     assert doc["provenance"]["decode"]["beam_dev_wer"] == pytest.approx(tuned["beam_dev_wer"])
     (spec.sweep_dir / "decode.json").unlink()  # the other tests export the plain winner
+
+
+def test_a_sweep_searches_the_architecture_and_trains_both(tiny_corpus, tmp_path, mlflow_server, ray_local):
+    """model.arch searched (issue 18): VAC-style and student trials train in one real sweep, each drawing only its
+    own architecture's keys (`when:`), each a child run with its per-epoch metrics and its checkpoints."""
+    from tune.sweep import run_sweep
+    spec = _spec(tiny_corpus, tmp_path, mlflow_server, name="archs", num_trials=4, baseline_first=False,
+                 config={"data": {"batch_size": 8}, "model": {"dropout": 0.0},
+                         "train": {"epochs": 2, "warmup_epochs": 0.5, "early_stopping_patience": 0}},
+                 space={"model.arch": {"type": "choice", "values": ["student", "vac"]},
+                        "model.vac.width": {"type": "choice", "values": [32, 64], "when": {"model.arch": "vac"}},
+                        "model.num_blocks": {"type": "int", "low": 1, "high": 2, "when": {"model.arch": "student"}}},
+                 searcher={"algorithm": "random", "seed": 0}, scheduler={"type": "none"})
+    summary = run_sweep(spec, verbose=0)
+    assert summary["trials_by_status"]["completed"] == 4
+    archs = [t["params"]["model.arch"] for t in summary["trials"]]
+    assert sorted(set(archs)) == ["student", "vac"], archs
+    for t in summary["trials"]:
+        vac = t["params"]["model.arch"] == "vac"
+        assert (t["params"]["model.vac.width"] is not None) == vac
+        assert (t["params"]["model.num_blocks"] is not None) == (not vac)
+        assert t["epochs"] == 2 and 0.0 <= t["best_dev_wer"] <= 1.0 and t["checkpoint"]
+        run = MlflowClient(mlflow_server).get_run(t["mlflow_run_id"])
+        assert run.data.params["model.arch"] == t["params"]["model.arch"]
+        assert len(MlflowClient(mlflow_server).get_metric_history(t["mlflow_run_id"], "dev_wer")) == 2
