@@ -92,37 +92,55 @@ def _spec(storage: Path, trials: int, concurrent: int, epochs: int, corpus: str,
     return load_experiment(ROOT / "experiments" / "bench.yaml", overrides)
 
 
-def searcher_bench(trials: int) -> dict[str, Any]:
-    """Ask / report / tell the real OptunaSearcher ``trials`` times, ASHA-like: most trials stop at a rung."""
+def searcher_bench(trials: int, running: int = 1) -> dict[str, Any]:
+    """Ask / report / tell the real OptunaSearcher ``trials`` times, ASHA-like (most trials stop at a rung), with
+    ``running`` trials in flight as in a sweep of that many at once, and the heap frozen as a sweep's driver
+    freezes it. Running trials weigh on an ask: Optuna reads every unfinished trial from storage again on each
+    read of the study."""
     from tune.search import OptunaSearcher
+    from tune.sweep import frozen_heap
     work = Path(tempfile.mkdtemp(prefix="slr-scale-"))
-    spec = _spec(work, trials, 1, EPOCHS, str(work / "corpus"))
+    spec = _spec(work, trials, running, EPOCHS, str(work / "corpus"))
     spec.sweep_dir.mkdir(parents=True)
-    searcher = OptunaSearcher(spec)
+    with frozen_heap():
+        ask, report, tell = _drive(OptunaSearcher(spec), trials, running)
+    return dict(trials=trials, running=running, space=sorted(spec.space),
+                sampler="TPE (bench.yaml: n_startup_trials 10)", storage="sqlite", ask=_by_size(ask, trials),
+                report=_by_size(report, trials), tell=_by_size(tell, trials))
+
+
+def _drive(searcher: Any, trials: int, running: int) -> tuple[list, list, list]:  # noqa: ANN401
+    """(trial number, seconds) of each ask, report and tell: each round every running trial reports one epoch,
+    and a freed slot is asked for at once."""
     ask, report, tell = [], [], []
-    for i in range(trials):
-        tid = f"t{i:05d}"
-        t0 = time.perf_counter()
-        params = searcher.suggest(tid)
-        ask.append((i, time.perf_counter() - t0))
-        final = quality(params)
-        last = 4 if i % 3 else (12 if i % 9 else EPOCHS)  # ASHA rf 3 at rungs 4 and 12
-        result = {}
-        for epoch in range(1, last + 1):
-            wer = final + (1.0 - final) * math.exp(-epoch / 4.0)
-            result = with_rank_metric({"epoch": epoch, "dev_wer": wer, "dev_loss": 1 + 10 * wer,
-                                       "best_dev_wer": wer, "finished": int(epoch >= EPOCHS)})
+    active: dict[str, list] = {}  # trial id -> [number, final WER, last epoch, epoch reached]
+    asked = 0
+    while asked < trials or active:
+        while asked < trials and len(active) < running:
+            tid = f"t{asked:05d}"
+            t0 = time.perf_counter()
+            params = searcher.suggest(tid)
+            ask.append((asked, time.perf_counter() - t0))
+            last = 4 if asked % 3 else (12 if asked % 9 else EPOCHS)  # ASHA rf 3 at rungs 4 and 12
+            active[tid] = [asked, quality(params), last, 0]
+            asked += 1
+            if asked % 100 == 0:
+                print(f"  {asked} trials: ask {1e3 * ask[-1][1]:.1f} ms", flush=True)
+        for tid, a in list(active.items()):
+            number, final, last = a[0], a[1], a[2]
+            a[3] += 1
+            wer = final + (1.0 - final) * math.exp(-a[3] / 4.0)
+            result = with_rank_metric({"epoch": a[3], "dev_wer": wer, "dev_loss": 1 + 10 * wer,
+                                       "best_dev_wer": wer, "finished": int(a[3] >= EPOCHS)})
             t0 = time.perf_counter()
             searcher.on_trial_result(tid, result)
-            report.append((i, time.perf_counter() - t0))
-        t0 = time.perf_counter()
-        searcher.on_trial_complete(tid, result)
-        tell.append((i, time.perf_counter() - t0))
-        if (i + 1) % 100 == 0:
-            print(f"  {i + 1} trials: ask {1e3 * ask[-1][1]:.1f} ms", flush=True)
-    return dict(trials=trials, space=sorted(spec.space), sampler="TPE (bench.yaml: n_startup_trials 10)",
-                storage="sqlite", ask=_by_size(ask, trials), report=_by_size(report, trials),
-                tell=_by_size(tell, trials))
+            report.append((number, time.perf_counter() - t0))
+            if a[3] >= last:
+                t0 = time.perf_counter()
+                searcher.on_trial_complete(tid, result)
+                tell.append((number, time.perf_counter() - t0))
+                del active[tid]
+    return ask, report, tell
 
 
 def _by_size(samples: list[tuple[int, float]], trials: int) -> list[dict[str, float]]:
@@ -203,14 +221,23 @@ def _lag_callback(trackers: list):  # noqa: ANN202 -- a ray.tune Callback
 
         def __init__(self) -> None:
             self.lags: list[float] = []
+            self.when: list[float] = []  # seconds into the sweep at which each of ``lags`` was taken
             self.results, self.queue, self.t0 = 0, [], time.time()
+            self.steps: list[float] = []  # seconds of each step of Tune's event loop on the driver
 
         def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
             if "report_time" in result:
-                self.lags.append(time.time() - result["report_time"])
+                now = time.time()
+                self.lags.append(now - result["report_time"])
+                self.when.append(now - self.t0)
             self.results += 1
 
+        def on_step_begin(self, iteration, trials, **info):  # noqa: ANN001
+            self.step_t0 = time.perf_counter()
+
         def on_step_end(self, iteration, trials, **info):  # noqa: ANN001
+            # one step of Tune's loop: the driver takes a result (or another event) and runs every callback on it
+            self.steps.append(time.perf_counter() - getattr(self, "step_t0", time.perf_counter()))
             depth = max((len(t.pending) for t in trackers), default=0)
             self.queue.append((round(time.time() - self.t0, 1), depth))
     return Lag()
@@ -288,11 +315,25 @@ def _sweep_on_cluster(work: Path, corpus: Path, uri: str, nodes: int, slots: int
         wall_over_ideal=wall / ideal if ideal else None, driver_cpu_s=driver_cpu,
         driver_cpu_ms_per_result=1e3 * driver_cpu / max(1, lag.results),
         result_wait_s=dict(median=statistics.median(lags), p99=lags[int(0.99 * (len(lags) - 1))], max=lags[-1]),
-        results_waiting_over_1s=sum(x > 1.0 for x in lags),
+        results_waiting_over_1s=sum(x > 1.0 for x in lags), wait_by_minute=_by_minute(lag.when, lag.lags),
+        driver_steps=dict(count=len(lag.steps), longest_s=max(lag.steps, default=0.0),
+                          over_1s=sum(x > 1.0 for x in lag.steps)),
         mlflow_writes=writes, mlflow_writes_per_s=writes / wall, mlflow_queue_max=max(d for _, d in lag.queue),
         driver_time={k: dict(seconds=v, calls=timed.calls[k], slowest_ms=1e3 * timed.slowest[k])
                      for k, v in timed.seconds.items()},
         by_status=summary["trials_by_status"], best_dev_wer=summary["best_dev_wer"])
+
+
+def _by_minute(when: list[float], lags: list[float]) -> list[dict[str, float]]:
+    """Per minute of the sweep: results, the longest wait, and how many waited over 1 s (where in the sweep the
+    driver fell behind: the trials' start, ASHA's rungs, or all along)."""
+    out: dict[int, dict[str, float]] = {}
+    for t, x in zip(when, lags):
+        m = out.setdefault(int(t // 60), dict(minute=int(t // 60), results=0, max_wait_s=0.0, over_1s=0))
+        m["results"] += 1
+        m["max_wait_s"] = max(m["max_wait_s"], x)
+        m["over_1s"] += x > 1.0
+    return [out[k] for k in sorted(out)]
 
 
 # -- report ------------------------------------------------------------------------------------------------
@@ -304,9 +345,14 @@ def render_searcher(r: dict[str, Any]) -> str:
                     f"{p['max_ms']:.1f} | {t['median_ms']:.1f} / {t['max_ms']:.1f} |")
     last = r["ask"][-1]
     verdict = "met" if last["max_ms"] < 100 else "not met"
+    running = r.get("running", 1)
+    flight = (f"with {running} trials running at once (as in a sweep of {running} at once: each round every "
+              f"running trial reports an epoch, a freed slot is asked for at once)" if running > 1 else
+              "one trial at a time")
     return (f"## Sweep at scale: the searcher at {r['trials']:,} trials\n\nThe real `OptunaSearcher` ({r['sampler']}, "
             f"{len(r['space'])} parameters, {r['storage']} study), {r['trials']} trials asked, reported ASHA-like "
-            f"(two of three stop at epoch 4) and told. Target: every ask under 100 ms at {r['trials']} trials: "
+            f"(two of three stop at epoch 4) and told, {flight}, the heap frozen as the sweep's driver freezes it. "
+            f"Target: every ask under 100 ms at {r['trials']} trials: "
             f"**{verdict}** (slowest ask at {last['study_size']}: {last['max_ms']:.0f} ms).\n\n" + "\n".join(rows))
 
 
@@ -332,10 +378,18 @@ def render_sweep(r: dict[str, Any]) -> str:
              f"| results that waited over 1 s (target 0) | {r['results_waiting_over_1s']} (**{verdict}**) |",
              f"| MLflow writes | {r['mlflow_writes']} ({r['mlflow_writes_per_s']:.1f}/s), queue depth max "
              f"{r['mlflow_queue_max']} |",
+             *([f"| steps of Tune's event loop on the driver: count / longest / over 1 s | "
+                f"{r['driver_steps']['count']} / {r['driver_steps']['longest_s']:.2f} s / "
+                f"{r['driver_steps']['over_1s']} |"] if "driver_steps" in r else []),
              "", "Where the driver's time went (our code):", "",
              "| part | seconds | calls | slowest (ms) |", "|---|---|---|---|"]
     for k, v in sorted(r["driver_time"].items(), key=lambda kv: -kv[1]["seconds"]):
         lines.append(f"| {k} | {v['seconds']:.1f} | {v['calls']} | {v['slowest_ms']:.0f} |")
+    if r.get("wait_by_minute"):
+        lines += ["", "When results waited (minutes into the sweep):", "",
+                  "| minute | results | longest wait (s) | waited over 1 s |", "|---|---|---|---|"]
+        lines += [f"| {m['minute']} | {m['results']} | {m['max_wait_s']:.2f} | {m['over_1s']} |"
+                  for m in r["wait_by_minute"]]
     return "\n".join(lines)
 
 
@@ -344,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="what", required=True)
     s = sub.add_parser("searcher", help="ask/report/tell latency of the real searcher against study size")
     s.add_argument("--trials", type=int, default=1000)
+    s.add_argument("--running", type=int, default=1, help="trials in flight at once (a sweep's max_concurrent)")
     w = sub.add_parser("sweep", help="a whole sweep on a simulated multi-node cluster")
     w.add_argument("--nodes", type=int, default=32)
     w.add_argument("--slots", type=int, default=4, help="GPU slices per node (trials at once per node)")
@@ -359,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     set_command(__file__, argv)
     if args.what == "searcher":
-        result = searcher_bench(args.trials)
+        result = searcher_bench(args.trials, args.running)
         save("sweep_scale_searcher", result, Path(args.results) if args.results else None)
         write_section(Path(args.doc), "sweep_scale_searcher", render_searcher(result))
     else:

@@ -90,7 +90,9 @@ class OneReadTPE(optuna.samplers.TPESampler):
     for each parameter it draws: 8 full reads of a 1,000-trial study per ask in the bench space, half of an ask's
     time (docs/benchmarks.md, "the searcher at 1,000 trials"). Nothing else writes to the study while the driver
     draws one trial's parameters (the searcher is the only writer, one call at a time), and TPE leaves the trial
-    being drawn out of its own data, so one read per trial gives the draws that a read per parameter gives."""
+    being drawn out of its own data, so one read per trial gives the draws that a read per parameter gives. The
+    searcher hands it the read its ask made before creating the trial (``_read``), and TPE's count of finished trials
+    (random draws until ``n_startup_trials``) comes from the same read: one read of the study per ask in all."""
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
@@ -99,6 +101,15 @@ class OneReadTPE(optuna.samplers.TPESampler):
     def _sample(self, study: optuna.Study, trial: optuna.trial.FrozenTrial,
                 search_space: dict[str, optuna.distributions.BaseDistribution]) -> dict[str, Any]:
         return super()._sample(_ReadOnce(study, self, trial.number), trial, search_space)
+
+    def sample_independent(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, param_name: str,
+                           param_distribution: optuna.distributions.BaseDistribution) -> Any:  # noqa: ANN401
+        return super().sample_independent(_ReadOnce(study, self, trial.number), trial, param_name,
+                                          param_distribution)
+
+    def sample_relative(self, study: optuna.Study, trial: optuna.trial.FrozenTrial,
+                        search_space: dict[str, optuna.distributions.BaseDistribution]) -> dict[str, Any]:
+        return super().sample_relative(_ReadOnce(study, self, trial.number), trial, search_space)
 
 
 class _ReadOnce:
@@ -156,10 +167,31 @@ def directions(spec: ExperimentSpec) -> list[str]:
     return [f"{o.mode}imize" for o in spec.objectives] or ["minimize"]
 
 
+def driver_storage(url: str) -> str | optuna.storages.BaseStorage:
+    """The study's storage as the driver writes it. A SQLite study commits in write-ahead-log mode with
+    ``synchronous=NORMAL``: a commit no longer waits for the disk (fsync), which a disk busy with the trials'
+    checkpoints (and, on one machine, their logs) stretched from 3 ms to seconds while every result waited on the
+    driver (docs/benchmarks.md, "Sweep at scale"). A killed driver loses nothing it committed; only a machine's
+    power cut may lose the last commits, and the file stays whole. Other databases are used as they are."""
+    if not url.startswith("sqlite:"):
+        return url
+    import sqlalchemy
+    storage = optuna.storages.RDBStorage(url)
+
+    def _commits_without_fsync(dbapi_connection: Any, _record: Any) -> None:  # noqa: ANN401
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")  # kept in the file: later readers and writers use it too
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+    sqlalchemy.event.listen(storage.engine, "connect", _commits_without_fsync)
+    storage.engine.dispose()  # the connections made before the listener (the schema check) are closed
+    return storage
+
+
 def open_study(spec: ExperimentSpec, storage: str | None = None) -> optuna.Study:
     """Create or load the sweep's study; a new study gets the seed baseline enqueued first."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name=spec.name, storage=storage or spec.optuna_storage,
+    study = optuna.create_study(study_name=spec.name, storage=driver_storage(storage or spec.optuna_storage),
                                 directions=directions(spec), sampler=make_sampler(spec), load_if_exists=True)
     held = [d.name.lower() for d in study.directions]
     if held != directions(spec):
@@ -386,9 +418,12 @@ class OptunaSearcher(Searcher):
             trial.set_user_attr("ray_trial_id", trial_id)
             self._live[trial_id] = tid
             return dict(trial.params)
-        finished = len([t for t in study.get_trials(deepcopy=False)
-                        if t.state != optuna.trial.TrialState.WAITING])
-        if finished >= self.spec.num_trials:
+        # One read of the study serves the count, the queue and TPE's data (which leaves the trial it draws out):
+        # each read costs a fresh read of every running trial (Optuna's cache keeps only finished ones), so three
+        # reads per ask cost three times as much at 128 trials at once (docs/benchmarks.md, "the searcher").
+        read = study._get_trials(deepcopy=False, use_cache=False)
+        waiting = optuna.trial.TrialState.WAITING
+        if sum(t.state != waiting for t in read) >= self.spec.num_trials:
             return Searcher.FINISHED
         # The sampler's state in the study (QMC's sequence position) as it was before this ask: a kill inside
         # the ask can leave the trial without its parameters but the state moved on (see _complete_ask).
@@ -396,22 +431,26 @@ class OptunaSearcher(Searcher):
         study._storage.set_study_system_attr(study._study_id, BEFORE_ASK,
                                              {k: v for k, v in attrs.items() if k != BEFORE_ASK})
         # Study.ask, with the sampler seeded for the trial it draws (_complete_ask)
-        tid = study._pop_waiting_trial_id()
+        tid = study._pop_waiting_trial_id() if any(t.state == waiting for t in read) else None
         if tid is None:
             tid = study._storage.create_new_trial(study._study_id)
-        trial = self._complete_ask(study, tid)
+        trial = self._complete_ask(study, tid, read=read)
         trial.set_user_attr("ray_trial_id", trial_id)
         self._live[trial_id] = trial._trial_id
         return dict(trial.params)
 
-    def _complete_ask(self, study: optuna.Study, tid: int, orphan: bool = False) -> optuna.trial.Trial:
+    def _complete_ask(self, study: optuna.Study, tid: int, orphan: bool = False,
+                      read: list[optuna.trial.FrozenTrial] | None = None) -> optuna.trial.Trial:
         """Trial ``tid`` with every parameter drawn. For an ``orphan`` whose ask the kill interrupted, the ask is
         finished as it would have been, with the sampler's study state put back to where that ask began (asks run
         one at a time, so only the newest trial can be incomplete and the snapshot is its own)."""
         # TPE's and random search's draws are seeded per trial number: a driver restarted from scratch (its
         # sampler's generator new) draws what the uninterrupted one would have, and never an earlier trial's
         # startup point again (the same seed, replayed from its first draw, did exactly that).
-        study.sampler = make_sampler(self.spec, study._storage.get_trial_number_from_id(tid))
+        number = study._storage.get_trial_number_from_id(tid)
+        study.sampler = make_sampler(self.spec, number)
+        if read is not None and isinstance(study.sampler, OneReadTPE):  # ``read``: the study as it is now
+            study.sampler._read = (number, read)
         study._thread_local.cached_all_trials = None  # as Study.ask: the sampler sees the storage as it is now
         trial = optuna.trial.Trial(study, tid)
         if orphan and set(trial.params) != set(active_keys(self.spec.space, trial.params)):

@@ -10,11 +10,14 @@ are mirrored to the URI at the end (see tune.storage).
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +156,21 @@ def _keep_secrets_out_of_runtime_envs() -> None:
     class_cache.ENV_VARS_TO_PROPAGATE.difference_update(SECRET_ENV)
 
 
+@contextlib.contextmanager
+def frozen_heap() -> Iterator[None]:
+    """The driver's objects as they are before a Ray experiment (the modules it imported: torch, Ray, Optuna,
+    MLflow; hundreds of thousands of objects) left out of the cyclic garbage collector until it ends. A full
+    collection walks every object it tracks with the event loop stopped, and every waiting result waits behind
+    it: 125 ms of each of the searcher's slowest asks, 15 ms with them frozen (docs/benchmarks.md, "the searcher
+    at 1,000 trials"). What the experiment allocates is collected as usual."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def run_sweep(spec: ExperimentSpec, resume: bool = False, address: str | None = None,
               verbose: int = 1, trial_fn=train_trial, extra_callbacks: tuple = ()) -> dict[str, Any]:  # noqa: ANN001
     """Run (or resume) a sweep to completion; returns the summary written to ``summary.json``. ``trial_fn``
@@ -238,7 +256,8 @@ def _run_locked(spec: ExperimentSpec, resume: bool, address: str | None, verbose
                                         name_of=_search_run_name))
     tuner = build_tuner(spec, trainable, [*callbacks, *extra_callbacks], verbose, resume)
     t0 = time.time()
-    grid = tuner.fit()  # Ctrl-C: Ray stops the trials, saves the experiment state and returns
+    with frozen_heap():
+        grid = tuner.fit()  # Ctrl-C: Ray stops the trials, saves the experiment state and returns
     tracker = _open_tracker(spec, sweep_params)
     study = open_study(spec)  # opened once: the record of outcomes for both questions below
     if left := unfinished(spec, study):
@@ -248,7 +267,8 @@ def _run_locked(spec: ExperimentSpec, resume: bool, address: str | None, verbose
                                           "running")
     summary, curves = summarize(spec, grid, tracker, wall_seconds=time.time() - t0, study=study)
     if spec.rerank.top_k and summary["best_trial_id"]:
-        stage = _rerank(spec, summary, trial_fn, base, sweep_params, verbose, extra_callbacks)
+        with frozen_heap():
+            stage = _rerank(spec, summary, trial_fn, base, sweep_params, verbose, extra_callbacks)
         tracker = _open_tracker(spec, sweep_params)  # finds the stage's runs too
         if left := rerank.unfinished_runs(stage):
             if tracker:

@@ -275,9 +275,11 @@ def test_baseline(tiny_corpus, tmp_path):
 def test_sweep_scale_measures_the_searcher_and_a_simulated_cluster(tiny_corpus, tmp_path):
     from benchmarks import sweep_scale
     doc = tmp_path / "b.md"
-    assert sweep_scale.main(["searcher", "--trials", "14", "--doc", str(doc), "--results", str(tmp_path)]) == 0
+    assert sweep_scale.main(["searcher", "--trials", "14", "--running", "3", "--doc", str(doc),
+                             "--results", str(tmp_path)]) == 0
     r = json.loads((tmp_path / "sweep_scale_searcher.json").read_text())
-    assert r["trials"] == 14 and [row["study_size"] for row in r["ask"]] == ["0-10", "10-14"]
+    assert r["trials"] == 14 and r["running"] == 3 and [row["study_size"] for row in r["ask"]] == ["0-10", "10-14"]
+    assert [row["study_size"] for row in r["tell"]] == ["0-10", "10-14"]
     assert all(row["median_ms"] > 0 for row in r["ask"] + r["report"] + r["tell"])
     assert "every ask under 100 ms at 14 trials" in _section(doc, "sweep_scale_searcher")
 
@@ -288,6 +290,8 @@ def test_sweep_scale_measures_the_searcher_and_a_simulated_cluster(tiny_corpus, 
     assert r["driver_cpu_ms_per_result"] > 0 and 0 <= r["result_wait_s"]["median"] <= r["result_wait_s"]["max"]
     assert r["mlflow_writes"] > r["results"] and r["driver_time"]["optuna ask"]["calls"] >= 5
     assert "2 simulated nodes" in _section(doc, "sweep_scale")
+    assert sum(m["results"] for m in r["wait_by_minute"]) == r["results"]
+    assert r["driver_steps"]["count"] >= r["results"] and r["driver_steps"]["longest_s"] > 0
     from tune.search import OptunaSearcher
     assert OptunaSearcher.suggest.__name__ == "suggest"  # the benchmark's timers are gone again
 

@@ -1,5 +1,6 @@
 """A real sweep: local Ray, a real `mlflow server` over HTTP, Optuna in sqlite, real files."""
 
+import gc
 import json
 import math
 import os
@@ -9,6 +10,7 @@ import optuna
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+from ray.tune import Callback
 
 from slr.config import Config
 from tune.experiment import from_dict
@@ -34,13 +36,28 @@ def _spec(corpus, storage, tracking_uri, name="itest", **changes):
 SECRET = "slr-test-not-a-real-aws-secret-4f1c9e"
 
 
+class FrozenWhenResultsArrive(Callback):
+    """The driver's frozen objects (gc.get_freeze_count) as each result reaches it."""
+    seen: list[int] = []
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.seen.append(gc.get_freeze_count())
+
+
 @pytest.fixture(scope="module")
 def finished_sweep(tiny_corpus, tmp_path_factory, mlflow_server, ray_local):
     from tune.sweep import run_sweep
     os.environ["AWS_SECRET_ACCESS_KEY"] = SECRET  # as on a cluster node: must never be logged
     storage = tmp_path_factory.mktemp("sweeps")
     spec = _spec(tiny_corpus, storage, mlflow_server)
-    return spec, run_sweep(spec, verbose=0)
+    return spec, run_sweep(spec, verbose=0, extra_callbacks=(FrozenWhenResultsArrive(),))
+
+
+def test_the_driver_handles_results_with_its_imported_modules_out_of_the_garbage_collectors_way(finished_sweep):
+    """A full collection walks every object the collector tracks while results wait: the modules the driver
+    imported are frozen before the experiment (tune.sweep.frozen_heap) and thawed after it."""
+    assert FrozenWhenResultsArrive.seen and min(FrozenWhenResultsArrive.seen) > 100_000
+    assert gc.get_freeze_count() == 0
 
 
 def test_child_runs_equal_trials_under_one_parent(finished_sweep, mlflow_server):
