@@ -224,6 +224,7 @@ def _lag_callback(trackers: list):  # noqa: ANN202 -- a ray.tune Callback
             self.when: list[float] = []  # seconds into the sweep at which each of ``lags`` was taken
             self.results, self.queue, self.t0 = 0, [], time.time()
             self.steps: list[float] = []  # seconds of each step of Tune's event loop on the driver
+            self.step_t0 = time.perf_counter()  # when the step under way began
 
         def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
             if "report_time" in result:
@@ -237,7 +238,7 @@ def _lag_callback(trackers: list):  # noqa: ANN202 -- a ray.tune Callback
 
         def on_step_end(self, iteration, trials, **info):  # noqa: ANN001
             # one step of Tune's loop: the driver takes a result (or another event) and runs every callback on it
-            self.steps.append(time.perf_counter() - getattr(self, "step_t0", time.perf_counter()))
+            self.steps.append(time.perf_counter() - self.step_t0)
             depth = max((len(t.pending) for t in trackers), default=0)
             self.queue.append((round(time.time() - self.t0, 1), depth))
     return Lag()

@@ -613,7 +613,7 @@ def test_an_ask_reads_the_study_once_and_draws_what_optunas_own_ask_draws(tmp_pa
             assert len(reads) == 1, (k, len(reads))
         running.append((f"t{k}", ref))
         for rid, r in running[:-1 if k % 3 == 0 else None]:
-            searcher.on_trial_complete(rid, dict(epoch=6, dev_loss=wer(got), dev_wer=wer(r.params),
+            searcher.on_trial_complete(rid, dict(epoch=6, dev_loss=wer(r.params), dev_wer=wer(r.params),
                                                  best_dev_wer=wer(r.params), finished=1))
             reference.tell(r, wer(r.params))
         running = running[-1:] if k % 3 == 0 else []
