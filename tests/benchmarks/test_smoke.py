@@ -292,6 +292,10 @@ def test_sweep_scale_measures_the_searcher_and_a_simulated_cluster(tiny_corpus, 
     assert "2 simulated nodes" in _section(doc, "sweep_scale")
     assert sum(m["results"] for m in r["wait_by_minute"]) == r["results"]
     assert r["driver_steps"]["count"] >= r["results"] and r["driver_steps"]["longest_s"] > 0
+    split = r["wait_split"]  # each wait in two, the worker's part and the driver's: they add up to the wait
+    assert 0 <= split["worker"]["median"] <= split["worker"]["max"] <= r["result_wait_s"]["max"] + 1e-6
+    assert 0 <= split["driver"]["median"] <= split["driver"]["max"] <= r["result_wait_s"]["max"] + 1e-6
+    assert "from the worker's queue to the driver's callbacks" in _section(doc, "sweep_scale")
     from tune.search import OptunaSearcher
     assert OptunaSearcher.suggest.__name__ == "suggest"  # the benchmark's timers are gone again
 

@@ -538,10 +538,11 @@ def test_a_single_objective_study_is_not_reopened_as_a_multi_objective_one(tmp_p
         open_study(mo, single.optuna_storage)
 
 
-@pytest.mark.parametrize("multivariate", [False, True])
-def test_tpe_reading_the_study_once_per_trial_draws_what_optunas_tpe_draws(tmp_path, multivariate):
-    """OneReadTPE (one read of the study per trial instead of one per parameter: half of an ask at 1,000 trials)
-    draws exactly Optuna's TPE's parameters, with finished, pruned and running trials in the study."""
+@pytest.mark.parametrize("multivariate, objectives", [(False, 1), (True, 1), (False, 2)])
+def test_tpe_reading_the_study_once_per_trial_draws_what_optunas_tpe_draws(tmp_path, multivariate, objectives):
+    """OneReadTPE (one read of the study and one split into good and bad trials per trial, instead of one of each
+    per parameter: two thirds of an ask at 1,000 trials) draws exactly Optuna's TPE's parameters, with finished,
+    pruned and running trials in the study, in a single- and in a two-objective study."""
     from tune.search import OneReadTPE
     space = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True),
              "blocks": optuna.distributions.IntDistribution(2, 8),
@@ -549,23 +550,29 @@ def test_tpe_reading_the_study_once_per_trial_draws_what_optunas_tpe_draws(tmp_p
              "dropout": optuna.distributions.FloatDistribution(0.0, 0.5)}
     draws = {}
     for name, sampler in (("optuna", optuna.samplers.TPESampler), ("ours", OneReadTPE)):
-        study = optuna.create_study(storage=f"sqlite:///{tmp_path / name}.db",
+        study = optuna.create_study(storage=f"sqlite:///{tmp_path / name}.db", directions=["minimize"] * objectives,
                                     sampler=optuna.samplers.RandomSampler(seed=0))
+
+        def values(t):  # two objectives in conflict: dropout against blocks
+            wer = t.params["dropout"] + (t.params["blocks"] - 5) ** 2 / 10
+            return wer if objectives == 1 else [wer, 1.0 / t.params["blocks"]]
+
         for k in range(30):  # the same history in both studies
             t = study.ask(space)
             if k % 5 == 4:
                 continue  # left RUNNING: constant_liar counts it
             if k % 3 == 0:
-                t.report(t.params["dropout"] + 1.0, 1)
+                if objectives == 1:  # Optuna refuses report in a multi-objective study
+                    t.report(t.params["dropout"] + 1.0, 1)
                 study.tell(t, state=optuna.trial.TrialState.PRUNED)
             else:
-                study.tell(t, t.params["dropout"] + (t.params["blocks"] - 5) ** 2 / 10)
+                study.tell(t, values(t))
         drawn = []
         study.sampler = sampler(seed=1, n_startup_trials=4, multivariate=multivariate)  # one sampler, five trials
         for k in range(5):
             t = study.ask(space)
             drawn.append(t.params)
-            study.tell(t, t.params["dropout"])
+            study.tell(t, values(t))
         draws[name] = drawn
     assert draws["ours"] == draws["optuna"]
 
