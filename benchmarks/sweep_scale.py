@@ -234,7 +234,7 @@ def _stamp_when_queued() -> None:
     _TrainSession._report_training_result = stamped
 
 
-def _lag_callback(trackers: list):  # noqa: ANN202 -- a ray.tune Callback
+def _lag_callback(trackers: list, timed: _Timed, background: bool):  # noqa: ANN202 -- a ray.tune Callback
     from ray.tune import Callback
 
     class Lag(Callback):
@@ -247,6 +247,8 @@ def _lag_callback(trackers: list):  # noqa: ANN202 -- a ray.tune Callback
             self.results, self.queue, self.t0 = 0, [], time.time()
             self.steps: list[float] = []  # seconds of each step of Tune's event loop on the driver
             self.step_t0 = time.perf_counter()  # when the step under way began
+            self.parts0: tuple[dict, dict] = ({}, {})  # the timed parts' seconds and calls when it began
+            self.long: list[dict[str, Any]] = []  # steps over 0.5 s: when, how long, our timed parts in them
 
         def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
             if "report_time" in result:
@@ -259,12 +261,23 @@ def _lag_callback(trackers: list):  # noqa: ANN202 -- a ray.tune Callback
 
         def on_step_begin(self, iteration, trials, **info):  # noqa: ANN001
             self.step_t0 = time.perf_counter()
+            self.parts0 = (dict(timed.seconds), dict(timed.calls))
 
         def on_step_end(self, iteration, trials, **info):  # noqa: ANN001
             # one step of Tune's loop: the driver takes a result (or another event) and runs every callback on it
             self.steps.append(time.perf_counter() - self.step_t0)
+            if self.steps[-1] > 0.5:
+                self._long_step(self.steps[-1])
             depth = max((len(t.pending) for t in trackers), default=0)
             self.queue.append((round(time.time() - self.t0, 1), depth))
+        def _long_step(self, seconds: float) -> None:
+            """What our timed parts took inside one long step (the MLflow writes too when they are synchronous;
+            in the background they run on their own thread, outside the step)."""
+            seconds0, calls0 = self.parts0
+            parts = {k: dict(seconds=v - seconds0.get(k, 0.0), calls=timed.calls[k] - calls0.get(k, 0))
+                     for k, v in timed.seconds.items() if not (background and k == "mlflow write")}
+            self.long.append(dict(at_s=time.time() - self.t0, step_s=seconds,
+                                  parts={k: v for k, v in parts.items() if v["calls"]}))
     return Lag()
 
 
@@ -319,7 +332,7 @@ def _sweep_on_cluster(work: Path, corpus: Path, uri: str, nodes: int, slots: int
     tracking.SweepTracker._do = do
     spec = _spec(work / "sweeps", trials, nodes * slots, epochs, str(corpus), uri,
                  [f"resources.gpu={1.0 / slots}", "resources.cpu=1", f"mlflow.background={str(background).lower()}"])
-    lag = _lag_callback(trackers)
+    lag = _lag_callback(trackers, timed, background)
     try:
         cpu0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.time()
         summary = run_sweep(spec, address=cluster.address, verbose=0, trial_fn=sim_trial, extra_callbacks=(lag,))
@@ -344,6 +357,7 @@ def _sweep_on_cluster(work: Path, corpus: Path, uri: str, nodes: int, slots: int
         wait_split=_split(lag.split),
         driver_steps=dict(count=len(lag.steps), longest_s=max(lag.steps, default=0.0),
                           over_1s=sum(x > 1.0 for x in lag.steps)),
+        long_steps=sorted(lag.long, key=lambda x: -x["step_s"])[:12],
         mlflow_writes=writes, mlflow_writes_per_s=writes / wall, mlflow_queue_max=max(d for _, d in lag.queue),
         driver_time={k: dict(seconds=v, calls=timed.calls[k], slowest_ms=1e3 * timed.slowest[k])
                      for k, v in timed.seconds.items()},
@@ -430,6 +444,14 @@ def render_sweep(r: dict[str, Any]) -> str:
              "| part | seconds | calls | slowest (ms) |", "|---|---|---|---|"]
     for k, v in sorted(r["driver_time"].items(), key=lambda kv: -kv[1]["seconds"]):
         lines.append(f"| {k} | {v['seconds']:.1f} | {v['calls']} | {v['slowest_ms']:.0f} |")
+    if r.get("long_steps"):
+        lines += ["", "The longest steps of Tune's event loop, and our timed parts in them (what is left of a step is "
+                  "Ray's own work, or the driver waiting for a core):", "",
+                  "| seconds into the sweep | step (s) | our parts in it: seconds (calls) |", "|---|---|---|"]
+        lines += [f"| {x['at_s']:.0f} | {x['step_s']:.2f} | " + (", ".join(
+            f"{k} {v['seconds']:.2f} ({v['calls']})" for k, v in sorted(x["parts"].items(),
+                                                                    key=lambda kv: -kv[1]["seconds"])) or "none")
+                  + " |" for x in r["long_steps"]]
     if r.get("wait_by_minute"):
         lines += ["", "When results waited (minutes into the sweep):", "",
                   "| minute | results | longest wait (s) | waited over 1 s |", "|---|---|---|---|"]
