@@ -249,6 +249,7 @@ def _lag_callback(trackers: list, timed: _Timed, background: bool):  # noqa: ANN
             self.step_t0 = time.perf_counter()  # when the step under way began
             self.parts0: tuple[dict, dict] = ({}, {})  # the timed parts' seconds and calls when it began
             self.long: list[dict[str, Any]] = []  # steps over 0.5 s: when, how long, our timed parts in them
+            self.marks: dict[int, tuple] = {}  # minute -> _machine_marks() as it began
 
         def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
             if "report_time" in result:
@@ -266,6 +267,7 @@ def _lag_callback(trackers: list, timed: _Timed, background: bool):  # noqa: ANN
         def on_step_end(self, iteration, trials, **info):  # noqa: ANN001
             # one step of Tune's loop: the driver takes a result (or another event) and runs every callback on it
             self.steps.append(time.perf_counter() - self.step_t0)
+            self.marks.setdefault(int((time.time() - self.t0) // 60), _machine_marks())
             if self.steps[-1] > 0.5:
                 self._long_step(self.steps[-1])
             depth = max((len(t.pending) for t in trackers), default=0)
@@ -337,7 +339,7 @@ def _sweep_on_cluster(work: Path, corpus: Path, uri: str, nodes: int, slots: int
         cpu0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.time()
         summary = run_sweep(spec, address=cluster.address, verbose=0, trial_fn=sim_trial, extra_callbacks=(lag,))
         wall = time.time() - t0
-        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+        cpu1, end_marks = resource.getrusage(resource.RUSAGE_SELF), _machine_marks()
     finally:
         timed.restore()
         ray.shutdown()
@@ -353,7 +355,8 @@ def _sweep_on_cluster(work: Path, corpus: Path, uri: str, nodes: int, slots: int
         wall_over_ideal=wall / ideal if ideal else None, driver_cpu_s=driver_cpu,
         driver_cpu_ms_per_result=1e3 * driver_cpu / max(1, lag.results),
         result_wait_s=dict(median=statistics.median(lags), p99=lags[int(0.99 * (len(lags) - 1))], max=lags[-1]),
-        results_waiting_over_1s=sum(x > 1.0 for x in lags), wait_by_minute=_by_minute(lag.when, lag.lags),
+        results_waiting_over_1s=sum(x > 1.0 for x in lags),
+        wait_by_minute=_by_minute(lag.when, lag.lags, {**lag.marks, max(lag.marks, default=-1) + 1: end_marks}),
         wait_split=_split(lag.split),
         driver_steps=dict(count=len(lag.steps), longest_s=max(lag.steps, default=0.0),
                           over_1s=sum(x > 1.0 for x in lag.steps)),
@@ -376,15 +379,35 @@ def _split(split: list[tuple[float, float]]) -> dict[str, dict[str, float]] | No
     return out
 
 
-def _by_minute(when: list[float], lags: list[float]) -> list[dict[str, float]]:
+def _machine_marks() -> tuple[float, float | None, float]:
+    """(now; seconds that some process on this machine has waited for a core, from Linux's pressure stall information,
+    None where the kernel has none; CPU seconds the driver process has used, all its threads)."""
+    try:
+        some = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+        stalled = int(some.rsplit("total=", 1)[1]) / 1e6
+    except (OSError, IndexError, ValueError):
+        stalled = None
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return time.time(), stalled, usage.ru_utime + usage.ru_stime
+
+
+def _by_minute(when: list[float], lags: list[float],
+               marks: dict[int, tuple[float, float | None, float]] | None = None) -> list[dict[str, float]]:
     """Per minute of the sweep: results, the longest wait, and how many waited over 1 s (where in the sweep the
-    driver fell behind: the trials' start, ASHA's rungs, or all along)."""
+    driver fell behind: the trials' start, ASHA's rungs, or all along); with ``marks`` (minute -> _machine_marks()
+    as it began), the share of that minute in which some process waited for a core, and the driver's CPU use."""
     out: dict[int, dict[str, float]] = {}
     for t, x in zip(when, lags):
         m = out.setdefault(int(t // 60), dict(minute=int(t // 60), results=0, max_wait_s=0.0, over_1s=0))
         m["results"] += 1
         m["max_wait_s"] = max(m["max_wait_s"], x)
         m["over_1s"] += x > 1.0
+    for k, m in out.items():
+        a, b = (marks or {}).get(k), (marks or {}).get(k + 1)
+        if a and b and b[0] > a[0]:
+            m["driver_cpu_s"] = b[2] - a[2]
+            if a[1] is not None and b[1] is not None:
+                m["cpu_pressure"] = (b[1] - a[1]) / (b[0] - a[0])
     return [out[k] for k in sorted(out)]
 
 
@@ -408,6 +431,14 @@ def render_searcher(r: dict[str, Any]) -> str:
             f"creates the study's tables. "
             f"Target: every ask under 100 ms at {r['trials']} trials: "
             f"**{verdict}** (slowest ask at {last['study_size']}: {last['max_ms']:.0f} ms).\n\n" + "\n".join(rows))
+
+
+def _pct(x: float | None) -> str:
+    return "" if x is None else f"{100 * x:.0f} %"
+
+
+def _num(x: float | None) -> str:
+    return "" if x is None else f"{x:.1f}"
 
 
 def render_sweep(r: dict[str, Any]) -> str:
@@ -453,10 +484,13 @@ def render_sweep(r: dict[str, Any]) -> str:
                                                                     key=lambda kv: -kv[1]["seconds"])) or "none")
                   + " |" for x in r["long_steps"]]
     if r.get("wait_by_minute"):
-        lines += ["", "When results waited (minutes into the sweep):", "",
-                  "| minute | results | longest wait (s) | waited over 1 s |", "|---|---|---|---|"]
-        lines += [f"| {m['minute']} | {m['results']} | {m['max_wait_s']:.2f} | {m['over_1s']} |"
-                  for m in r["wait_by_minute"]]
+        lines += ["", "When results waited (minutes into the sweep; CPU pressure: the share of the minute in which some "
+                  "process on the machine waited for a core, from /proc/pressure/cpu; the driver's CPU: seconds it "
+                  "used in the minute, all its threads):", "",
+                  "| minute | results | longest wait (s) | waited over 1 s | CPU pressure | driver's CPU (s) |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {m['minute']} | {m['results']} | {m['max_wait_s']:.2f} | {m['over_1s']} | "
+                  f"{_pct(m.get('cpu_pressure'))} | {_num(m.get('driver_cpu_s'))} |" for m in r["wait_by_minute"]]
     return "\n".join(lines)
 
 

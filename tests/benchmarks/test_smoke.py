@@ -291,6 +291,8 @@ def test_sweep_scale_measures_the_searcher_and_a_simulated_cluster(tiny_corpus, 
     assert r["mlflow_writes"] > r["results"] and r["driver_time"]["optuna ask"]["calls"] >= 5
     assert "2 simulated nodes" in _section(doc, "sweep_scale")
     assert sum(m["results"] for m in r["wait_by_minute"]) == r["results"]
+    assert all(m["driver_cpu_s"] > 0 for m in r["wait_by_minute"])  # (CPU pressure where the kernel reports it)
+    assert all(0 <= m["cpu_pressure"] <= 1 for m in r["wait_by_minute"] if "cpu_pressure" in m)
     assert r["driver_steps"]["count"] >= r["results"] and r["driver_steps"]["longest_s"] > 0
     split = r["wait_split"]  # each wait in two, the worker's part and the driver's: they add up to the wait
     assert 0 <= split["worker"]["median"] <= split["worker"]["max"] <= r["result_wait_s"]["max"] + 1e-6
