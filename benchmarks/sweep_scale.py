@@ -8,9 +8,11 @@ Two measurements (docs/benchmarks.md, "Sweep at scale"):
 - ``sweep``: ``tune.sweep.run_sweep`` (the real searcher, ASHA, checkpoint retention, MLflow callback) on a
   ``ray.cluster_utils.Cluster`` of N nodes with G GPU slices each, MLflow on a real ``mlflow server``, trials that
   train nothing and report one epoch every few seconds with a checkpoint. Measured on the driver: CPU seconds
-  per result, how long each result waited between the worker's report and the driver's callbacks, where the
-  driver's time went (Optuna, MLflow writes, retention), MLflow writes per second and queue depth, and wall
-  time against the ideal (trial-epochs x epoch time / slots). Target: no result waits more than 1 s.
+  per result, how long each result waited between the worker's report and the driver's callbacks (split into
+  the part in the worker, its checkpoint written, and the part from the worker's queue to the driver), where the
+  driver's time went (Optuna, MLflow writes, retention; and inside the longest steps of Tune's loop), MLflow writes
+  per second and queue depth, per minute the machine's CPU pressure and the driver's CPU, and wall time against
+  the ideal (trial-epochs x epoch time / slots). Target: no result waits more than 1 s.
 
     python -m benchmarks.sweep_scale searcher [--trials 1000]
     python -m benchmarks.sweep_scale sweep [--nodes 32 --slots 4 --trials 1000 --epoch-s 5]
