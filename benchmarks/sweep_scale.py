@@ -269,11 +269,14 @@ def _lag_callback(trackers: list, timed: _Timed, background: bool):  # noqa: ANN
         def on_step_end(self, iteration, trials, **info):  # noqa: ANN001
             # one step of Tune's loop: the driver takes a result (or another event) and runs every callback on it
             self.steps.append(time.perf_counter() - self.step_t0)
-            self.marks.setdefault(int((time.time() - self.t0) // 60), _machine_marks())
+            minute = int((time.time() - self.t0) // 60)
+            if minute not in self.marks:  # once a minute: not a file read on every step of the loop measured
+                self.marks[minute] = _machine_marks()
             if self.steps[-1] > 0.5:
                 self._long_step(self.steps[-1])
             depth = max((len(t.pending) for t in trackers), default=0)
             self.queue.append((round(time.time() - self.t0, 1), depth))
+
         def _long_step(self, seconds: float) -> None:
             """What our timed parts took inside one long step (the MLflow writes too when they are synchronous;
             in the background they run on their own thread, outside the step)."""
@@ -356,7 +359,7 @@ def _sweep_on_cluster(work: Path, corpus: Path, uri: str, nodes: int, slots: int
         node_start_s=t_nodes, results=lag.results, trial_epochs=trial_epochs, wall_s=wall, ideal_s=ideal,
         wall_over_ideal=wall / ideal if ideal else None, driver_cpu_s=driver_cpu,
         driver_cpu_ms_per_result=1e3 * driver_cpu / max(1, lag.results),
-        result_wait_s=dict(median=statistics.median(lags), p99=lags[int(0.99 * (len(lags) - 1))], max=lags[-1]),
+        result_wait_s=_spread(lags),
         results_waiting_over_1s=sum(x > 1.0 for x in lags),
         wait_by_minute=_by_minute(lag.when, lag.lags, {**lag.marks, max(lag.marks, default=-1) + 1: end_marks}),
         wait_split=_split(lag.split),
@@ -376,9 +379,13 @@ def _split(split: list[tuple[float, float]]) -> dict[str, dict[str, float]] | No
         return None
     out = {}
     for part, xs in (("worker", sorted(w for w, _ in split)), ("driver", sorted(d for _, d in split))):
-        out[part] = dict(median=statistics.median(xs), p99=xs[int(0.99 * (len(xs) - 1))], max=xs[-1],
-                         over_1s=sum(x > 1.0 for x in xs))
+        out[part] = dict(_spread(xs), over_1s=sum(x > 1.0 for x in xs))
     return out
+
+
+def _spread(xs: list[float]) -> dict[str, float]:
+    """Median, p99 and max of sorted seconds."""
+    return dict(median=statistics.median(xs), p99=xs[int(0.99 * (len(xs) - 1))], max=xs[-1])
 
 
 def _machine_marks() -> tuple[float, float | None, float]:
