@@ -32,9 +32,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,53 @@ class _Timed:
             setattr(cls, name, inner)
 
 
+class _StallSampler:
+    """What Tune's loop was doing in its long steps beyond our timed parts (benchmark only): while a step has run
+    over ``after`` seconds, the driver's main thread's stack is sampled every ``every`` seconds, and each function
+    on it counted once per sample (inclusive) and the innermost one apart (where the time was spent itself)."""
+
+    def __init__(self, lag: Any, after: float = 0.5, every: float = 0.02) -> None:  # noqa: ANN401 -- the Lag callback
+        self.inclusive: Counter[str] = Counter()
+        self.innermost: Counter[str] = Counter()
+        self.samples, self.every = 0, every
+        self._stop = threading.Event()
+        self._main = threading.main_thread().ident
+        self._thread = threading.Thread(target=self._run, args=(lag, after, every), daemon=True)
+        self._thread.start()
+
+    def _run(self, lag: Any, after: float, every: float) -> None:  # noqa: ANN401
+        while not self._stop.wait(every):
+            if lag.in_step and time.perf_counter() - lag.step_t0 > after:
+                frame = sys._current_frames().get(self._main)
+                if frame is None:
+                    continue
+                self.innermost[_where(frame)] += 1
+                seen = set()
+                while frame is not None:
+                    seen.add(_where(frame))
+                    frame = frame.f_back
+                self.inclusive.update(seen)
+                self.samples += 1
+
+    def stop(self) -> dict[str, Any]:
+        self._stop.set()
+        self._thread.join()
+        return dict(samples=self.samples, every_s=self.every, inclusive=dict(self.inclusive.most_common(40)),
+                    innermost=dict(self.innermost.most_common(15)))
+
+
+def _below_step(inclusive: dict[str, int], samples: int) -> list[tuple[str, int]]:
+    """The sampled functions that are not on every sample's stack (the benchmark's own frames and Tune's loop
+    down to ``step`` are), most often first."""
+    return sorted(((k, v) for k, v in inclusive.items() if v < samples), key=lambda kv: -kv[1])
+
+
+def _where(frame: Any) -> str:  # noqa: ANN401 -- a frame
+    path = frame.f_code.co_filename
+    short = "/".join(Path(path).parts[-2:]) if "site-packages" in path or str(ROOT) in path else Path(path).name
+    return f"{short}:{frame.f_code.co_name}"
+
+
 @contextlib.contextmanager
 def _mlflow_server(root: Path) -> Iterator[str]:
     """A real `mlflow server` on 127.0.0.1 (sqlite store), stopped by its process group at the end."""
@@ -249,6 +297,7 @@ def _lag_callback(trackers: list, timed: _Timed, background: bool):  # noqa: ANN
             self.results, self.queue, self.t0 = 0, [], time.time()
             self.steps: list[float] = []  # seconds of each step of Tune's event loop on the driver
             self.step_t0 = time.perf_counter()  # when the step under way began
+            self.in_step = False  # between on_step_begin and on_step_end (for _StallSampler)
             self.parts0: tuple[dict, dict] = ({}, {})  # the timed parts' seconds and calls when it began
             self.long: list[dict[str, Any]] = []  # steps over 0.5 s: when, how long, our timed parts in them
             self.marks: dict[int, tuple] = {}  # minute -> _machine_marks() as it began
@@ -264,10 +313,12 @@ def _lag_callback(trackers: list, timed: _Timed, background: bool):  # noqa: ANN
 
         def on_step_begin(self, iteration, trials, **info):  # noqa: ANN001
             self.step_t0 = time.perf_counter()
+            self.in_step = True
             self.parts0 = (dict(timed.seconds), dict(timed.calls))
 
         def on_step_end(self, iteration, trials, **info):  # noqa: ANN001
             # one step of Tune's loop: the driver takes a result (or another event) and runs every callback on it
+            self.in_step = False
             self.steps.append(time.perf_counter() - self.step_t0)
             minute = int((time.time() - self.t0) // 60)
             if minute not in self.marks:  # once a minute: not a file read on every step of the loop measured
@@ -340,12 +391,14 @@ def _sweep_on_cluster(work: Path, corpus: Path, uri: str, nodes: int, slots: int
     spec = _spec(work / "sweeps", trials, nodes * slots, epochs, str(corpus), uri,
                  [f"resources.gpu={1.0 / slots}", "resources.cpu=1", f"mlflow.background={str(background).lower()}"])
     lag = _lag_callback(trackers, timed, background)
+    stalls = _StallSampler(lag)
     try:
         cpu0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.time()
         summary = run_sweep(spec, address=cluster.address, verbose=0, trial_fn=sim_trial, extra_callbacks=(lag,))
         wall = time.time() - t0
         cpu1, end_marks = resource.getrusage(resource.RUSAGE_SELF), _machine_marks()
     finally:
+        stall_stacks = stalls.stop()
         timed.restore()
         ray.shutdown()
         cluster.shutdown()
@@ -365,7 +418,7 @@ def _sweep_on_cluster(work: Path, corpus: Path, uri: str, nodes: int, slots: int
         wait_split=_split(lag.split),
         driver_steps=dict(count=len(lag.steps), longest_s=max(lag.steps, default=0.0),
                           over_1s=sum(x > 1.0 for x in lag.steps)),
-        long_steps=sorted(lag.long, key=lambda x: -x["step_s"])[:12],
+        long_steps=sorted(lag.long, key=lambda x: -x["step_s"])[:12], long_step_stacks=stall_stacks,
         mlflow_writes=writes, mlflow_writes_per_s=writes / wall, mlflow_queue_max=max(d for _, d in lag.queue),
         driver_time={k: dict(seconds=v, calls=timed.calls[k], slowest_ms=1e3 * timed.slowest[k])
                      for k, v in timed.seconds.items()},
@@ -492,6 +545,15 @@ def render_sweep(r: dict[str, Any]) -> str:
             f"{k} {v['seconds']:.2f} ({v['calls']})" for k, v in sorted(x["parts"].items(),
                                                                     key=lambda kv: -kv[1]["seconds"])) or "none")
                   + " |" for x in r["long_steps"]]
+    if (stacks := r.get("long_step_stacks")) and stacks["samples"]:
+        lines += ["", f"Inside the steps over 0.5 s, the driver's main thread sampled every {stacks['every_s'] * 1e3:.0f} "
+                  f"ms ({stacks['samples']} samples): the functions found most often, below Tune's `step` (share of the "
+                  "samples; a function counts once per sample wherever it is on the stack):", "",
+                  "| function | samples |", "|---|---|"]
+        below = _below_step(stacks["inclusive"], stacks["samples"])
+        lines += [f"| `{k}` | {v} ({v / stacks['samples']:.0%}) |" for k, v in below[:10]]
+        lines += ["", "Innermost (where the sampled time was spent itself): " + ", ".join(
+            f"`{k}` {v} ({v / stacks['samples']:.0%})" for k, v in list(stacks["innermost"].items())[:5]) + "."]
     if r.get("wait_by_minute"):
         lines += ["", "When results waited (minutes into the sweep; CPU pressure: the share of the minute in which some "
                   "process on the machine waited for a core, from /proc/pressure/cpu; the driver's CPU: seconds it "

@@ -11,11 +11,52 @@ from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
+from ray.tune.logger import TBXLoggerCallback
 
 from tune.tracking import SweepTracker
 from tune.trials import COMPLETED, FAILED, STOPPED, asha_rung, status_of
 
 SHOWN = {COMPLETED: COMPLETED, STOPPED: "stopped by ASHA", FAILED: FAILED.upper()}  # on the console
+
+
+def tensorboard_logger(on: bool) -> TBXLoggerCallback:
+    """The TensorBoard logger a sweep's Tuner gets (``tensorboard:`` in the experiment). Ray adds its own to every
+    Tuner that has none, and on the driver it costs every result a flush of the trial's event file to disk (fsync)
+    on Tune's loop, and every trial two threads and a pipe. With 128 trials at once, their checkpoints on the same
+    disk, those flushes made steps of the loop of up to 6 s while results waited (docs/benchmarks.md, "Sweep at
+    scale"). Ray's JSON and CSV loggers (result.json, progress.csv: what the summary and the report read) are
+    still added by Ray."""
+    return QuietTensorBoard() if on else NoTensorBoard()
+
+
+class QuietTensorBoard(TBXLoggerCallback):
+    """Ray's TensorBoard logger without its flush after every result: each trial's writer thread writes the
+    events every 30 s, and the trial's end writes the rest."""
+
+    def log_trial_start(self, trial) -> None:  # noqa: ANN001 -- a ray.tune.experiment.Trial
+        super().log_trial_start(trial)
+        self._trial_writer[trial].flush = _later  # what Ray calls after each result; close() still flushes
+
+
+def _later() -> None:
+    """The writer's own thread flushes (every 30 s), and closing it at the trial's end."""
+
+
+class NoTensorBoard(TBXLoggerCallback):
+    """In the place of Ray's TensorBoard logger (``tensorboard: false``, the default): no event files, no
+    threads; Ray adds its own only where a Tuner has none of this type."""
+
+    def __init__(self) -> None:  # Ray's starts with an import of tensorboardX
+        pass
+
+    def log_trial_start(self, trial) -> None:  # noqa: ANN001
+        pass
+
+    def log_trial_result(self, iteration: int, trial, result: dict[str, Any]) -> None:  # noqa: ANN001
+        pass
+
+    def log_trial_end(self, trial, failed: bool = False) -> None:  # noqa: ANN001
+        pass
 
 
 class ProgressCallback(Callback):

@@ -222,6 +222,7 @@ class ExperimentSpec:
     baseline_first: bool = True
     max_failures: int = 2  # per trial: restarts from its last checkpoint after a worker dies
     reuse_workers: bool = True  # a slot's worker process runs its next trial (Ray's reuse_actors)
+    tensorboard: bool = False  # Ray's TensorBoard event files in each trial's folder (MLflow holds the curves)
     # [] = one objective, dev WER (the search, the scheduler and the winner); else dev WER and up to two costs,
     # whose Pareto front the summary, `slr sweep status` and `slr export --max-...` show (tune.pareto)
     objectives: list[ObjectiveSpec] = field(default_factory=list)
@@ -292,8 +293,9 @@ class ExperimentSpec:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d.pop("source")
-        if not d["objectives"]:  # a single-objective sweep's experiment.yaml is as before (--resume compares it)
-            d.pop("objectives")
+        for key in ("objectives", "tensorboard"):  # at their defaults, experiment.yaml is as before (--resume
+            if not d[key]:                             # compares it with a sweep's own)
+                d.pop(key)
         return d
 
 
@@ -368,7 +370,8 @@ def from_dict(raw: dict[str, Any], source: str = "") -> ExperimentSpec:
     _check(isinstance(config, dict), "config", config, "must be a mapping of config sections")
     spec = ExperimentSpec(name=raw["name"], config=config, space=space, source=source, objectives=objectives,
                           **{k: raw[k] for k in ("num_trials", "max_concurrent", "storage_path", "local_path",
-                                                 "baseline_first", "max_failures", "reuse_workers") if k in raw},
+                                                 "baseline_first", "max_failures", "reuse_workers", "tensorboard")
+                                                 if k in raw},
                           **built)
     return spec
 
@@ -411,7 +414,8 @@ def validate(spec: ExperimentSpec) -> None:
            "must be a whole number >= 0")
     _check(not spec.corpus.synth or spec.corpus.synth in PRESETS, "corpus.synth", spec.corpus.synth,
            f"unknown preset; one of {sorted(PRESETS)} (or leave it empty for an existing corpus)")
-    _check(isinstance(spec.reuse_workers, bool), "reuse_workers", spec.reuse_workers, "must be true or false")
+    for key in ("reuse_workers", "tensorboard"):
+        _check(isinstance(getattr(spec, key), bool), key, getattr(spec, key), "must be true or false")
     flat = base.flat()
     for key, param in spec.space.items():
         parent, _, leaf = key.rpartition(".")  # or an entry of a dict-valued key (model.encoder_dims.face)

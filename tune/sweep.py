@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from tune import rerank, savedstate, storage
-from tune.callbacks import MlflowCallback, ProgressCallback
+from tune.callbacks import MlflowCallback, ProgressCallback, tensorboard_logger
 from tune.experiment import ExperimentSpec, check_resources
 from tune.lock import DriverLock
 from tune.retention import CheckpointRetention
@@ -258,7 +258,7 @@ def _run_locked(spec: ExperimentSpec, resume: bool, address: str | None, verbose
                     "searcher": spec.searcher.algorithm, "scheduler": spec.scheduler.type,
                     **{f"space.{k}": json.dumps(v.__dict__) for k, v in spec.space.items()}}
     # Ray keeps every checkpoint; CheckpointRetention deletes one only once the saved state has moved past it
-    callbacks: list = [CheckpointRetention(spec.sweep_uri)]
+    callbacks: list = [CheckpointRetention(spec.sweep_uri), tensorboard_logger(spec.tensorboard)]
     if verbose == 0:
         callbacks.append(ProgressCallback(spec.num_trials))
     if spec.mlflow.enabled:
@@ -298,7 +298,7 @@ def _rerank(spec: ExperimentSpec, summary: dict[str, Any], trial_fn, base: dict[
     n = spec.rerank.top_k * spec.rerank.seeds
     print(f"re-ranking the {spec.rerank.top_k} best trials over {spec.rerank.seeds} new training seeds each "
           f"({n} runs) ...", flush=True)
-    callbacks: list = [CheckpointRetention(rerank.stage_uri(spec))]
+    callbacks: list = [CheckpointRetention(rerank.stage_uri(spec)), tensorboard_logger(spec.tensorboard)]
     if verbose == 0:
         callbacks.append(ProgressCallback(n))
     if spec.mlflow.enabled:

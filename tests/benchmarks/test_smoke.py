@@ -303,6 +303,28 @@ def test_sweep_scale_measures_the_searcher_and_a_simulated_cluster(tiny_corpus, 
     assert OptunaSearcher.suggest.__name__ == "suggest"  # the benchmark's timers are gone again
 
 
+def test_sweep_scale_samples_what_the_loop_does_in_a_long_step_and_nothing_in_a_short_one():
+    import time
+    from types import SimpleNamespace
+
+    from benchmarks import sweep_scale
+
+    def inside_a_long_step() -> None:
+        time.sleep(0.3)
+    lag = SimpleNamespace(in_step=True, step_t0=time.perf_counter() - 1.0)  # a step under way for 1 s
+    sampler = sweep_scale._StallSampler(lag, after=0.5, every=0.01)
+    inside_a_long_step()
+    lag.in_step = False
+    time.sleep(0.1)  # between steps: not sampled
+    out = sampler.stop()
+    mine = "benchmarks/test_smoke.py:inside_a_long_step"
+    assert out["samples"] >= 10 and out["inclusive"][mine] == out["innermost"][mine] >= out["samples"] - 2
+    lag = SimpleNamespace(in_step=True, step_t0=time.perf_counter())  # a step that has just begun
+    sampler = sweep_scale._StallSampler(lag, after=0.5, every=0.01)
+    time.sleep(0.2)
+    assert sampler.stop()["samples"] == 0
+
+
 def test_rerank(tmp_path):
     from benchmarks import rerank
     doc = tmp_path / "b.md"

@@ -60,6 +60,7 @@ def test_the_fast_recipe_draws_only_students_far_cheaper_than_the_baseline():
     (dict(space={"model.num_blocks": {"type": "int", "low": "one", "high": 3}}), "space.model.num_blocks.low"),
     (dict(num_trials=0), "num_trials"),
     (dict(reuse_workers="yes"), "reuse_workers"),
+    (dict(tensorboard=1), "tensorboard"),
     (dict(resources={"cpu": 1, "gpu": 0.3}), "resources.gpu"),
     (dict(scheduler={"type": "hyperband"}), "scheduler.type"),
     (dict(scheduler={"max_epochs": 10}), "scheduler.max_epochs"),
@@ -164,6 +165,14 @@ def test_config_error_survives_pickling():
     back = pickle.loads(pickle.dumps(err))
     assert (back.key, back.value, back.rule, back.source, str(back)) == (err.key, err.value, err.rule, err.source,
                                                                          str(err))
+
+
+def test_tensorboard_is_off_by_default_and_an_old_sweeps_experiment_yaml_is_unchanged():
+    """Off by default (tune.callbacks.tensorboard_logger); at its default the key is left out of experiment.yaml, so
+    that a sweep started before the key existed resumes (--resume compares the two)."""
+    assert from_dict(_raw()).tensorboard is False and "tensorboard" not in from_dict(_raw()).to_dict()
+    on = from_dict(_raw(tensorboard=True))
+    assert on.tensorboard is True and from_dict(on.to_dict()).tensorboard is True
 
 
 # -- objectives (multi-objective sweeps) ----------------------------------------------------------------------

@@ -159,6 +159,16 @@ def test_seed_baseline_is_the_first_trial(finished_sweep):
     assert first.user_attrs.get("baseline") is True
 
 
+def test_trial_folders_have_rays_result_logs_and_no_tensorboard_files_by_default(finished_sweep):
+    """tensorboard: false (the default): no event files, and none of their flushes on the driver's loop
+    (tune.callbacks.tensorboard_logger); the logs the summary and the report read are there."""
+    _, summary = finished_sweep
+    for trial in summary["trials"]:
+        folder = Path(trial["path"])
+        assert (folder / "result.json").exists() and (folder / "progress.csv").exists()
+        assert not list(folder.glob("events.out.tfevents*")), folder
+
+
 def test_best_trial_is_chosen_by_its_best_epoch(finished_sweep):
     _, summary = finished_sweep
     best = min((t for t in summary["trials"] if not math.isnan(t["best_dev_wer"])), key=lambda t: t["best_dev_wer"])
