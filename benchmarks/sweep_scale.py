@@ -21,6 +21,7 @@ Two measurements (docs/benchmarks.md, "Sweep at scale"):
 from __future__ import annotations
 
 import argparse
+import bisect
 import contextlib
 import json
 import math
@@ -301,6 +302,8 @@ def _lag_callback(trackers: list, timed: _Timed, background: bool):  # noqa: ANN
             self.parts0: tuple[dict, dict] = ({}, {})  # the timed parts' seconds and calls when it began
             self.long: list[dict[str, Any]] = []  # steps over 0.5 s: when, how long, our timed parts in them
             self.marks: dict[int, tuple] = {}  # minute -> _machine_marks() as it began
+            self.step_ends: list[float] = []  # seconds into the sweep at which each step of the loop ended
+            self.long_waits: list[dict[str, float]] = []  # each wait over 1 s: what the driver did meanwhile
 
         def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
             if "report_time" in result:
@@ -309,6 +312,12 @@ def _lag_callback(trackers: list, timed: _Timed, background: bool):  # noqa: ANN
                 self.when.append(now - self.t0)
                 if "queued_time" in result:  # (in the worker, from the worker's queue to here)
                     self.split.append((result["queued_time"] - result["report_time"], now - result["queued_time"]))
+                if self.lags[-1] > 1.0:  # while it waited, how many results and steps the driver took before it
+                    since = result.get("queued_time", result["report_time"]) - self.t0
+                    self.long_waits.append(dict(
+                        at_s=self.when[-1], wait_s=self.lags[-1],
+                        results_before=len(self.when) - 1 - bisect.bisect_left(self.when, since),
+                        steps_meanwhile=len(self.step_ends) - bisect.bisect_left(self.step_ends, since)))
             self.results += 1
 
         def on_step_begin(self, iteration, trials, **info):  # noqa: ANN001
@@ -320,6 +329,7 @@ def _lag_callback(trackers: list, timed: _Timed, background: bool):  # noqa: ANN
             # one step of Tune's loop: the driver takes a result (or another event) and runs every callback on it
             self.in_step = False
             self.steps.append(time.perf_counter() - self.step_t0)
+            self.step_ends.append(time.time() - self.t0)
             minute = int((time.time() - self.t0) // 60)
             if minute not in self.marks:  # once a minute: not a file read on every step of the loop measured
                 self.marks[minute] = _machine_marks()
@@ -419,6 +429,7 @@ def _sweep_on_cluster(work: Path, corpus: Path, uri: str, nodes: int, slots: int
         driver_steps=dict(count=len(lag.steps), longest_s=max(lag.steps, default=0.0),
                           over_1s=sum(x > 1.0 for x in lag.steps)),
         long_steps=sorted(lag.long, key=lambda x: -x["step_s"])[:12], long_step_stacks=stall_stacks,
+        long_waits=lag.long_waits,
         mlflow_writes=writes, mlflow_writes_per_s=writes / wall, mlflow_queue_max=max(d for _, d in lag.queue),
         driver_time={k: dict(seconds=v, calls=timed.calls[k], slowest_ms=1e3 * timed.slowest[k])
                      for k, v in timed.seconds.items()},

@@ -10,7 +10,7 @@ import pytest
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from tune.experiment import from_dict
-from tune.search import OptunaSearcher, make_scheduler
+from tune.search import OptunaSearcher, SearcherCache, make_scheduler
 from tune.trials import TIE_BREAK, with_rank_metric
 
 
@@ -657,3 +657,52 @@ def test_parameter_importance_of_a_multi_objective_sweep_is_for_dev_wer(tmp_path
                                              cost_params=1000.0 * (k + 1)))
     imp = importance(spec)
     assert isinstance(imp, dict) and set(imp) == {"train.learning_rate", "model.hidden_dim"}, imp
+
+
+def test_the_searchers_cache_reads_what_optuna_reads_and_only_the_trials_that_changed(tmp_path):
+    """SearcherCache against a fresh read by Optuna's own cache, through asks, reports, a waiting trial, and another
+    writer (the scheduler's restore tells trials through its own study object); and how many trials each read of
+    the study takes from the database in full."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    cache = SearcherCache(optuna.storages.RDBStorage(url))
+    study = optuna.create_study(study_name="s", storage=cache)
+    other = optuna.load_study(study_name="s", storage=url)  # another writer
+    read_in_full: list[int] = []
+    real = cache._backend._get_trials
+
+    def spy(*a, **kw):  # noqa: ANN002, ANN003, ANN202
+        trials = real(*a, **kw)
+        read_in_full.append(len(trials))
+        return trials
+    cache._backend._get_trials = spy
+
+    def read() -> list[tuple]:
+        seen = [(t.number, t.state, t.params, t.values, t.intermediate_values, t.user_attrs)
+                for t in study._get_trials(deepcopy=False, use_cache=False)]
+        assert seen == [(t.number, t.state, t.params, t.values, t.intermediate_values, t.user_attrs)
+                        for t in optuna.load_study(study_name="s", storage=url).get_trials(deepcopy=False)]
+        return seen
+
+    x = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    study.enqueue_trial({"x": 0.5})
+    asked = [study.ask(x) for _ in range(4)]  # the first takes the waiting trial
+    assert [t.params for t in asked][0] == {"x": 0.5}
+    read()
+    read_in_full.clear()
+    assert len(read()) == 4 and read_in_full == [0]  # nothing changed: no trial read in full
+
+    asked[1].report(0.3, step=1)
+    asked[3].set_user_attr("best", 0.3)
+    read_in_full.clear()
+    read()
+    assert read_in_full == [2]  # the two written
+
+    other.tell(asked[2].number, state=optuna.trial.TrialState.PRUNED)  # a state changed by another writer
+    other.enqueue_trial({"x": 0.1})  # a new trial from another writer
+    read_in_full.clear()
+    trials = read()
+    assert read_in_full == [2] and trials[2][1] == optuna.trial.TrialState.PRUNED
+    assert trials[4][1] == optuna.trial.TrialState.WAITING
+    study.tell(asked[0], 0.2)
+    study.ask(x)  # takes the waiting trial (Optuna's ask reads the study too, between its writes)
+    assert [t[1].name for t in read()] == ["COMPLETE", "RUNNING", "PRUNED", "RUNNING", "RUNNING"]
