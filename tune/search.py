@@ -261,6 +261,17 @@ class SearcherCache(_CachedStorage):
         super().set_trial_system_attr(trial_id, key, value)
         self._wrote(trial_id)
 
+    def write_result(self, trial_id: int, intermediate: tuple[int, float] | None, user_attrs: dict[str, Any]) -> None:
+        """One result's writes to a trial, an intermediate value (step, value) and user attributes, in one
+        transaction (what ``set_trial_intermediate_value`` and ``set_trial_user_attr`` write, one commit each)."""
+        backend, attr = self._backend, rdb_models.TrialUserAttributeModel
+        with _create_scoped_session(backend.scoped_session, True) as session:
+            if intermediate is not None:
+                backend._set_trial_intermediate_value_without_commit(session, trial_id, *intermediate)
+            for key, value in user_attrs.items():
+                backend._set_trial_attr_without_commit(session, attr, trial_id, key, value)
+        self._wrote(trial_id)
+
     def _wrote(self, trial_id: int) -> None:
         with self._lock:
             self._written.add(trial_id)
@@ -598,24 +609,27 @@ class OptunaSearcher(Searcher):
             stored.finished = True
 
     def _store(self, tid: int, stored: _Stored, step: int, value: float, result: dict[str, Any]) -> None:
-        """Writes what the study lacks of one result (``stored`` says what it holds), and keeps ``stored`` in step."""
-        storage = self.study._storage
+        """Writes what the study lacks of one result (``stored`` says what it holds) in one transaction, and keeps
+        ``stored`` in step."""
+        intermediate, attrs = None, {}
         if str(step) not in stored.values:  # a resumed trial re-reports
             if self.spec.objectives:  # Trial.report is refused in a multi-objective study
-                storage.set_trial_user_attr(tid, INTERMEDIATE, {**stored.values, str(step): value})
+                attrs[INTERMEDIATE] = {**stored.values, str(step): value}
             else:  # what Trial.report stores, without building a Trial (a second read and the sampler's hook)
-                storage.set_trial_intermediate_value(tid, step, value)
-            stored.values[str(step)] = value
+                intermediate = (step, value)
         for key, cost in result.items():  # a multi-objective sweep's costs: the summary's record if Ray's files lag
             if key.startswith(COST_PREFIX) and key not in stored.attrs:
-                storage.set_trial_user_attr(tid, key, float(cost))
-                stored.attrs[key] = float(cost)
+                attrs[key] = float(cost)
         best = result.get("best_dev_wer")
         if best is not None and math.isfinite(best) and best != stored.attrs.get("best_dev_wer"):
-            storage.set_trial_user_attr(tid, "best_dev_wer", float(best))  # for `slr sweep status`
+            attrs["best_dev_wer"] = float(best)  # for `slr sweep status`
             # the epoch it was reached (this one, when it changed): the summary's record if Ray's files lag
-            storage.set_trial_user_attr(tid, "best_epoch", int(result.get("best_epoch") or step))
-            stored.attrs["best_dev_wer"] = float(best)
+            attrs["best_epoch"] = int(result.get("best_epoch") or step)
+        if intermediate is None and not attrs:
+            return
+        self.study._storage.write_result(tid, intermediate, attrs)
+        stored.values.setdefault(str(step), value)
+        stored.attrs.update({k: v for k, v in attrs.items() if k != INTERMEDIATE})
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         if result:  # the result a scheduler stopped the trial on reaches only this hook

@@ -98,6 +98,25 @@ def test_a_result_costs_writes_only_after_the_first_read_and_a_restored_searcher
     assert trial.user_attrs["best_dev_wer"] == 0.5 and trial.user_attrs["best_epoch"] == 5
 
 
+def test_a_results_writes_are_one_commit(tmp_path):
+    """An epoch's intermediate value and its new best (value and epoch) go into the study in one transaction, not
+    one commit each; a re-reported epoch with nothing new commits nothing."""
+    import sqlalchemy
+    searcher = OptunaSearcher(_spec(tmp_path))
+    searcher.suggest("a")
+    _report(searcher, "a", 1, 9.0, 0.8, 0.8)  # (the first result also reads the trial once)
+    commits: list[int] = []
+    sqlalchemy.event.listen(searcher.study._storage._backend.engine, "commit", lambda conn: commits.append(1))
+    _report(searcher, "a", 2, 8.0, 0.9, 0.8)  # no new best: the value alone
+    _report(searcher, "a", 3, 7.0, 0.5, 0.5)  # the value, the best and its epoch
+    assert len(commits) == 2
+    _report(searcher, "a", 3, 7.0, 0.5, 0.5)  # as a resumed trial re-reports its last epoch
+    assert len(commits) == 2
+    trial = optuna.load_study(study_name="s", storage=searcher.storage).trials[0]
+    assert trial.intermediate_values == pytest.approx({1: 9.0, 2: 8.0, 3: 7.0})
+    assert (trial.user_attrs["best_dev_wer"], trial.user_attrs["best_epoch"]) == (0.5, 3)
+
+
 def test_a_trial_told_since_the_searcher_read_it_is_left_as_it_was_told(tmp_path):
     # e.g. ASHA's lost decision taken again on restore (ResumableASHA.rebuild tells PRUNED): the record the
     # searcher holds says RUNNING, the study says PRUNED; the study wins and nothing raises
