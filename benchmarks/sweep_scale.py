@@ -565,6 +565,14 @@ def render_sweep(r: dict[str, Any]) -> str:
         lines += [f"| `{k}` | {v} ({v / stacks['samples']:.0%}) |" for k, v in below[:10]]
         lines += ["", "Innermost (where the sampled time was spent itself): " + ", ".join(
             f"`{k}` {v} ({v / stacks['samples']:.0%})" for k, v in list(stacks["innermost"].items())[:5]) + "."]
+    if "long_waits" in r:
+        lines += ["", "Each result that waited over 1 s, and what the driver did while it waited (results it handled "
+                  "before it, steps of its loop):" if r["long_waits"] else "No result waited over 1 s."]
+        if r["long_waits"]:
+            lines += ["", "| seconds into the sweep | wait (s) | results before it | steps meanwhile |",
+                      "|---|---|---|---|"]
+            lines += [f"| {x['at_s']:.0f} | {x['wait_s']:.2f} | {x['results_before']} | {x['steps_meanwhile']} |"
+                      for x in sorted(r["long_waits"], key=lambda x: -x["wait_s"])[:12]]
     if r.get("wait_by_minute"):
         lines += ["", "When results waited (minutes into the sweep; CPU pressure: the share of the minute in which some "
                   "process on the machine waited for a core, from /proc/pressure/cpu; the driver's CPU: seconds it "

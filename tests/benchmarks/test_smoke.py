@@ -299,6 +299,8 @@ def test_sweep_scale_measures_the_searcher_and_a_simulated_cluster(tiny_corpus, 
     assert 0 <= split["driver"]["median"] <= split["driver"]["max"] <= r["result_wait_s"]["max"] + 1e-6
     assert "from the worker's queue to the driver's callbacks" in _section(doc, "sweep_scale")
     assert all(x["step_s"] > 0.5 and set(x["parts"]) <= set(r["driver_time"]) for x in r["long_steps"])
+    assert len(r["long_waits"]) == r["results_waiting_over_1s"]
+    assert all(x["results_before"] >= 0 and x["steps_meanwhile"] >= 0 for x in r["long_waits"])
     from tune.search import OptunaSearcher
     assert OptunaSearcher.suggest.__name__ == "suggest"  # the benchmark's timers are gone again
 
