@@ -35,14 +35,20 @@ def _index(path: str) -> int:
     return int(path.rstrip("/").rsplit("_", 1)[-1])
 
 
-def saved_latest(experiment_path: str, trial_ids: set[str]) -> dict[str, str]:
-    """trial id -> the checkpoint path the newest experiment state on storage would restore it from."""
+def _newest_state(experiment_path: str) -> tuple[Any, str | None]:
+    """(the storage's filesystem, the newest experiment state file on it, None before Ray's first save)."""
     from ray.train._internal.storage import get_fs_and_path
     from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
-    from ray.tune.utils.serialization import _loads_with_cloudpickle
 
     fs, _ = get_fs_and_path(experiment_path)
-    newest = _find_newest_experiment_checkpoint(experiment_path)
+    return fs, _find_newest_experiment_checkpoint(experiment_path)
+
+
+def saved_latest(experiment_path: str, trial_ids: set[str]) -> dict[str, str]:
+    """trial id -> the checkpoint path the newest experiment state on storage would restore it from."""
+    from ray.tune.utils.serialization import _loads_with_cloudpickle
+
+    fs, newest = _newest_state(experiment_path)
     if newest is None:
         return {}
     with fs.open_input_stream(newest) as f:
@@ -63,11 +69,7 @@ def saved_latest(experiment_path: str, trial_ids: set[str]) -> dict[str, str]:
 def saved_stamp(experiment_path: str) -> tuple[str, int, int] | None:
     """(file, modification time, size) of the newest experiment state on storage, None before the first save:
     a listing and a stat, what tells a new save from the one read last."""
-    from ray.train._internal.storage import get_fs_and_path
-    from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
-
-    fs, _ = get_fs_and_path(experiment_path)
-    newest = _find_newest_experiment_checkpoint(experiment_path)
+    fs, newest = _newest_state(experiment_path)
     if newest is None:
         return None
     info = fs.get_file_info(newest)

@@ -279,7 +279,8 @@ class SearcherCache(_CachedStorage):
     def _read_trials_from_remote_storage(self, study_id: int) -> None:
         with self._lock:
             study = self._studies.setdefault(study_id, _StudyInfo())
-            cached = {t._trial_id: t.state for t in study.trials.values() if t._trial_id in study.unfinished_trial_ids}
+            cached = {i: study.trials[self._trial_id_to_study_id_and_number[i][1]].state
+                      for i in study.unfinished_trial_ids}  # as last read or written: trial id -> its state
             now = self._states(cached)
             stale = {i for i, state in cached.items() if now.get(i) != state} | (self._written & cached.keys())
             self._written.clear()

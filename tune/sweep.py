@@ -257,10 +257,7 @@ def _run_locked(spec: ExperimentSpec, resume: bool, address: str | None, verbose
     sweep_params = {"sweep": spec.name, "corpus": str(spec.corpus_dir), "num_trials": spec.num_trials,
                     "searcher": spec.searcher.algorithm, "scheduler": spec.scheduler.type,
                     **{f"space.{k}": json.dumps(v.__dict__) for k, v in spec.space.items()}}
-    # Ray keeps every checkpoint; CheckpointRetention deletes one only once the saved state has moved past it
-    callbacks: list = [CheckpointRetention(spec.sweep_uri), tensorboard_logger(spec.tensorboard)]
-    if verbose == 0:
-        callbacks.append(ProgressCallback(spec.num_trials))
+    callbacks = _stage_callbacks(spec, spec.sweep_uri, spec.num_trials, verbose)
     if spec.mlflow.enabled:
         callbacks.append(MlflowCallback(_tracker(spec, background=spec.mlflow.background), sweep_params, _ParamsOf(base, max_t),
                                         spec.scheduler.grace_period, spec.scheduler.reduction_factor, max_t,
@@ -292,15 +289,23 @@ def _run_locked(spec: ExperimentSpec, resume: bool, address: str | None, verbose
     return write(spec, summary, curves, tracker)
 
 
+def _stage_callbacks(spec: ExperimentSpec, uri: str, runs: int, verbose: int) -> list:
+    """The callbacks every Tuner of a sweep (the search, the re-rank stage) starts with: checkpoint retention (Ray
+    keeps every checkpoint; CheckpointRetention deletes one only once the saved state has moved past it), the
+    TensorBoard logger the experiment asks for, and the console's progress over ``runs`` unless Ray prints its own."""
+    callbacks: list = [CheckpointRetention(uri), tensorboard_logger(spec.tensorboard)]
+    if verbose == 0:
+        callbacks.append(ProgressCallback(runs))
+    return callbacks
+
+
 def _rerank(spec: ExperimentSpec, summary: dict[str, Any], trial_fn, base: dict[str, Any],  # noqa: ANN001, ANN202
             sweep_params: dict[str, Any], verbose: int, extra_callbacks: tuple):
     """The re-ranking stage (tune.rerank) with the sweep's callbacks: checkpoint retention, progress, MLflow."""
     n = spec.rerank.top_k * spec.rerank.seeds
     print(f"re-ranking the {spec.rerank.top_k} best trials over {spec.rerank.seeds} new training seeds each "
           f"({n} runs) ...", flush=True)
-    callbacks: list = [CheckpointRetention(rerank.stage_uri(spec)), tensorboard_logger(spec.tensorboard)]
-    if verbose == 0:
-        callbacks.append(ProgressCallback(n))
+    callbacks = _stage_callbacks(spec, rerank.stage_uri(spec), n, verbose)
     if spec.mlflow.enabled:
         callbacks.append(MlflowCallback(_tracker(spec, background=spec.mlflow.background), sweep_params,
                                         _ParamsOf(base, spec.max_epochs, key="run"), spec.max_epochs, 2,
